@@ -1,0 +1,889 @@
+//! [`Connection`]: one HTTP/1.x connection, either role, without IO.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName};
+use http::{request, response, Method, StatusCode, Version};
+
+use crate::config::Config;
+use crate::decode::{Decoded, Decoder};
+use crate::encode::Encoder;
+use crate::error::{Error, ErrorKind};
+use crate::event::Event;
+use crate::fields::{self, ConnectionTokens, KeepAliveParams};
+use crate::framing::{body_framing, BodySize, Framing, Message};
+use crate::head::parse::{check_incomplete_head, find_head_end, parse_request, parse_response};
+use crate::head::write;
+use crate::persist;
+use crate::role::Role;
+use crate::state::{After, Exchange, MethodClass, Recv, Send};
+use crate::write_buf::WriteBuf;
+
+/// One HTTP/1.x connection in either role: bytes in, events out; calls in,
+/// bytes out. See the [crate docs](crate) for the call order.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    /// Received bytes not yet turned into events.
+    buf: BytesMut,
+    /// The peer's EOF was fed in.
+    eof: bool,
+    recv: Recv,
+    send: Send,
+    /// Request/response pairs in flight, oldest first.
+    exchanges: VecDeque<Exchange>,
+    /// Whether the connection may carry another exchange after the current ones.
+    keep_alive: bool,
+    /// Requests started on this connection (server: received; client: sent).
+    started: u32,
+    /// Client: the `Keep-Alive` parameters of the last response.
+    peer_keep_alive: KeepAliveParams,
+}
+
+impl Connection {
+    /// A new connection playing `role`, bounded by `config`.
+    pub fn new(role: Role, config: Arc<Config>) -> Self {
+        let keep_alive = config.keep_alive.enabled;
+        Connection {
+            role,
+            config,
+            buf: BytesMut::new(),
+            eof: false,
+            recv: Recv::Head { scanned: 0 },
+            send: Send::Head,
+            exchanges: VecDeque::new(),
+            keep_alive,
+            started: 0,
+            peer_keep_alive: KeepAliveParams::default(),
+        }
+    }
+
+    /// The role this side plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    // ----- receiving ---------------------------------------------------------
+
+    /// Feeds received bytes (split anywhere).
+    pub fn receive(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The receive buffer, for a driver that reads straight into it (reserve
+    /// space, read into the spare capacity). Equivalent to [`Connection::receive`]
+    /// without the copy.
+    pub fn recv_buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Received bytes not yet turned into events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Feeds the peer's EOF (it closed its sending side).
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether the peer's EOF was fed in.
+    pub fn saw_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// The next event from the received bytes. Call until it returns
+    /// [`Event::NeedData`] (feed more), [`Event::Paused`] (act first) or
+    /// [`Event::Closed`].
+    ///
+    /// A remote error is sticky: every later call returns it again. A server
+    /// answers it with [`Error::status`] (via [`Connection::send_response`], which
+    /// stays possible when no response has started) and closes.
+    pub fn next_event(&mut self) -> Result<Event, Error> {
+        match &mut self.recv {
+            Recv::Failed(e) => Err(e.clone()),
+            Recv::Closed => Ok(Event::Closed),
+            Recv::Switched => Ok(Event::Paused),
+            Recv::Done => {
+                self.buf.clear();
+                Ok(Event::Paused)
+            }
+            Recv::Head { .. } => self.read_head(),
+            Recv::Body { decoder, then } => {
+                let then = *then;
+                match decoder.decode(&mut self.buf, self.eof, &self.config) {
+                    Ok(Decoded::Data(data)) => Ok(Event::Data(data)),
+                    Ok(Decoded::NeedData) => Ok(Event::NeedData),
+                    Ok(Decoded::End(trailers)) => {
+                        self.received_message_end(then);
+                        Ok(Event::End { trailers })
+                    }
+                    Err(e) => Err(self.fail_recv(e)),
+                }
+            }
+        }
+    }
+
+    fn read_head(&mut self) -> Result<Event, Error> {
+        if self.role == Role::Server {
+            if !self.keep_alive {
+                // A close was decided: no further request is read.
+                self.recv = Recv::Done;
+                self.buf.clear();
+                return Ok(Event::Paused);
+            }
+            if self.exchanges.len() >= self.config.max_pipelined.max(1)
+                || self.exchanges.back().is_some_and(Exchange::may_switch)
+            {
+                return Ok(Event::Paused);
+            }
+        }
+        // Empty lines before a message are ignored (RFC 9112 §2.2).
+        while self.buf.starts_with(b"\r\n") {
+            self.buf.advance(2);
+            self.recv = Recv::Head { scanned: 0 };
+        }
+        if self.buf.is_empty() {
+            if self.eof {
+                self.recv = Recv::Closed;
+                return Ok(Event::Closed);
+            }
+            return Ok(Event::NeedData);
+        }
+        if self.role == Role::Client && self.exchanges.is_empty() {
+            return Err(self.fail_recv(Error::remote(ErrorKind::UnexpectedData)));
+        }
+        let Recv::Head { scanned } = &mut self.recv else {
+            unreachable!("read_head outside Recv::Head")
+        };
+        match find_head_end(&self.buf, scanned) {
+            Err(kind) => Err(self.fail_recv(Error::remote(kind))),
+            Ok(None) => {
+                let is_request = self.role == Role::Server;
+                if let Err(e) = check_incomplete_head(&self.buf, is_request, &self.config) {
+                    return Err(self.fail_recv(e));
+                }
+                if self.eof {
+                    let e = Error::remote(ErrorKind::Truncated {
+                        expected: None,
+                        received: 0,
+                    });
+                    return Err(self.fail_recv(e));
+                }
+                Ok(Event::NeedData)
+            }
+            Ok(Some(end)) => {
+                let head = self.buf.split_to(end).freeze();
+                self.recv = Recv::Head { scanned: 0 };
+                let event = match self.role {
+                    Role::Server => self.request_head(&head),
+                    Role::Client => self.response_head(&head),
+                };
+                event.map_err(|e| self.fail_recv(e))
+            }
+        }
+    }
+
+    /// Server: a request head arrived.
+    fn request_head(&mut self, head: &Bytes) -> Result<Event, Error> {
+        let req = parse_request(head, &self.config)?;
+        let framing = body_framing(Message::Request, req.version(), req.headers())?;
+        self.check_declared_length(framing)?;
+        let tokens = ConnectionTokens::of(req.headers());
+        self.started = self.started.saturating_add(1);
+        let limit_reached = self
+            .config
+            .keep_alive
+            .max_requests
+            .is_some_and(|max| self.started >= max);
+        let close = !self.keep_alive
+            || limit_reached
+            || !persist::message_keeps_alive(req.version(), tokens);
+        if close {
+            self.keep_alive = false;
+        }
+        self.exchanges.push_back(Exchange {
+            method: MethodClass::of(req.method()),
+            version: req.version(),
+            close,
+            upgrade: tokens.upgrade && req.headers().contains_key(header::UPGRADE),
+            continue_pending: req.version() == Version::HTTP_11 && expects_continue(req.headers()),
+            request_done: false,
+        });
+        self.recv = Recv::Body {
+            decoder: Decoder::new(framing),
+            then: if close { After::Close } else { After::Next },
+        };
+        Ok(Event::Request {
+            head: req,
+            body: framing,
+        })
+    }
+
+    /// Client: a response head arrived for the oldest request in flight.
+    fn response_head(&mut self, head: &Bytes) -> Result<Event, Error> {
+        let res = parse_response(head, &self.config)?;
+        let exchange = *self.exchanges.front().expect("checked by read_head");
+        let status = res.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS && !exchange.upgrade {
+            return Err(Error::remote(ErrorKind::BadStatus));
+        }
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Event::Informational(res));
+        }
+        let framing = body_framing(
+            Message::Response {
+                request_method: exchange.method.method(),
+                status,
+            },
+            res.version(),
+            res.headers(),
+        )?;
+        self.check_declared_length(framing)?;
+        let switch = status == StatusCode::SWITCHING_PROTOCOLS
+            || (exchange.method == MethodClass::Connect && status.is_success());
+        let tokens = ConnectionTokens::of(res.headers());
+        let keep = persist::response_keeps_alive(res.version(), tokens, framing);
+        self.peer_keep_alive = KeepAliveParams::of(res.headers());
+        if !keep || switch {
+            self.keep_alive = false;
+        }
+        let then = if switch {
+            After::Switch
+        } else if !keep || exchange.close {
+            After::Close
+        } else {
+            After::Next
+        };
+        self.recv = Recv::Body {
+            decoder: Decoder::new(framing),
+            then,
+        };
+        Ok(Event::Response {
+            head: res,
+            body: framing,
+        })
+    }
+
+    /// A declared length beyond the body limit is refused before any of it is read.
+    fn check_declared_length(&self, framing: Framing) -> Result<(), Error> {
+        match (framing, self.config.max_body_bytes) {
+            (Framing::Length(n), Some(limit)) if n > limit => {
+                Err(Error::remote(ErrorKind::BodyTooLarge { limit }))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn received_message_end(&mut self, then: After) {
+        match self.role {
+            Role::Server => {
+                if let Some(x) = self.exchanges.back_mut() {
+                    x.request_done = true;
+                    x.continue_pending = false;
+                }
+                self.recv = if then == After::Close || !self.keep_alive {
+                    Recv::Done
+                } else {
+                    Recv::Head { scanned: 0 }
+                };
+            }
+            Role::Client => {
+                self.exchanges.pop_front();
+                self.recv = match then {
+                    After::Next => Recv::Head { scanned: 0 },
+                    After::Close => Recv::Done,
+                    After::Switch => {
+                        self.send = Send::Switched;
+                        Recv::Switched
+                    }
+                };
+            }
+        }
+    }
+
+    /// Records a receive-side error: sticky, and the connection will close. A
+    /// server whose request could not even be parsed gets an exchange to answer
+    /// the error on.
+    fn fail_recv(&mut self, e: Error) -> Error {
+        self.keep_alive = false;
+        if self.role == Role::Server && matches!(self.recv, Recv::Head { .. }) {
+            self.exchanges.push_back(Exchange {
+                method: MethodClass::Other,
+                version: Version::HTTP_11,
+                close: true,
+                upgrade: false,
+                continue_pending: false,
+                request_done: true,
+            });
+        }
+        self.recv = Recv::Failed(e.clone());
+        e
+    }
+
+    // ----- sending -----------------------------------------------------------
+
+    fn check_send_head(&self, call: &'static str) -> Result<(), Error> {
+        match self.send {
+            Send::Head => Ok(()),
+            Send::Body { .. } => Err(Error::local(ErrorKind::IllegalCall(call))),
+            Send::Done | Send::Switched | Send::Failed => Err(Error::local(
+                ErrorKind::IllegalCall("the connection is closing"),
+            )),
+        }
+    }
+
+    /// Client: writes a request head into `out` and returns the framing its body
+    /// must follow (stream it with [`Connection::send_data`], then
+    /// [`Connection::send_end`]).
+    ///
+    /// drainpipe owns the framing and persistence fields: the caller's
+    /// `Content-Length` is checked against `body`, `Transfer-Encoding`,
+    /// `Keep-Alive` and `Connection` are replaced by what the connection decides
+    /// (a caller's `Connection: close` is honoured, `upgrade` kept). `Host` comes
+    /// from the URI's authority when absent. The target is sent in origin-form
+    /// (authority-form for CONNECT).
+    pub fn send_request(
+        &mut self,
+        head: &request::Parts,
+        body: BodySize,
+        out: &mut WriteBuf,
+    ) -> Result<Framing, Error> {
+        if self.role != Role::Client {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "send_request on a server connection",
+            )));
+        }
+        self.check_send_head("a request head while a request body is being sent")?;
+        let version = head.version;
+        if version != Version::HTTP_11 && version != Version::HTTP_10 {
+            return Err(Error::local(ErrorKind::Unsendable(
+                "HTTP version other than 1.0 and 1.1",
+            )));
+        }
+        let is_connect = head.method == Method::CONNECT;
+        let target: &str = if is_connect {
+            head.uri.authority().map(|a| a.as_str()).unwrap_or("")
+        } else {
+            head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        };
+        if target.is_empty() {
+            return Err(Error::local(ErrorKind::Unsendable(
+                "CONNECT without an authority",
+            )));
+        }
+
+        let mark = out.tail_len();
+        let tail = out.tail_mut();
+        write::request_line(&head.method, target.as_bytes(), version, tail);
+        let fields = write_caller_fields(&head.headers, tail);
+        let result = (|| {
+            let fields = fields?;
+            if !fields.has_host {
+                match head.uri.authority() {
+                    Some(authority) => {
+                        let host = authority.as_str().rsplit('@').next().unwrap_or("");
+                        write::field(b"host", host.as_bytes(), tail);
+                    }
+                    None if version == Version::HTTP_11 => {
+                        return Err(Error::local(ErrorKind::Unsendable(
+                            "no Host field and no authority in the URI",
+                        )))
+                    }
+                    None => {}
+                }
+            }
+            let framing = match (fields.content_length, body) {
+                (Some(declared), BodySize::Exact(n)) if declared != n => {
+                    return Err(Error::local(ErrorKind::BodyLengthMismatch {
+                        declared,
+                        sent: n,
+                    }))
+                }
+                (Some(declared), _) => Framing::Length(declared),
+                (None, BodySize::Exact(0)) if !method_expects_body(&head.method) => Framing::None,
+                (None, BodySize::Exact(n)) => Framing::Length(n),
+                (None, BodySize::Unknown) if version == Version::HTTP_11 => Framing::Chunked,
+                (None, BodySize::Unknown) => {
+                    return Err(Error::local(ErrorKind::Unsendable(
+                        "a body of unknown length on HTTP/1.0",
+                    )))
+                }
+            };
+            let close = !self.keep_alive || fields.tokens.close;
+            let upgrade = fields.tokens.upgrade && fields.has_upgrade;
+            write_framing(framing, tail);
+            let connection: &[u8] = match (close, upgrade, version) {
+                (true, true, _) => b"close, upgrade",
+                (true, false, _) => b"close",
+                (false, true, _) => b"upgrade",
+                (false, false, Version::HTTP_10) => b"keep-alive",
+                (false, false, _) => b"",
+            };
+            if !connection.is_empty() {
+                write::field(b"connection", connection, tail);
+            }
+            tail.extend_from_slice(b"\r\n");
+            Ok((framing, close, upgrade, fields.expects_continue))
+        })();
+        out.commit_tail(mark, result.is_ok());
+        let (framing, close, upgrade, continue_pending) = result?;
+
+        if close {
+            self.keep_alive = false;
+        }
+        self.started = self.started.saturating_add(1);
+        self.exchanges.push_back(Exchange {
+            method: MethodClass::of(&head.method),
+            version,
+            close,
+            upgrade,
+            continue_pending,
+            request_done: false,
+        });
+        self.send = Send::Body {
+            encoder: Encoder::new(framing),
+            then: if close { After::Close } else { After::Next },
+        };
+        Ok(framing)
+    }
+
+    /// Server: writes `HTTP/1.1 100 Continue` if the request being answered
+    /// expects it and neither it nor a final response went out yet. Call it when
+    /// the handler starts reading the body. Returns whether it wrote.
+    pub fn send_continue(&mut self, out: &mut WriteBuf) -> bool {
+        if self.role != Role::Server || !matches!(self.send, Send::Head) {
+            return false;
+        }
+        match self.exchanges.front_mut() {
+            Some(x) if x.continue_pending && !x.request_done => {
+                x.continue_pending = false;
+                out.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Server: writes the head of the response to the oldest unanswered request
+    /// into `out` and returns the framing its body must follow
+    /// ([`Framing::None`]: send no data, just [`Connection::send_end`]).
+    ///
+    /// An informational status (1xx but 101) writes an interim head (nothing for
+    /// an HTTP/1.0 request) and leaves the final response still to send. 101 to a
+    /// request that asked to upgrade, or 2xx to CONNECT, switches protocols after
+    /// [`Connection::send_end`].
+    ///
+    /// drainpipe owns the framing and persistence fields: a caller's
+    /// `Content-Length` is checked against `body` (and kept for HEAD and 304),
+    /// `Transfer-Encoding`, `Keep-Alive` and `Connection` are replaced by what the
+    /// connection decides; a caller's `Connection: close` is honoured. The
+    /// response carries `Connection: close` whenever the connection will close
+    /// after it: the request asked, the request limit, a drain
+    /// ([`Connection::close_after_current`]), a body delimited by the close (an
+    /// HTTP/1.0 client and an unknown length), or an unread request body too large
+    /// to discard. An HTTP/1.0 keep-alive request gets `Connection: keep-alive`
+    /// and `Keep-Alive: timeout=T, max=M` (as configured; M = requests left).
+    pub fn send_response(
+        &mut self,
+        head: &response::Parts,
+        body: BodySize,
+        out: &mut WriteBuf,
+    ) -> Result<Framing, Error> {
+        if self.role != Role::Server {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "send_response on a client connection",
+            )));
+        }
+        self.check_send_head("a response head while a response body is being sent")?;
+        let Some(exchange) = self.exchanges.front().copied() else {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "a response before a request",
+            )));
+        };
+        let status = head.status;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            return self.send_informational(head, exchange, out);
+        }
+        let switch = if status == StatusCode::SWITCHING_PROTOCOLS {
+            if !exchange.upgrade {
+                return Err(Error::local(ErrorKind::IllegalCall(
+                    "101 to a request that did not ask to upgrade",
+                )));
+            }
+            true
+        } else {
+            exchange.method == MethodClass::Connect && status.is_success()
+        };
+        if switch && !exchange.request_done {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "switching protocols before the request body was read",
+            )));
+        }
+
+        let mark = out.tail_len();
+        let tail = out.tail_mut();
+        write::status_line(status, tail);
+        let fields = write_caller_fields(&head.headers, tail);
+        let result = (|| {
+            let fields = fields?;
+            let bodiless = exchange.method == MethodClass::Head
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED
+                || switch;
+            let framing = match (bodiless, fields.content_length, body) {
+                (true, _, _) => Framing::None,
+                (false, Some(declared), BodySize::Exact(n)) if declared != n => {
+                    return Err(Error::local(ErrorKind::BodyLengthMismatch {
+                        declared,
+                        sent: n,
+                    }))
+                }
+                (false, Some(declared), _) => Framing::Length(declared),
+                (false, None, BodySize::Exact(n)) => Framing::Length(n),
+                (false, None, BodySize::Unknown) if exchange.version == Version::HTTP_11 => {
+                    Framing::Chunked
+                }
+                (false, None, BodySize::Unknown) => Framing::UntilClose,
+            };
+            // The length a bodiless response advertises: HEAD tells what GET would
+            // send; 304 may repeat the representation's; 204 and 101 none.
+            let advertised = match (framing, exchange.method, status) {
+                (Framing::None, _, StatusCode::NO_CONTENT | StatusCode::SWITCHING_PROTOCOLS) => {
+                    None
+                }
+                (Framing::None, MethodClass::Head, _) => fields.content_length.or(match body {
+                    BodySize::Exact(n) => Some(n),
+                    BodySize::Unknown => None,
+                }),
+                (Framing::None, _, StatusCode::NOT_MODIFIED) => fields.content_length,
+                _ => None,
+            };
+            let unread_ok = exchange.request_done
+                || persist::unread_body_allows_reuse(
+                    self.unread_request_body(),
+                    exchange.continue_pending,
+                    self.config.max_discard_bytes,
+                );
+            let keep = self.keep_alive
+                && !exchange.close
+                && !fields.tokens.close
+                && framing != Framing::UntilClose
+                && !switch
+                && unread_ok;
+
+            match advertised {
+                Some(n) => write::content_length(n, tail),
+                None => write_framing(framing, tail),
+            }
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                write::field(b"connection", b"upgrade", tail);
+            } else if switch {
+                // A tunnel: no persistence fields.
+            } else if !keep {
+                write::field(b"connection", b"close", tail);
+            } else if exchange.version == Version::HTTP_10 {
+                write::field(b"connection", b"keep-alive", tail);
+                let params = KeepAliveParams {
+                    timeout_secs: self.config.keep_alive.timeout_secs,
+                    max: persist::requests_left(self.config.keep_alive.max_requests, self.started),
+                };
+                if let Some(v) = params.to_value() {
+                    write::field(b"keep-alive", v.as_bytes(), tail);
+                }
+            }
+            tail.extend_from_slice(b"\r\n");
+            Ok((framing, keep))
+        })();
+        out.commit_tail(mark, result.is_ok());
+        let (framing, keep) = result?;
+        if !keep {
+            self.keep_alive = false;
+        }
+        self.send = Send::Body {
+            encoder: Encoder::new(framing),
+            then: if switch {
+                After::Switch
+            } else if keep {
+                After::Next
+            } else {
+                After::Close
+            },
+        };
+        Ok(framing)
+    }
+
+    fn send_informational(
+        &mut self,
+        head: &response::Parts,
+        exchange: Exchange,
+        out: &mut WriteBuf,
+    ) -> Result<Framing, Error> {
+        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+        if exchange.version == Version::HTTP_10 {
+            return Ok(Framing::None);
+        }
+        let mark = out.tail_len();
+        let tail = out.tail_mut();
+        write::status_line(head.status, tail);
+        let fields = write_caller_fields(&head.headers, tail);
+        if fields.is_ok() {
+            tail.extend_from_slice(b"\r\n");
+        }
+        out.commit_tail(mark, fields.is_ok());
+        fields?;
+        if head.status == StatusCode::CONTINUE {
+            if let Some(x) = self.exchanges.front_mut() {
+                x.continue_pending = false;
+            }
+        }
+        Ok(Framing::None)
+    }
+
+    /// Server: what is left unread of the body of the request being answered,
+    /// when the framing says (`None`: unknown).
+    fn unread_request_body(&self) -> Option<u64> {
+        // The request being answered is the front; its body is being received only
+        // if it is also the back (later requests are read after it ends).
+        if self.exchanges.len() != 1 {
+            return Some(0);
+        }
+        match &self.recv {
+            Recv::Body { decoder, .. } => decoder.remaining(),
+            _ => Some(0),
+        }
+    }
+
+    /// Writes body data of the message being sent.
+    pub fn send_data(&mut self, data: Bytes, out: &mut WriteBuf) -> Result<(), Error> {
+        let Send::Body { encoder, .. } = &mut self.send else {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "data outside a message body",
+            )));
+        };
+        encoder.data(data, out).inspect_err(|e| {
+            if matches!(e.kind(), ErrorKind::BodyLengthMismatch { .. }) {
+                self.send = Send::Failed;
+                self.keep_alive = false;
+            }
+        })
+    }
+
+    /// Ends the message being sent (trailers go out with chunked framing only).
+    /// If its body fell short of the declared length, the message cannot be
+    /// completed: the error says so and the connection must be closed.
+    pub fn send_end(
+        &mut self,
+        trailers: Option<&HeaderMap>,
+        out: &mut WriteBuf,
+    ) -> Result<(), Error> {
+        let Send::Body { encoder, then } = &mut self.send else {
+            return Err(Error::local(ErrorKind::IllegalCall(
+                "end outside a message",
+            )));
+        };
+        let then = *then;
+        if let Err(e) = encoder.end(trailers, out) {
+            self.send = Send::Failed;
+            self.keep_alive = false;
+            return Err(e);
+        }
+        self.send = match self.role {
+            Role::Server => {
+                self.exchanges.pop_front();
+                match then {
+                    After::Switch => {
+                        self.recv = Recv::Switched;
+                        Send::Switched
+                    }
+                    After::Close => Send::Done,
+                    After::Next if !self.keep_alive && self.exchanges.is_empty() => Send::Done,
+                    After::Next => Send::Head,
+                }
+            }
+            Role::Client => {
+                if let Some(x) = self.exchanges.back_mut() {
+                    x.request_done = true;
+                }
+                match then {
+                    After::Close => Send::Done,
+                    After::Next | After::Switch => Send::Head,
+                }
+            }
+        };
+        Ok(())
+    }
+
+    // ----- persistence and lifecycle -----------------------------------------
+
+    /// Decides to close after the exchanges already begun: a server's next
+    /// response head carries `Connection: close` and no further request is read;
+    /// a client's next request carries `Connection: close`. This is what a
+    /// graceful drain calls on every connection.
+    pub fn close_after_current(&mut self) {
+        self.keep_alive = false;
+        if self.role == Role::Server && self.exchanges.is_empty() {
+            if matches!(self.recv, Recv::Head { .. }) {
+                self.recv = Recv::Done;
+            }
+            if matches!(self.send, Send::Head) {
+                self.send = Send::Done;
+            }
+        }
+    }
+
+    /// Whether the connection may carry another exchange after the current ones.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// Whether the connection must now be closed: our side sent its last message
+    /// and no response is owed or awaited, or an error ended it, or the peer
+    /// closed with nothing left to answer.
+    pub fn must_close(&self) -> bool {
+        match (&self.send, &self.recv) {
+            (Send::Failed, _) => true,
+            (Send::Body { .. }, _) => false,
+            (Send::Switched, _) => false,
+            (_, Recv::Switched) => false,
+            (Send::Done, _) if self.role == Role::Server => true,
+            (Send::Done, Recv::Done | Recv::Closed | Recv::Failed(_)) => true,
+            (Send::Done, _) => self.exchanges.is_empty(),
+            (Send::Head, Recv::Failed(_)) => self.role == Role::Client || self.exchanges.is_empty(),
+            (Send::Head, Recv::Closed | Recv::Done) => self.exchanges.is_empty(),
+            (Send::Head, _) => false,
+        }
+    }
+
+    /// Whether nothing is in flight: no exchange begun, no byte of a next message
+    /// buffered, both halves waiting for a head. An idle connection may be closed
+    /// at once by a drain or an idle timeout.
+    pub fn is_idle(&self) -> bool {
+        self.exchanges.is_empty()
+            && self.buf.is_empty()
+            && matches!(self.recv, Recv::Head { .. })
+            && matches!(self.send, Send::Head)
+    }
+
+    /// Whether a message is being received (a head started, or a body).
+    pub fn is_receiving(&self) -> bool {
+        match self.recv {
+            Recv::Head { .. } => !self.buf.is_empty(),
+            Recv::Body { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Exchanges begun and not finished (server: requests not yet answered;
+    /// client: requests whose response has not ended). After a client reads a
+    /// closing response these are the requests the server never answered.
+    pub fn in_flight(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// Requests started on this connection (server: received; client: sent).
+    pub fn requests_started(&self) -> u32 {
+        self.started
+    }
+
+    /// Client: the `Keep-Alive` parameters the last response advertised.
+    pub fn peer_keep_alive(&self) -> KeepAliveParams {
+        self.peer_keep_alive
+    }
+
+    /// After a protocol switch: the bytes received beyond the switch, which
+    /// belong to the new protocol. `None` if the protocol has not switched.
+    pub fn take_switched(&mut self) -> Option<Bytes> {
+        matches!(self.recv, Recv::Switched).then(|| self.buf.split().freeze())
+    }
+
+    /// Gives back the receive buffer's memory if it holds nothing (an idle
+    /// connection keeps no buffer).
+    pub fn release_buffers(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        if self.exchanges.is_empty() && self.exchanges.capacity() > 0 {
+            self.exchanges = VecDeque::new();
+        }
+    }
+}
+
+/// What the caller's own fields said, gathered while writing them.
+#[derive(Debug, Default)]
+struct CallerFields {
+    content_length: Option<u64>,
+    tokens: ConnectionTokens,
+    has_host: bool,
+    has_upgrade: bool,
+    expects_continue: bool,
+}
+
+/// Writes the caller's fields except those the connection owns (framing and
+/// persistence), collecting what they said.
+fn write_caller_fields(headers: &HeaderMap, dst: &mut BytesMut) -> Result<CallerFields, Error> {
+    let mut f = CallerFields::default();
+    for (name, value) in headers {
+        if *name == header::CONTENT_LENGTH {
+            let n = fields::parse_decimal(value.as_bytes()).ok_or(Error::local(
+                ErrorKind::IllegalCall("an invalid Content-Length field"),
+            ))?;
+            if f.content_length.is_some_and(|m| m != n) {
+                return Err(Error::local(ErrorKind::IllegalCall(
+                    "conflicting Content-Length fields",
+                )));
+            }
+            f.content_length = Some(n);
+            continue;
+        }
+        if *name == header::CONNECTION {
+            f.tokens.add(value.as_bytes());
+            continue;
+        }
+        if *name == header::TRANSFER_ENCODING || is_keep_alive(name) {
+            continue;
+        }
+        if *name == header::HOST {
+            f.has_host = true;
+        } else if *name == header::UPGRADE {
+            f.has_upgrade = true;
+        } else if *name == header::EXPECT {
+            f.expects_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        }
+        write::field(name.as_str().as_bytes(), value.as_bytes(), dst);
+    }
+    Ok(f)
+}
+
+fn is_keep_alive(name: &HeaderName) -> bool {
+    name.as_str() == "keep-alive"
+}
+
+fn write_framing(framing: Framing, dst: &mut BytesMut) {
+    match framing {
+        Framing::Length(n) => write::content_length(n, dst),
+        Framing::Chunked => write::field(b"transfer-encoding", b"chunked", dst),
+        Framing::None | Framing::UntilClose => {}
+    }
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Methods whose requests are defined to carry content, so an empty body is sent
+/// as `Content-Length: 0` (RFC 9110 §8.6).
+fn method_expects_body(method: &Method) -> bool {
+    *method == Method::POST || *method == Method::PUT || *method == Method::PATCH
+}

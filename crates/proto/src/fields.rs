@@ -1,0 +1,446 @@
+//! One helper per header rule, each reading *every* field line: tokens repeat
+//! across lines, sit inside comma lists and come in any case (hyper once read only
+//! the first `Connection` line and pooled a connection the peer had closed).
+//!
+//! - [`ConnectionTokens`]: `Connection` (RFC 9110 §7.6.1).
+//! - [`content_length`]: `Content-Length` (RFC 9110 §8.6, RFC 9112 §6.3 step 5).
+//! - [`transfer_coding`]: `Transfer-Encoding` (RFC 9112 §6.1).
+//! - [`KeepAliveParams`]: `Keep-Alive: timeout=, max=` (RFC 2068 §19.7.1.1).
+//! - [`HopByHop`]: the one hop-by-hop set (RFC 9110 §7.6.1), and
+//!   [`strip_hop_by_hop`].
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::{Error, ErrorKind};
+
+/// The elements of a comma-separated list field value, trimmed of optional
+/// whitespace, empty elements skipped (RFC 9110 §5.6.1).
+pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').filter_map(|e| {
+        let e = trim_ows(e);
+        (!e.is_empty()).then_some(e)
+    })
+}
+
+/// Every element of every line of the field `name`.
+pub fn all_elements<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|v| list_elements(v.as_bytes()))
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The persistence tokens of the `Connection` field, read across all its lines,
+/// case-insensitively.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    /// `close` was present.
+    pub close: bool,
+    /// `keep-alive` was present.
+    pub keep_alive: bool,
+    /// `upgrade` was present.
+    pub upgrade: bool,
+    /// Some other token was present (it names a hop-by-hop field).
+    pub other: bool,
+}
+
+impl ConnectionTokens {
+    /// Reads every `Connection` line of `headers`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut t = ConnectionTokens::default();
+        for v in headers.get_all(header::CONNECTION) {
+            t.add(v.as_bytes());
+        }
+        t
+    }
+
+    /// Adds the tokens of one `Connection` field value.
+    pub fn add(&mut self, value: &[u8]) {
+        for token in list_elements(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.other = true;
+            }
+        }
+    }
+}
+
+/// The message's `Content-Length`, read across all lines.
+///
+/// Repeated identical values (`5, 5` or two lines of `5`) are one length
+/// (RFC 9110 §8.6); differing values, anything but ASCII digits, or a value that
+/// overflows `u64` is [`ErrorKind::BadContentLength`]. The error is a remote one:
+/// callers use it on received heads.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        let mut any = false;
+        for element in v.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim_ows(element))
+                .ok_or(Error::remote(ErrorKind::BadContentLength))?;
+            if found.is_some_and(|f| f != n) {
+                return Err(Error::remote(ErrorKind::BadContentLength));
+            }
+            found = Some(n);
+            any = true;
+        }
+        if !any {
+            return Err(Error::remote(ErrorKind::BadContentLength));
+        }
+    }
+    Ok(found)
+}
+
+/// A non-empty run of ASCII digits as `u64`, `None` on anything else or overflow.
+pub fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// What the `Transfer-Encoding` field says about framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCoding {
+    /// No `Transfer-Encoding` field.
+    Absent,
+    /// `chunked` is the final (and only supported) coding.
+    Chunked,
+    /// Codings are present but `chunked` is not the final one.
+    NotChunkedLast,
+}
+
+/// Reads `Transfer-Encoding` across all lines (RFC 9112 §6.1).
+///
+/// Only `chunked` is implemented. Any other coding name — `gzip`, `identity`,
+/// `xchunked`, `chunked;x=1` — is [`ErrorKind::UnknownTransferCoding`] when
+/// `chunked` is last (the body could be de-chunked but not decoded), and
+/// [`TransferCoding::NotChunkedLast`] otherwise, which a request turns into 400.
+/// `chunked` applied twice is [`ErrorKind::BadTransferEncoding`]. An empty field
+/// value is [`ErrorKind::BadTransferEncoding`].
+pub fn transfer_coding(headers: &HeaderMap) -> Result<TransferCoding, Error> {
+    let mut lines = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .into_iter()
+        .peekable();
+    if lines.peek().is_none() {
+        return Ok(TransferCoding::Absent);
+    }
+    let mut chunked_seen = false;
+    let mut last_is_chunked = false;
+    let mut unknown = false;
+    let mut any = false;
+    for v in lines {
+        for coding in list_elements(v.as_bytes()) {
+            any = true;
+            if chunked_seen {
+                // Nothing may follow chunked, and chunked may not repeat (§6.1).
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(Error::remote(ErrorKind::BadTransferEncoding));
+                }
+                last_is_chunked = false;
+                unknown = true;
+                continue;
+            }
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                chunked_seen = true;
+                last_is_chunked = true;
+            } else {
+                unknown = true;
+            }
+        }
+    }
+    if !any {
+        return Err(Error::remote(ErrorKind::BadTransferEncoding));
+    }
+    match (last_is_chunked, unknown) {
+        (true, false) => Ok(TransferCoding::Chunked),
+        (true, true) => Err(Error::remote(ErrorKind::UnknownTransferCoding)),
+        (false, _) => Ok(TransferCoding::NotChunkedLast),
+    }
+}
+
+/// The parameters of a `Keep-Alive` field: `timeout=T, max=M`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepAliveParams {
+    /// Seconds the sender keeps an idle connection open.
+    pub timeout_secs: Option<u32>,
+    /// Requests the sender will still serve on this connection.
+    pub max: Option<u32>,
+}
+
+impl KeepAliveParams {
+    /// Reads every `Keep-Alive` line; unknown parameters and unparsable values are
+    /// ignored (the field is advisory).
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut p = KeepAliveParams::default();
+        for param in all_elements(headers, &HeaderName::from_static("keep-alive")) {
+            let Some(eq) = param.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let (name, value) = (trim_ows(&param[..eq]), trim_ows(&param[eq + 1..]));
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            let Some(n) = parse_decimal(value).and_then(|n| u32::try_from(n).ok()) else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case(b"timeout") {
+                p.timeout_secs = Some(n);
+            } else if name.eq_ignore_ascii_case(b"max") {
+                p.max = Some(n);
+            }
+        }
+        p
+    }
+
+    /// The field value `timeout=T, max=M` (either part omitted when `None`), or
+    /// `None` when both are.
+    pub fn to_value(&self) -> Option<HeaderValue> {
+        let v = match (self.timeout_secs, self.max) {
+            (Some(t), Some(m)) => format!("timeout={t}, max={m}"),
+            (Some(t), None) => format!("timeout={t}"),
+            (None, Some(m)) => format!("max={m}"),
+            (None, None) => return None,
+        };
+        HeaderValue::from_str(&v).ok()
+    }
+}
+
+/// The fields fixed as hop-by-hop by RFC 9110 §7.6.1 (and `Proxy-Connection`, the
+/// Netscape convention of RFC 9112 §C.2.2, and the proxy authentication pair
+/// which belongs to the next hop only, RFC 9110 §11.7).
+pub const FIXED_HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The hop-by-hop field set of one message: the fixed names plus every field
+/// named by its `Connection` lines. This is the one place the set is computed.
+#[derive(Debug, Clone, Default)]
+pub struct HopByHop {
+    named: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    /// Computes the set for `headers`: the fixed names and every token of every
+    /// `Connection` line (lowercased; tokens that are not valid field names are
+    /// ignored). `Proxy-Connection` tokens count too, as old clients use it in
+    /// place of `Connection`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut named = Vec::new();
+        let proxy_connection = HeaderName::from_static("proxy-connection");
+        for name in [&header::CONNECTION, &proxy_connection] {
+            for token in all_elements(headers, name) {
+                if let Ok(n) = HeaderName::from_bytes(token) {
+                    if !named.contains(&n) {
+                        named.push(n);
+                    }
+                }
+            }
+        }
+        HopByHop { named }
+    }
+
+    /// Whether `name` is hop-by-hop for this message.
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        FIXED_HOP_BY_HOP.contains(name) || self.named.contains(name)
+    }
+
+    /// The names contributed by `Connection` (beyond the fixed set).
+    pub fn named(&self) -> &[HeaderName] {
+        &self.named
+    }
+}
+
+/// Removes every hop-by-hop field from `headers` (see [`HopByHop`]), returning
+/// the `Connection` tokens it held so the caller can still act on them.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> ConnectionTokens {
+    let tokens = ConnectionTokens::of(headers);
+    let set = HopByHop::of(headers);
+    for name in FIXED_HOP_BY_HOP.iter().chain(set.named()) {
+        headers.remove(name);
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(lines: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in lines {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    // RFC 9110 §7.6.1: tokens across lines, in lists, any case.
+    #[test]
+    fn connection_tokens_read_every_line_any_case() {
+        let h = map(&[("connection", "Keep-Alive, foo"), ("connection", " CLOSE ")]);
+        let t = ConnectionTokens::of(&h);
+        assert!(t.close && t.keep_alive && t.other && !t.upgrade);
+        let h = map(&[("connection", "foo,,  ,Upgrade")]);
+        assert!(ConnectionTokens::of(&h).upgrade);
+        assert_eq!(
+            ConnectionTokens::of(&HeaderMap::new()),
+            ConnectionTokens::default()
+        );
+    }
+
+    // RFC 9110 §8.6 / RFC 9112 §6.3 step 5.
+    #[test]
+    fn content_length_rules() {
+        let cl = |lines: &[(&str, &str)]| content_length(&map(lines));
+        assert_eq!(cl(&[]), Ok(None));
+        assert_eq!(cl(&[("content-length", "42")]), Ok(Some(42)));
+        assert_eq!(cl(&[("content-length", "42, 42")]), Ok(Some(42)));
+        assert_eq!(
+            cl(&[("content-length", "42"), ("content-length", "42")]),
+            Ok(Some(42))
+        );
+        for bad in [
+            "42, 43",
+            "+42",
+            "-1",
+            "4 2",
+            "0x10",
+            "",
+            "18446744073709551616",
+            "1,",
+        ] {
+            assert_eq!(
+                cl(&[("content-length", bad)]).unwrap_err().kind(),
+                &ErrorKind::BadContentLength,
+                "{bad:?}"
+            );
+        }
+        assert!(cl(&[("content-length", "1"), ("content-length", "2")]).is_err());
+        assert_eq!(
+            cl(&[("content-length", "18446744073709551615")]),
+            Ok(Some(u64::MAX))
+        );
+    }
+
+    // RFC 9112 §6.1 and the smuggling obfuscations.
+    #[test]
+    fn transfer_coding_rules() {
+        let te = |v: &[&str]| {
+            let lines: Vec<_> = v.iter().map(|v| ("transfer-encoding", *v)).collect();
+            transfer_coding(&map(&lines))
+        };
+        assert_eq!(
+            transfer_coding(&HeaderMap::new()),
+            Ok(TransferCoding::Absent)
+        );
+        assert_eq!(te(&["chunked"]), Ok(TransferCoding::Chunked));
+        assert_eq!(te(&["CHUNKED"]), Ok(TransferCoding::Chunked));
+        assert_eq!(
+            te(&["chunked , identity"]),
+            Ok(TransferCoding::NotChunkedLast)
+        );
+        assert_eq!(te(&["xchunked"]), Ok(TransferCoding::NotChunkedLast));
+        assert_eq!(te(&["chunked;x=1"]), Ok(TransferCoding::NotChunkedLast));
+        assert_eq!(
+            te(&["chunked", "identity"]),
+            Ok(TransferCoding::NotChunkedLast)
+        );
+        assert_eq!(
+            te(&["gzip, chunked"]).unwrap_err().kind(),
+            &ErrorKind::UnknownTransferCoding
+        );
+        assert_eq!(
+            te(&["chunked", "chunked"]).unwrap_err().kind(),
+            &ErrorKind::BadTransferEncoding
+        );
+        assert_eq!(
+            te(&[""]).unwrap_err().kind(),
+            &ErrorKind::BadTransferEncoding
+        );
+        assert_eq!(
+            te(&[" , "]).unwrap_err().kind(),
+            &ErrorKind::BadTransferEncoding
+        );
+    }
+
+    #[test]
+    fn keep_alive_params_parse_and_emit() {
+        let h = map(&[("keep-alive", "Timeout=5, MAX=100, foo=bar")]);
+        let p = KeepAliveParams::of(&h);
+        assert_eq!(p.timeout_secs, Some(5));
+        assert_eq!(p.max, Some(100));
+        assert_eq!(p.to_value().unwrap(), "timeout=5, max=100");
+        let h = map(&[("keep-alive", "timeout=x"), ("keep-alive", "max=\"3\"")]);
+        let p = KeepAliveParams::of(&h);
+        assert_eq!((p.timeout_secs, p.max), (None, Some(3)));
+        assert_eq!(KeepAliveParams::default().to_value(), None);
+    }
+
+    // RFC 9110 §7.6.1: the fixed set plus every field named in Connection.
+    #[test]
+    fn hop_by_hop_set_and_strip() {
+        let mut h = map(&[
+            ("connection", "close, X-Foo"),
+            ("connection", "x-bar"),
+            ("proxy-connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic eA=="),
+            ("proxy-authenticate", "Basic"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("x-keep", "3"),
+            ("host", "example"),
+        ]);
+        let set = HopByHop::of(&h);
+        assert!(set.contains(&HeaderName::from_static("x-foo")));
+        assert!(set.contains(&HeaderName::from_static("x-bar")));
+        assert!(!set.contains(&HeaderName::from_static("x-keep")));
+        let tokens = strip_hop_by_hop(&mut h);
+        assert!(tokens.close);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-keep"]);
+    }
+}

@@ -1,0 +1,251 @@
+//! Received heads: start line and field lines through `httparse` into `http`
+//! types, with drainpipe's strictness rules on top.
+//!
+//! Rules beyond what `httparse` checks itself:
+//! - every line ends in CRLF; a bare LF anywhere in the head is refused
+//!   (RFC 9112 §2.2 allows accepting it; a proxy that does can be desynchronised
+//!   from one that does not);
+//! - obs-fold is named as such (RFC 9112 §5.2);
+//! - the head, the field count and the request target are bounded (431, 431, 414);
+//! - a request carries exactly one `Host`, and an HTTP/1.1 request at least one
+//!   (RFC 9112 §3.2);
+//! - versions other than HTTP/1.0 and HTTP/1.1 get 505.
+//!
+//! Field values are not copied: the head is frozen into one [`Bytes`] and every
+//! value is a slice of it.
+
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+
+use crate::config::{Config, FIELDS_CAP};
+use crate::error::{Error, ErrorKind};
+
+/// Looks for the end of a head (the byte after its empty line) in `buf`.
+///
+/// `scanned` is how far earlier calls looked; pass 0 for a new head and keep the
+/// value between calls so each byte is looked at once, however the input is
+/// split. Every LF must follow a CR, else [`ErrorKind::BareLf`]. Works for field
+/// blocks too (a trailer section), which end the same way.
+pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, ErrorKind> {
+    let start = *scanned;
+    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
+        if i == 0 || buf[i - 1] != b'\r' {
+            return Err(ErrorKind::BareLf);
+        }
+        // An empty line: CRLF right after the previous line's CRLF, or a block
+        // that is only an empty line (a trailer section with no fields).
+        if i == 1 || (i >= 3 && &buf[i - 3..i - 1] == b"\r\n") {
+            return Ok(Some(i + 1));
+        }
+    }
+    *scanned = buf.len();
+    Ok(None)
+}
+
+/// Checks an incomplete head against the limits, so a peer that never ends its
+/// head is refused once it has sent too much: 414 while the request line is still
+/// open past the URI limit, 431 past the head limit.
+pub fn check_incomplete_head(buf: &[u8], is_request: bool, config: &Config) -> Result<(), Error> {
+    // Room for the method, two spaces and the version around the target.
+    const REQUEST_LINE_OVERHEAD: usize = 32;
+    if is_request
+        && buf.len() > config.max_uri_bytes + REQUEST_LINE_OVERHEAD
+        && memchr::memchr(b'\n', buf).is_none()
+    {
+        return Err(Error::remote(ErrorKind::UriTooLong {
+            limit: config.max_uri_bytes,
+        }));
+    }
+    if buf.len() > config.max_head_bytes {
+        return Err(Error::remote(ErrorKind::HeadTooLarge {
+            limit: config.max_head_bytes,
+        }));
+    }
+    Ok(())
+}
+
+/// Parses a complete request head (as delimited by [`find_head_end`]).
+pub fn parse_request(head: &Bytes, config: &Config) -> Result<Request<()>, Error> {
+    if head.len() > config.max_head_bytes {
+        return Err(Error::remote(ErrorKind::HeadTooLarge {
+            limit: config.max_head_bytes,
+        }));
+    }
+    let max_fields = config.max_fields.min(FIELDS_CAP);
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); FIELDS_CAP];
+    let mut parsed = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut parsed,
+        head,
+        &mut slots[..max_fields],
+    );
+    match status {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Error::remote(ErrorKind::BadStartLine)),
+        Err(e) => return Err(Error::remote(map_httparse(e, head, max_fields))),
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(Error::remote(ErrorKind::BadStartLine));
+    };
+    if target.len() > config.max_uri_bytes {
+        return Err(Error::remote(ErrorKind::UriTooLong {
+            limit: config.max_uri_bytes,
+        }));
+    }
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadMethod))?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
+        .map_err(|_| Error::remote(ErrorKind::BadTarget))?;
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let headers = to_header_map(head, parsed.headers)?;
+    check_host(&headers, version)?;
+
+    let mut req = Request::new(());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Parses a complete response head (as delimited by [`find_head_end`]).
+pub fn parse_response(head: &Bytes, config: &Config) -> Result<Response<()>, Error> {
+    if head.len() > config.max_head_bytes {
+        return Err(Error::remote(ErrorKind::HeadTooLarge {
+            limit: config.max_head_bytes,
+        }));
+    }
+    let max_fields = config.max_fields.min(FIELDS_CAP);
+    let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
+    let mut parsed = httparse::Response::new(&mut slots[..max_fields]);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Error::remote(ErrorKind::BadStartLine)),
+        Err(e) => return Err(Error::remote(map_httparse(e, head, max_fields))),
+    }
+    let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
+        return Err(Error::remote(ErrorKind::BadStartLine));
+    };
+    let status = StatusCode::from_u16(code).map_err(|_| Error::remote(ErrorKind::BadStatus))?;
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let headers = to_header_map(head, parsed.headers)?;
+    let mut res = Response::new(());
+    *res.status_mut() = status;
+    *res.version_mut() = version;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// Parses a field block (a trailer section) ending in an empty line.
+pub fn parse_fields(block: &Bytes, max_fields: usize) -> Result<HeaderMap, Error> {
+    let max_fields = max_fields.min(FIELDS_CAP);
+    let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
+    match httparse::parse_headers(block, &mut slots[..max_fields]) {
+        Ok(httparse::Status::Complete((_, fields))) => to_header_map(block, fields),
+        Ok(httparse::Status::Partial) => Err(Error::remote(ErrorKind::BadFieldName)),
+        Err(e) => Err(Error::remote(map_httparse(e, block, max_fields))),
+    }
+}
+
+fn to_header_map(head: &Bytes, fields: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| Error::remote(ErrorKind::BadFieldName))?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+            .map_err(|_| Error::remote(ErrorKind::BadFieldValue))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// RFC 9112 §3.2: exactly one `Host` in a request; HTTP/1.1 requires it.
+fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Error> {
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::HTTP_11 => Err(Error::remote(ErrorKind::MissingHost)),
+        (Some(_), Some(_)) => Err(Error::remote(ErrorKind::DuplicateHost)),
+        _ => Ok(()),
+    }
+}
+
+/// Names what `httparse` refused, looking at the head where its error is vague.
+fn map_httparse(e: httparse::Error, head: &[u8], max_fields: usize) -> ErrorKind {
+    match e {
+        httparse::Error::HeaderName if is_obs_fold(head) => ErrorKind::ObsFold,
+        httparse::Error::HeaderName => ErrorKind::BadFieldName,
+        httparse::Error::HeaderValue => ErrorKind::BadFieldValue,
+        httparse::Error::NewLine => ErrorKind::BadStartLine,
+        httparse::Error::Status => ErrorKind::BadStatus,
+        httparse::Error::Token => ErrorKind::BadMethod,
+        httparse::Error::TooManyHeaders => ErrorKind::TooManyFields { limit: max_fields },
+        httparse::Error::Version if names_other_version(head) => ErrorKind::UnsupportedVersion,
+        httparse::Error::Version => ErrorKind::BadStartLine,
+    }
+}
+
+/// A field line that starts with whitespace continues the previous one.
+fn is_obs_fold(head: &[u8]) -> bool {
+    memchr::memmem::find(head, b"\n ").is_some() || memchr::memmem::find(head, b"\n\t").is_some()
+}
+
+/// Whether the start line carries a well-formed `HTTP/x.y` other than 1.0/1.1.
+fn names_other_version(head: &[u8]) -> bool {
+    let line = &head[..memchr::memchr(b'\r', head).unwrap_or(head.len())];
+    let candidates = [
+        line.rsplit(|&b| b == b' ').next(),
+        line.split(|&b| b == b' ').next(),
+    ];
+    candidates.into_iter().flatten().any(|v| {
+        matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_found_however_split() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
+        for split in 0..head.len() {
+            let mut scanned = 0;
+            let first = find_head_end(&head[..split], &mut scanned).unwrap();
+            let end = first.or_else(|| find_head_end(head, &mut scanned).unwrap());
+            assert_eq!(end, Some(head.len() - 4), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_refused() {
+        let mut s = 0;
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\nHost: a\r\n\r\n", &mut s),
+            Err(ErrorKind::BareLf)
+        );
+        let mut s = 0;
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nHost: a\n\n", &mut s),
+            Err(ErrorKind::BareLf)
+        );
+    }
+
+    #[test]
+    fn empty_field_block_ends_at_once() {
+        let mut s = 0;
+        assert_eq!(find_head_end(b"\r\nnext", &mut s), Ok(Some(2)));
+    }
+}

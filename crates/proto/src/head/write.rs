@@ -1,0 +1,89 @@
+//! Serialising heads into the caller's buffer.
+//!
+//! These write exactly what they are given; which framing and persistence fields a
+//! message carries is decided by the [`Connection`](crate::Connection), which
+//! calls them.
+
+use bytes::{BufMut, BytesMut};
+use http::{Method, StatusCode, Version};
+
+/// Writes `HTTP/1.1 <code> <reason>\r\n`.
+///
+/// A server always names HTTP/1.1, its own version, whatever the request's
+/// (RFC 9110 §2.5).
+pub fn status_line(status: StatusCode, dst: &mut BytesMut) {
+    let line: &[u8] = match status.as_u16() {
+        200 => b"HTTP/1.1 200 OK\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        _ => {
+            dst.put_slice(b"HTTP/1.1 ");
+            dst.put_slice(status.as_str().as_bytes());
+            dst.put_u8(b' ');
+            dst.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+            dst.put_slice(b"\r\n");
+            return;
+        }
+    };
+    dst.put_slice(line);
+}
+
+/// Writes `<method> <target> HTTP/1.x\r\n`.
+pub fn request_line(method: &Method, target: &[u8], version: Version, dst: &mut BytesMut) {
+    dst.put_slice(method.as_str().as_bytes());
+    dst.put_u8(b' ');
+    dst.put_slice(target);
+    dst.put_slice(if version == Version::HTTP_10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+}
+
+/// Writes one field line `<name>: <value>\r\n`.
+pub fn field(name: &[u8], value: &[u8], dst: &mut BytesMut) {
+    dst.reserve(name.len() + value.len() + 4);
+    dst.put_slice(name);
+    dst.put_slice(b": ");
+    dst.put_slice(value);
+    dst.put_slice(b"\r\n");
+}
+
+/// Writes `content-length: <n>\r\n`.
+pub fn content_length(n: u64, dst: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    field(b"content-length", &digits[i..], dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let mut b = BytesMut::new();
+        status_line(StatusCode::OK, &mut b);
+        status_line(StatusCode::from_u16(431).unwrap(), &mut b);
+        status_line(StatusCode::from_u16(599).unwrap(), &mut b);
+        request_line(&Method::GET, b"/x?y", Version::HTTP_10, &mut b);
+        content_length(0, &mut b);
+        content_length(u64::MAX, &mut b);
+        assert_eq!(
+            &b[..],
+            &b"HTTP/1.1 200 OK\r\nHTTP/1.1 431 Request Header Fields Too Large\r\n\
+HTTP/1.1 599 Unknown\r\nGET /x?y HTTP/1.0\r\ncontent-length: 0\r\n\
+content-length: 18446744073709551615\r\n"[..]
+        );
+    }
+}
