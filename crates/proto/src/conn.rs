@@ -46,7 +46,6 @@ pub struct Connection {
 impl Connection {
     /// A new connection playing `role`, bounded by `config`.
     pub fn new(role: Role, config: Arc<Config>) -> Self {
-        let keep_alive = config.keep_alive.enabled;
         Connection {
             role,
             config,
@@ -55,7 +54,7 @@ impl Connection {
             recv: Recv::Head { scanned: 0 },
             send: Send::Head,
             exchanges: VecDeque::new(),
-            keep_alive,
+            keep_alive: true,
             started: 0,
             peer_keep_alive: KeepAliveParams::default(),
         }
@@ -205,6 +204,7 @@ impl Connection {
             .max_requests
             .is_some_and(|max| self.started >= max);
         let close = !self.keep_alive
+            || !self.config.keep_alive.enabled
             || limit_reached
             || !persist::message_keeps_alive(req.version(), tokens);
         if close {
@@ -418,7 +418,7 @@ impl Connection {
                     )))
                 }
             };
-            let close = !self.keep_alive || fields.tokens.close;
+            let close = !self.keep_alive || !self.config.keep_alive.enabled || fields.tokens.close;
             let upgrade = fields.tokens.upgrade && fields.has_upgrade;
             write_framing(framing, tail);
             let connection: &[u8] = match (close, upgrade, version) {
@@ -749,17 +749,20 @@ impl Connection {
     /// and no response is owed or awaited, or an error ended it, or the peer
     /// closed with nothing left to answer.
     pub fn must_close(&self) -> bool {
-        match (&self.send, &self.recv) {
-            (Send::Failed, _) => true,
-            (Send::Body { .. }, _) => false,
-            (Send::Switched, _) => false,
-            (_, Recv::Switched) => false,
-            (Send::Done, _) if self.role == Role::Server => true,
-            (Send::Done, Recv::Done | Recv::Closed | Recv::Failed(_)) => true,
-            (Send::Done, _) => self.exchanges.is_empty(),
-            (Send::Head, Recv::Failed(_)) => self.role == Role::Client || self.exchanges.is_empty(),
-            (Send::Head, Recv::Closed | Recv::Done) => self.exchanges.is_empty(),
-            (Send::Head, _) => false,
+        let no_more_input = matches!(self.recv, Recv::Done | Recv::Closed | Recv::Failed(_));
+        match (self.role, &self.send) {
+            (_, Send::Failed) => true,
+            (_, Send::Switched) => false,
+            // A client: once no response can come, or none is awaited after its
+            // last request.
+            (Role::Client, _) if no_more_input => true,
+            (Role::Client, Send::Done) => self.exchanges.is_empty(),
+            (Role::Client, _) => false,
+            // A server: once its last response is out, or nothing is owed and
+            // no request can come.
+            (Role::Server, Send::Done) => true,
+            (Role::Server, Send::Head) => no_more_input && self.exchanges.is_empty(),
+            (Role::Server, Send::Body { .. }) => false,
         }
     }
 

@@ -189,11 +189,22 @@ fn map_httparse(e: httparse::Error, head: &[u8], max_fields: usize) -> ErrorKind
         httparse::Error::HeaderValue => ErrorKind::BadFieldValue,
         httparse::Error::NewLine => ErrorKind::BadStartLine,
         httparse::Error::Status => ErrorKind::BadStatus,
-        httparse::Error::Token => ErrorKind::BadMethod,
+        httparse::Error::Token if !method_is_token(head) => ErrorKind::BadMethod,
+        httparse::Error::Token => ErrorKind::BadStartLine,
         httparse::Error::TooManyHeaders => ErrorKind::TooManyFields { limit: max_fields },
         httparse::Error::Version if names_other_version(head) => ErrorKind::UnsupportedVersion,
         httparse::Error::Version => ErrorKind::BadStartLine,
     }
+}
+
+/// Whether the start line begins with a token (RFC 9110 §5.6.2) then a space.
+fn method_is_token(head: &[u8]) -> bool {
+    let word = head.split(|&b| b == b' ').next().unwrap_or(head);
+    !word.is_empty()
+        && word
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && head.len() > word.len()
 }
 
 /// A field line that starts with whitespace continues the previous one.
@@ -201,17 +212,19 @@ fn is_obs_fold(head: &[u8]) -> bool {
     memchr::memmem::find(head, b"\n ").is_some() || memchr::memmem::find(head, b"\n\t").is_some()
 }
 
-/// Whether the start line carries a well-formed `HTTP/x.y` other than 1.0/1.1.
+/// Whether the start line is well-formed but for its version, `HTTP/x.y` other
+/// than 1.0/1.1: the third of exactly three words in a request line, the first
+/// word of a status line.
 fn names_other_version(head: &[u8]) -> bool {
     let line = &head[..memchr::memchr(b'\r', head).unwrap_or(head.len())];
-    let candidates = [
-        line.rsplit(|&b| b == b' ').next(),
-        line.split(|&b| b == b' ').next(),
-    ];
-    candidates.into_iter().flatten().any(|v| {
-        matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit())
-    })
+    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let version = match words.as_slice() {
+        [_, _, version] if !line.starts_with(b"HTTP/") => version,
+        [version, ..] => version,
+        [] => return false,
+    };
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -1,0 +1,219 @@
+//! Property tests: however the input is split (down to one byte at a time, with
+//! several pipelined messages back to back), the events are the same; and what a
+//! client sends, a server receives unchanged (and back).
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use drainpipe_proto::{BodySize, Config, Connection, Framing, Role, WriteBuf};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Msg {
+    method: &'static str,
+    path: String,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+    chunked: bool,
+    trailers: Vec<(String, String)>,
+}
+
+fn field_strategy() -> impl Strategy<Value = (String, String)> {
+    ("x-[a-z]{1,8}", "[!-~]([ -~]{0,20}[!-~])?")
+}
+
+fn msg_strategy() -> impl Strategy<Value = Msg> {
+    (
+        prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"]),
+        "/[a-z0-9/]{0,12}(\\?[a-z=&]{0,8})?",
+        prop::collection::vec(field_strategy(), 0..4),
+        prop::collection::vec(any::<u8>(), 0..300),
+        any::<bool>(),
+        prop::collection::vec(field_strategy(), 0..2),
+    )
+        .prop_map(|(method, path, fields, body, chunked, trailers)| Msg {
+            method,
+            path,
+            fields,
+            body,
+            chunked,
+            trailers,
+        })
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(Config {
+        max_pipelined: 64,
+        ..Config::default()
+    })
+}
+
+/// Sends `msg` as a request from `client`, returning its bytes.
+fn send_request(client: &mut Connection, msg: &Msg) -> Vec<u8> {
+    let mut b = http::Request::builder()
+        .method(msg.method)
+        .uri(format!("http://example.com{}", msg.path));
+    for (n, v) in &msg.fields {
+        b = b.header(n, v);
+    }
+    let (parts, ()) = b.body(()).unwrap().into_parts();
+    let size = if msg.chunked {
+        BodySize::Unknown
+    } else {
+        BodySize::Exact(msg.body.len() as u64)
+    };
+    let mut out = WriteBuf::new();
+    let framing = client.send_request(&parts, size, &mut out).unwrap();
+    send_body(client, framing, msg, &mut out);
+    wire(&mut out)
+}
+
+fn send_body(conn: &mut Connection, framing: Framing, msg: &Msg, out: &mut WriteBuf) {
+    if framing != Framing::None {
+        // Send the body in two pieces to exercise several chunks.
+        let mid = msg.body.len() / 2;
+        conn.send_data(Bytes::copy_from_slice(&msg.body[..mid]), out)
+            .unwrap();
+        conn.send_data(Bytes::copy_from_slice(&msg.body[mid..]), out)
+            .unwrap();
+    }
+    let mut trailers = http::HeaderMap::new();
+    for (n, v) in &msg.trailers {
+        trailers.append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    conn.send_end(Some(&trailers), out).unwrap();
+}
+
+/// Feeds `input` in the pieces given by `cuts`, pulling every event; returns
+/// the events without need-data, adjacent data merged.
+fn run(conn: &mut Connection, input: &[u8], cuts: &[usize]) -> Vec<Ev> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.push(0);
+    points.push(input.len());
+    points.sort_unstable();
+    points.dedup();
+    let mut out: Vec<Ev> = Vec::new();
+    for w in points.windows(2) {
+        conn.receive(&input[w[0]..w[1]]);
+        for ev in events(conn) {
+            match (out.last_mut(), ev) {
+                (_, Ev::NeedData) => {}
+                (Some(Ev::Data(prev)), Ev::Data(more)) => prev.extend_from_slice(&more),
+                (_, ev) => out.push(ev),
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn requests_any_split_same_events(
+        msgs in prop::collection::vec(msg_strategy(), 1..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+    ) {
+        let mut client = Connection::new(Role::Client, config());
+        let input: Vec<u8> = msgs.iter().flat_map(|m| send_request(&mut client, m)).collect();
+
+        let whole = run(&mut Connection::new(Role::Server, config()), &input, &[]);
+        let split = run(&mut Connection::new(Role::Server, config()), &input, &cuts);
+        prop_assert_eq!(&split, &whole);
+
+        // Round trip: each request arrives as sent.
+        let mut it = whole.iter();
+        for m in &msgs {
+            let Some(Ev::Request { method, target, fields, .. }) = it.next() else {
+                panic!("expected a request, got {whole:?}");
+            };
+            prop_assert_eq!(method.as_str(), m.method);
+            prop_assert_eq!(target, &m.path);
+            for f in &m.fields {
+                prop_assert!(fields.contains(f), "{:?} missing from {:?}", f, fields);
+            }
+            let mut body = Vec::new();
+            let mut end = None;
+            for ev in it.by_ref() {
+                match ev {
+                    Ev::Data(d) => body.extend_from_slice(d),
+                    Ev::End(t) => { end = Some(t.clone()); break; }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            prop_assert_eq!(&body, &m.body);
+            let trailers = end.expect("message end");
+            if m.chunked {
+                prop_assert_eq!(trailers.len(), m.trailers.len());
+            } else {
+                prop_assert!(trailers.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn requests_one_byte_at_a_time(msgs in prop::collection::vec(msg_strategy(), 1..4)) {
+        let mut client = Connection::new(Role::Client, config());
+        let input: Vec<u8> = msgs.iter().flat_map(|m| send_request(&mut client, m)).collect();
+        let whole = run(&mut Connection::new(Role::Server, config()), &input, &[]);
+        let every: Vec<usize> = (0..input.len()).collect();
+        let split = run(&mut Connection::new(Role::Server, config()), &input, &every);
+        prop_assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn responses_any_split_same_events(
+        msgs in prop::collection::vec(msg_strategy(), 1..6),
+        statuses in prop::collection::vec(prop::sample::select(vec![200u16, 201, 204, 304, 404, 500]), 6),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+    ) {
+        // The client pipelines the requests; the server answers each.
+        let mut client = Connection::new(Role::Client, config());
+        let mut server = Connection::new(Role::Server, config());
+        let requests: Vec<u8> = msgs.iter().flat_map(|m| send_request(&mut client, m)).collect();
+        run(&mut server, &requests, &[]);
+        let mut out = WriteBuf::new();
+        for (m, status) in msgs.iter().zip(&statuses) {
+            let mut b = http::Response::builder().status(*status);
+            for (n, v) in &m.fields {
+                b = b.header(n, v);
+            }
+            let (parts, ()) = b.body(()).unwrap().into_parts();
+            let size = if m.chunked { BodySize::Unknown } else { BodySize::Exact(m.body.len() as u64) };
+            let framing = server.send_response(&parts, size, &mut out).unwrap();
+            send_body(&mut server, framing, m, &mut out);
+        }
+        let input = wire(&mut out);
+
+        let mut whole_client = Connection::new(Role::Client, config());
+        let mut split_client = Connection::new(Role::Client, config());
+        for m in &msgs {
+            send_request(&mut whole_client, m);
+            send_request(&mut split_client, m);
+        }
+        let whole = run(&mut whole_client, &input, &[]);
+        let split = run(&mut split_client, &input, &cuts);
+        prop_assert_eq!(&split, &whole);
+
+        // Every response arrives, in order, bodiless where the rules say so.
+        let heads: Vec<_> = whole.iter().filter_map(|e| match e {
+            Ev::Response { status, body, .. } => Some((*status, *body)),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(heads.len(), msgs.len());
+        for ((status, framing), (m, want)) in heads.iter().zip(msgs.iter().zip(&statuses)) {
+            prop_assert_eq!(status, want);
+            if m.method == "HEAD" || *want == 204 || *want == 304 {
+                prop_assert_eq!(*framing, Framing::None);
+            }
+        }
+        prop_assert_eq!(whole_client.in_flight(), 0);
+        prop_assert!(whole_client.is_idle());
+    }
+}
