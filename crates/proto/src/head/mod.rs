@@ -1,5 +1,5 @@
 //! Message heads: parsing received ones ([`parse`]) and serialising our own
-//! ([`write`]).
+//! ([`mod@write`]).
 
 pub mod parse;
 pub mod write;
