@@ -740,6 +740,34 @@ impl Connection {
         }
     }
 
+    /// The driver gave up waiting for the peer (a read timeout): nothing more is
+    /// read. Returns the status owed: `408 Request Timeout` when a server was in
+    /// the middle of a request head (answer it with [`Connection::send_response`],
+    /// then close), `None` when nothing is owed (nothing had arrived, or a body
+    /// was being read) and the connection just closes.
+    pub fn time_out(&mut self) -> Option<StatusCode> {
+        self.keep_alive = false;
+        let mid_head = self.role == Role::Server
+            && matches!(self.recv, Recv::Head { .. })
+            && !self.buf.is_empty()
+            && self.exchanges.is_empty()
+            && matches!(self.send, Send::Head);
+        let e = Error::remote(ErrorKind::Truncated {
+            expected: None,
+            received: 0,
+        });
+        if mid_head {
+            // Leaves an exchange to answer the 408 on.
+            self.fail_recv(e);
+            return Some(StatusCode::REQUEST_TIMEOUT);
+        }
+        self.recv = Recv::Failed(e);
+        if matches!(self.send, Send::Head) && self.exchanges.is_empty() {
+            self.send = Send::Done;
+        }
+        None
+    }
+
     /// Whether the connection may carry another exchange after the current ones.
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
@@ -783,6 +811,11 @@ impl Connection {
             Recv::Body { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether a message body is being received.
+    pub fn is_receiving_body(&self) -> bool {
+        matches!(self.recv, Recv::Body { .. })
     }
 
     /// Exchanges begun and not finished (server: requests not yet answered;

@@ -701,3 +701,27 @@ fn idle_connection_gives_its_buffers_back() {
     srv.release_buffers();
     assert_eq!(srv.recv_buf().capacity(), 0);
 }
+
+// Head timeout: 408 owed in the middle of a head, nothing owed when idle.
+#[test]
+fn timeout_owes_408_only_mid_head() {
+    let mut srv = server();
+    feed(&mut srv, b"GET / HT");
+    assert_eq!(srv.time_out(), Some(http::StatusCode::REQUEST_TIMEOUT));
+    let res = respond(&mut srv, 408, &[], b"");
+    assert_eq!(
+        s(&res),
+        "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    assert!(srv.must_close());
+
+    let mut srv = server();
+    assert_eq!(srv.time_out(), None);
+    assert!(srv.must_close());
+
+    let mut srv = server();
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    respond(&mut srv, 200, &[], b"");
+    assert_eq!(srv.time_out(), None, "idle between requests: silent close");
+    assert!(srv.must_close());
+}

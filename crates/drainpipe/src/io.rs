@@ -1,0 +1,67 @@
+//! The only socket reads and writes: reads land straight in the connection's
+//! receive buffer, writes take the whole outgoing queue in one vectored call.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use proto::WriteBuf;
+use tokio::net::TcpStream;
+
+/// Bytes reserved before each read.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// Most iovecs handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Reads once into `buf` (reserving room first): the count read, 0 at EOF.
+pub(crate) fn poll_read_buf(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::task::ready!(stream.poll_read_ready(cx))?;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Reads once into `buf`.
+pub(crate) async fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    poll_fn(|cx| poll_read_buf(stream, buf, cx)).await
+}
+
+/// Writes everything in `out`, one vectored write per readiness.
+pub(crate) fn poll_write_buf(
+    stream: &TcpStream,
+    out: &mut WriteBuf,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = out.chunks_vectored(&mut slices);
+        match stream.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(written) => out.advance(written),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::task::ready!(stream.poll_write_ready(cx))?;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Writes everything in `out`.
+pub(crate) async fn write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Result<()> {
+    poll_fn(|cx| poll_write_buf(stream, out, cx)).await
+}

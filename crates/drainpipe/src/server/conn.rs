@@ -1,0 +1,504 @@
+//! One connection's task: read into the protocol core, hand requests to the
+//! handler one at a time, queue responses and write them out coalesced.
+//!
+//! The loop, in order:
+//! 1. pull events from `proto::Connection`;
+//! 2. a request → [`Driver::exchange`] (boxed, so an idle connection's task
+//!    stays small): call the handler while feeding it the request body on
+//!    demand, then stream the response into the outgoing queue;
+//! 3. need-data → write what is queued (pipelined responses leave together, at
+//!    most `max_batch` per write), then read with the timeout that applies:
+//!    head (from the first byte; 408), idle (silent close), body;
+//! 4. paused or closed → if the core says so, close gracefully.
+//!
+//! An idle connection holds no buffer: both are given back before it waits.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONTENT_TYPE, DATE};
+use http::{HeaderValue, Request, StatusCode};
+use http_body::Body;
+use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
+
+use super::{date, Abort, ConnInfo};
+use super::drain::{CloseReason, Phase, Shared};
+use crate::body::{Demand, Incoming, Sender};
+use crate::error::{BodyError, BoxError, Error, Kind};
+use crate::io::{poll_read_buf, poll_write_buf, read_buf, write_buf};
+use crate::sock;
+
+/// Queued output beyond which a write is forced before going on.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Runs one connection to its end and says why it closed.
+pub(crate) async fn run<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    shared: &Arc<Shared>,
+) -> CloseReason
+where
+    S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    sock::set_nodelay(&stream);
+    let mut cut = shared.subscribe();
+    let mut driver = Driver {
+        head_deadline: Some(Instant::now() + shared.config.head_timeout),
+        stream,
+        conn: Connection::new(Role::Server, shared.config.proto.clone()),
+        out: WriteBuf::new(),
+        service,
+        shared,
+        queued: 0,
+        id: shared.conn_id(),
+        peer,
+        aborted: false,
+    };
+    let mut phase = shared.subscribe();
+    let reason = tokio::select! {
+        reason = driver.serve(&mut phase) => reason,
+        () = wait_for_cut(&mut cut) => CloseReason::Cut,
+    };
+    if reason == CloseReason::Cut {
+        let _ = sock::shutdown_write(&driver.stream);
+        return reason;
+    }
+    if driver.aborted {
+        sock::reset(driver.stream);
+        return reason;
+    }
+    // Whatever is still queued (a final response, an error answer) goes out
+    // before the close.
+    if !driver.out.is_empty() {
+        let _ = tokio::time::timeout(
+            shared.config.write_timeout,
+            write_buf(&driver.stream, &mut driver.out),
+        )
+        .await;
+    }
+    sock::graceful_close(driver.stream, shared.config.linger).await;
+    reason
+}
+
+async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
+}
+
+struct Driver<'a, S> {
+    stream: TcpStream,
+    conn: Connection,
+    out: WriteBuf,
+    service: S,
+    shared: &'a Shared,
+    /// When the request head being received must be complete.
+    head_deadline: Option<Instant>,
+    /// Responses queued in `out` since the last write.
+    queued: usize,
+    id: u64,
+    peer: SocketAddr,
+    /// The handler asked for a reset instead of a response ([`Abort`]).
+    aborted: bool,
+}
+
+/// Feeds one request body to its handler.
+struct Pump {
+    /// `None` once the body ended or its reader went away.
+    tx: Option<Sender>,
+    /// Armed while waiting for body bytes.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, B> Driver<'_, S>
+where
+    S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    async fn serve(&mut self, phase: &mut watch::Receiver<Phase>) -> CloseReason {
+        loop {
+            if self.shared.is_draining() {
+                self.conn.close_after_current();
+            }
+            match self.conn.next_event() {
+                Ok(Event::Request { head, body }) => {
+                    self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.head_deadline = None;
+                    if let Err(reason) = Box::pin(self.exchange(head, body)).await {
+                        return reason;
+                    }
+                    if self.queued >= self.shared.config.max_batch || self.out.len() >= FLUSH_BYTES {
+                        if let Err(reason) = self.flush().await {
+                            return reason;
+                        }
+                    }
+                }
+                // The rest of a body its handler did not read: discarded (the
+                // core bounded it when the response started).
+                Ok(Event::Data(_) | Event::End { .. }) => {}
+                Ok(Event::NeedData) => {
+                    if let Err(reason) = self.flush().await {
+                        return reason;
+                    }
+                    if let Err(reason) = self.read_more(phase).await {
+                        return reason;
+                    }
+                }
+                Ok(Event::Paused | Event::Closed) => {
+                    if let Err(reason) = self.flush().await {
+                        return reason;
+                    }
+                    return if self.conn.must_close() && self.conn.saw_eof() {
+                        CloseReason::ClientClosed
+                    } else if self.shared.is_draining() {
+                        CloseReason::Drain
+                    } else {
+                        CloseReason::KeepAliveEnded
+                    };
+                }
+                Ok(Event::Informational(_) | Event::Response { .. }) => {
+                    unreachable!("a server connection yields no responses")
+                }
+                Err(e) => {
+                    if matches!(e.kind(), proto::ErrorKind::Truncated { .. }) {
+                        return CloseReason::ClientClosed;
+                    }
+                    if e.side() == proto::Side::Remote {
+                        let text = format!("{} {}\n", e.status(), e.kind());
+                        self.answer_plain(e.status(), text);
+                    }
+                    return CloseReason::ProtocolError;
+                }
+            }
+        }
+    }
+
+    /// Waits for more input with the timeout that applies, or for a drain
+    /// while nothing is in flight.
+    async fn read_more(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<(), CloseReason> {
+        let config = &self.shared.config;
+        let idle = self.conn.is_idle();
+        let (deadline, on_expiry) = if idle {
+            if self.conn.requests_started() == 0 {
+                let d = self.head_deadline.unwrap_or_else(|| Instant::now() + config.head_timeout);
+                (d, CloseReason::HeadTimeout)
+            } else {
+                (Instant::now() + config.idle_timeout, CloseReason::IdleTimeout)
+            }
+        } else if self.conn.is_receiving_body() {
+            (Instant::now() + config.body_timeout, CloseReason::BodyTimeout)
+        } else {
+            let d = *self
+                .head_deadline
+                .get_or_insert_with(|| Instant::now() + config.head_timeout);
+            (d, CloseReason::HeadTimeout)
+        };
+        let can_drain = self.conn.in_flight() == 0;
+        if idle {
+            self.conn.release_buffers();
+            self.out.release();
+            self.shared.stats.idle.fetch_add(1, Ordering::Relaxed);
+        }
+        let Driver { stream, conn, .. } = self;
+        let result = tokio::select! {
+            biased;
+            read = read_buf(stream, conn.recv_buf()) => Ok(read),
+            () = sleep_until(deadline) => Err(on_expiry),
+            _ = phase.changed(), if can_drain => Ok(Ok(usize::MAX)),
+        };
+        if idle {
+            self.shared.stats.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        match result {
+            Ok(Ok(0)) => self.conn.receive_eof(),
+            Ok(Ok(usize::MAX)) => self.conn.close_after_current(),
+            Ok(Ok(_)) => {
+                if idle && self.conn.requests_started() > 0 {
+                    self.head_deadline = Some(Instant::now() + self.shared.config.head_timeout);
+                }
+            }
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::ConnectionReset => CloseReason::ClientClosed,
+                    _ => CloseReason::Io,
+                })
+            }
+            Err(reason) => {
+                if let Some(status) = self.conn.time_out() {
+                    self.answer_plain(status, format!("{status}: the request head did not arrive in time\n"));
+                }
+                return Err(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out everything queued, within the write timeout.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        self.queued = 0;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(
+            self.shared.config.write_timeout,
+            write_buf(&self.stream, &mut self.out),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(CloseReason::Io),
+            Err(_) => Err(CloseReason::WriteTimeout),
+        }
+    }
+
+    /// One request: the handler is called and driven while its body is fed on
+    /// demand, then its response is streamed into the outgoing queue.
+    async fn exchange(&mut self, head: Request<()>, framing: Framing) -> Result<(), CloseReason> {
+        let (body, mut pump) = if framing.has_body() {
+            let (body, tx) = Incoming::channel(framing.exact_len());
+            (
+                body,
+                Some(Pump {
+                    tx: Some(tx),
+                    timer: None,
+                }),
+            )
+        } else {
+            // A bodiless request's end follows its head at once.
+            let _ = self.conn.next_event();
+            (Incoming::empty(), None)
+        };
+        let mut req = head.map(|()| body);
+        req.extensions_mut().insert(ConnInfo {
+            id: self.id,
+            request: self.conn.requests_started(),
+            peer: self.peer,
+        });
+
+        if let Err(e) = poll_fn(|cx| self.service.poll_ready(cx)).await {
+            tracing::error!(error = %e.into(), "service not ready");
+            self.answer_plain(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n".into());
+            return Err(CloseReason::HandlerError);
+        }
+        let mut call = pin!(self.service.call(req));
+        let outcome = poll_fn(|cx| {
+            if let Poll::Ready(r) = poll_caught(|| call.as_mut().poll(cx)) {
+                return Poll::Ready(Ok(r.map(|r| r.map_err(Into::<BoxError>::into))));
+            }
+            if let Some(p) = pump.as_mut() {
+                self.poll_pump(p, cx)?;
+            }
+            // Earlier pipelined responses go out while this handler works.
+            self.poll_flush_queued(cx)?;
+            Poll::Pending
+        })
+        .await?;
+
+        let res = match outcome {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "handler failed");
+                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                return Err(CloseReason::HandlerError);
+            }
+            Err(()) => {
+                tracing::error!("handler panicked");
+                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                return Err(CloseReason::HandlerError);
+            }
+        };
+
+        let (mut parts, body) = res.into_parts();
+        if parts.extensions.get::<Abort>().is_some() {
+            self.aborted = true;
+            self.out.clear();
+            return Err(CloseReason::HandlerError);
+        }
+        if !parts.headers.contains_key(DATE) {
+            parts.headers.insert(DATE, date::now());
+        }
+        if self.shared.is_draining() {
+            self.conn.close_after_current();
+        }
+        let size = body.size_hint().exact().map_or(BodySize::Unknown, BodySize::Exact);
+        let framing = match self.conn.send_response(&parts, size, &mut self.out) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "handler response refused");
+                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                return Err(CloseReason::HandlerError);
+            }
+        };
+        let mut trailers = None;
+        if framing != Framing::None {
+            let mut body = pin!(body);
+            loop {
+                let frame = poll_fn(|cx| {
+                    if let Some(p) = pump.as_mut() {
+                        self.poll_pump(p, cx)?;
+                    }
+                    match poll_caught(|| body.as_mut().poll_frame(cx)) {
+                        Poll::Ready(Ok(frame)) => {
+                            Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
+                        }
+                        Poll::Ready(Err(())) => Poll::Ready(Err(CloseReason::HandlerError)),
+                        Poll::Pending => {
+                            // The body waits: what is queued goes out meanwhile.
+                            self.poll_flush_queued(cx)?;
+                            Poll::Pending
+                        }
+                    }
+                })
+                .await?;
+                match frame {
+                    None => break,
+                    Some(Err(e)) => {
+                        // The response cannot be completed: the close makes the
+                        // peer see a truncated body, never a complete one.
+                        tracing::warn!(error = %e, "response body failed");
+                        return Err(CloseReason::HandlerError);
+                    }
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(mut data) => {
+                            let bytes = data.copy_to_bytes(data.remaining());
+                            if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
+                                tracing::error!(error = %e, "response body refused");
+                                return Err(CloseReason::HandlerError);
+                            }
+                            if self.out.len() >= FLUSH_BYTES {
+                                self.flush().await?;
+                            }
+                        }
+                        Err(frame) => {
+                            if let Ok(t) = frame.into_trailers() {
+                                trailers = Some(t);
+                                break;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
+            tracing::error!(error = %e, "response body shorter than its length");
+            return Err(CloseReason::HandlerError);
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Feeds the request body while its reader asks: reads from the socket only
+    /// into a free slot (backpressure), sends `100 Continue` on the first ask.
+    /// `Err` ends the connection.
+    fn poll_pump(&mut self, pump: &mut Pump, cx: &mut Context<'_>) -> Result<(), CloseReason> {
+        loop {
+            let Some(tx) = &pump.tx else {
+                return Ok(());
+            };
+            if tx.was_polled() && self.conn.send_continue(&mut self.out) {
+                self.poll_flush_queued(cx)?;
+            }
+            match tx.poll_demand(cx) {
+                Demand::Gone => {
+                    pump.tx = None;
+                    return Ok(());
+                }
+                Demand::Wait => return Ok(()),
+                Demand::Read => {}
+            }
+            match self.conn.next_event() {
+                Ok(Event::Data(data)) => {
+                    tx.data(data);
+                    pump.timer = None;
+                }
+                Ok(Event::End { trailers }) => {
+                    tx.end(trailers);
+                    pump.tx = None;
+                }
+                Ok(Event::NeedData) => match poll_read_buf(&self.stream, self.conn.recv_buf(), cx) {
+                    Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                    Poll::Ready(Ok(_)) => pump.timer = None,
+                    Poll::Ready(Err(e)) => {
+                        tx.error(BodyError::io(e));
+                        pump.tx = None;
+                        return Err(CloseReason::Io);
+                    }
+                    Poll::Pending => {
+                        let timeout = self.shared.config.body_timeout;
+                        let timer = pump.timer.get_or_insert_with(|| Box::pin(sleep(timeout)));
+                        if timer.as_mut().poll(cx).is_ready() {
+                            tx.error(Error::new(Kind::Timeout("request body read")));
+                            pump.tx = None;
+                            return Err(CloseReason::BodyTimeout);
+                        }
+                        return Ok(());
+                    }
+                },
+                Ok(_) => {
+                    tx.error(BodyError::connection_lost());
+                    pump.tx = None;
+                }
+                Err(e) => {
+                    // The connection closes after the response; the handler
+                    // learns why its body failed.
+                    tx.error(BodyError::proto(e));
+                    pump.tx = None;
+                }
+            }
+        }
+    }
+
+    /// Writes what is queued without waiting for it to finish.
+    fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Result<(), CloseReason> {
+        if !self.out.is_empty() {
+            if let Poll::Ready(Err(_)) = poll_write_buf(&self.stream, &mut self.out, cx) {
+                return Err(CloseReason::Io);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a short `text/plain` answer written by the server itself (errors,
+    /// timeouts), after which the connection closes.
+    fn answer_plain(&mut self, status: StatusCode, text: String) {
+        self.conn.close_after_current();
+        let mut res = http::Response::new(());
+        *res.status_mut() = status;
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        res.headers_mut().insert(DATE, date::now());
+        let (parts, ()) = res.into_parts();
+        let body = Bytes::from(text);
+        if self
+            .conn
+            .send_response(&parts, BodySize::Exact(body.len() as u64), &mut self.out)
+            .is_ok()
+        {
+            let _ = self.conn.send_data(body, &mut self.out);
+            let _ = self.conn.send_end(None, &mut self.out);
+        }
+    }
+}
+
+/// Polls with a panic caught: `Err(())` if `f` panicked.
+fn poll_caught<T>(f: impl FnOnce() -> Poll<T>) -> Poll<Result<T, ()>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Poll::Ready(t)) => Poll::Ready(Ok(t)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(_) => Poll::Ready(Err(())),
+    }
+}

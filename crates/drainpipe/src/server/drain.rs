@@ -1,0 +1,237 @@
+//! Drain coordination: the phase every connection watches, connection counts,
+//! close reasons, and the report a drain returns.
+//!
+//! Phases: `Running` → (shutdown) `Draining` → (drain timeout) `Cut`.
+//! When draining starts, the listener is already closed; idle connections close
+//! at once, busy ones after their current response (which carries
+//! `Connection: close`). At `Cut` every connection still open is closed.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{watch, Notify};
+
+use super::Config;
+
+/// The phase of a server's life every connection watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    Draining,
+    Cut,
+}
+
+/// Why a connection closed (counted in [`Stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed at a message boundary.
+    ClientClosed,
+    /// Keep-alive ended by the rules: the client asked (`Connection: close`,
+    /// HTTP/1.0 without keep-alive), the handler asked, or the request limit.
+    KeepAliveEnded,
+    /// Idle between requests for the idle timeout.
+    IdleTimeout,
+    /// A request head did not arrive in time (408 if it had started).
+    HeadTimeout,
+    /// A request body stalled for the body timeout.
+    BodyTimeout,
+    /// A write made no progress for the write timeout.
+    WriteTimeout,
+    /// Closed by a drain after its last response.
+    Drain,
+    /// Cut at the drain timeout.
+    Cut,
+    /// The client broke the protocol (answered with a 4xx/5xx first).
+    ProtocolError,
+    /// The handler failed (error, panic, or a body that broke its length).
+    HandlerError,
+    /// A socket error.
+    Io,
+}
+
+impl CloseReason {
+    /// Every reason, in the order of [`Stats::closed`].
+    pub const ALL: [CloseReason; 11] = [
+        CloseReason::ClientClosed,
+        CloseReason::KeepAliveEnded,
+        CloseReason::IdleTimeout,
+        CloseReason::HeadTimeout,
+        CloseReason::BodyTimeout,
+        CloseReason::WriteTimeout,
+        CloseReason::Drain,
+        CloseReason::Cut,
+        CloseReason::ProtocolError,
+        CloseReason::HandlerError,
+        CloseReason::Io,
+    ];
+
+    /// A short snake-case name, for metrics labels and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_close",
+            CloseReason::KeepAliveEnded => "keep_alive_end",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HeadTimeout => "head_timeout",
+            CloseReason::BodyTimeout => "body_timeout",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::Drain => "drain",
+            CloseReason::Cut => "cut",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::HandlerError => "handler_error",
+            CloseReason::Io => "io_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        CloseReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Live counters of a server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Connections idle now (waiting for a next request).
+    pub idle: AtomicUsize,
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// Writes of the outgoing queue: one vectored write each unless the socket
+    /// is full (responses that leave together count once).
+    pub writes: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+}
+
+impl Stats {
+    /// Connections closed for `reason` so far.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.closed[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_close(&self, reason: CloseReason) {
+        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Connections open when the drain started.
+    pub open_at_start: usize,
+    /// Connections that finished cleanly during the drain (idle ones closed at
+    /// once, busy ones after their last response).
+    pub clean: usize,
+    /// Connections still open at the drain timeout, closed by force.
+    pub cut: usize,
+    /// How long the drain took.
+    pub elapsed: std::time::Duration,
+}
+
+/// State shared by the accept loop and every connection of one `serve` call.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) stats: Arc<Stats>,
+    phase: watch::Sender<Phase>,
+    /// Connections whose task is running.
+    active: AtomicUsize,
+    /// Connections that ended during the drain, by outcome.
+    drained_clean: AtomicUsize,
+    drained_cut: AtomicUsize,
+    all_closed: Notify,
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, stats: Arc<Stats>) -> Self {
+        Shared {
+            config,
+            stats,
+            phase: watch::Sender::new(Phase::Running),
+            active: AtomicUsize::new(0),
+            drained_clean: AtomicUsize::new(0),
+            drained_cut: AtomicUsize::new(0),
+            all_closed: Notify::new(),
+            next_conn_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        *self.phase.borrow() != Phase::Running
+    }
+
+    /// A new connection id.
+    pub(crate) fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A connection task starts.
+    pub(crate) fn opened(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection task ends.
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        self.stats.record_close(reason);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        match *self.phase.borrow() {
+            Phase::Running => {}
+            Phase::Draining => {
+                self.drained_clean.fetch_add(1, Ordering::Relaxed);
+            }
+            Phase::Cut => {
+                let counter = if reason == CloseReason::Cut {
+                    &self.drained_cut
+                } else {
+                    &self.drained_clean
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Runs the drain to its end: tells every connection, waits up to the drain
+    /// timeout, then cuts what is left.
+    pub(crate) async fn drain(&self) -> DrainReport {
+        let started = Instant::now();
+        let open_at_start = self.active.load(Ordering::Acquire);
+        self.phase.send_replace(Phase::Draining);
+        let wait_all = async {
+            loop {
+                let notified = self.all_closed.notified();
+                if self.active.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::pin!(wait_all);
+        if tokio::time::timeout(self.config.drain_timeout, &mut wait_all)
+            .await
+            .is_err()
+        {
+            self.phase.send_replace(Phase::Cut);
+            // Cut connections close at once; this wait is short.
+            wait_all.await;
+        }
+        DrainReport {
+            open_at_start,
+            clean: self.drained_clean.load(Ordering::Relaxed),
+            cut: self.drained_cut.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The HTTP/1.x server: serves any `tower::Service<http::Request<Incoming>>`
+//! whose response body is an `http_body::Body`.
+//!
+//! The caller binds the listener and passes a shutdown future; [`Server::serve`]
+//! accepts until the future resolves, then drains and returns a [`DrainReport`].
+//!
+//! ```text
+//!  listener.rs   accept loop: max connections (accept waits), EMFILE back-off
+//!       │ one task per connection
+//!  conn.rs       read → proto::Connection → handler → proto → coalesced write
+//!       │        timeouts: head (408), idle, body, write; panic → 500 + close
+//!  drain.rs      phase (running → draining → cut), counts, the report
+//!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
+//! ```
+//!
+//! Every persistence rule (keep-alive, HTTP/1.0 `Keep-Alive`, `Connection:
+//! close`, request limits, what a drain does to the next response) is decided by
+//! `drainpipe-proto`; this module only owns sockets, timers and tasks.
+//!
+//! # Example
+//!
+//! ```no_run
+//! //! use drainpipe::server::Server;
+//! use drainpipe::body::Incoming;
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let service = drainpipe::server::service_fn(|_req: http::Request<Incoming>| async {
+//!     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello"))))
+//! });
+//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! let report = Server::builder().build().serve(listener, service, shutdown).await;
+//! println!("{} connections drained, {} cut", report.clean, report.cut);
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod date;
+mod drain;
+mod listener;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+
+use crate::body::Incoming;
+use crate::error::BoxError;
+use crate::sock::Linger;
+
+pub use drain::{CloseReason, DrainReport, Stats};
+
+/// Limits and timeouts of a server; see [`Builder`] for each one's meaning and
+/// default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) proto: Arc<proto::Config>,
+    pub(crate) head_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) linger: Linger,
+    pub(crate) max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let idle_timeout = Duration::from_secs(60);
+        Config {
+            proto: Arc::new(proto::Config {
+                keep_alive: proto::KeepAlive {
+                    timeout_secs: Some(idle_timeout.as_secs() as u32),
+                    ..proto::KeepAlive::default()
+                },
+                ..proto::Config::default()
+            }),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout,
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 100_000,
+            drain_timeout: Duration::from_secs(30),
+            linger: Linger::default(),
+            max_batch: 16,
+        }
+    }
+}
+
+/// Builds a [`Server`].
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    fn proto(&mut self) -> &mut proto::Config {
+        Arc::make_mut(&mut self.config.proto)
+    }
+
+    /// Time allowed to receive a whole request head, from its first byte (or
+    /// from accept, for the first request). Expiry: `408` and close; a silent
+    /// close if nothing arrived. Default 10 s.
+    pub fn head_timeout(mut self, d: Duration) -> Self {
+        self.config.head_timeout = d;
+        self
+    }
+
+    /// Time a keep-alive connection may sit idle between requests before it is
+    /// closed (silently). Advertised to HTTP/1.0 keep-alive clients as
+    /// `Keep-Alive: timeout=`. Default 60 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self.proto().keep_alive.timeout_secs = Some(d.as_secs() as u32);
+        self
+    }
+
+    /// Time allowed between two reads of a request body. Default 30 s.
+    pub fn body_timeout(mut self, d: Duration) -> Self {
+        self.config.body_timeout = d;
+        self
+    }
+
+    /// Time allowed for a write to make progress. Default 30 s.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.config.write_timeout = d;
+        self
+    }
+
+    /// Connections open at once; at the limit, accept waits. Default 100,000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// Requests served per connection; the last response carries
+    /// `Connection: close`. Default: no limit.
+    pub fn max_requests_per_connection(mut self, n: u32) -> Self {
+        self.proto().keep_alive.max_requests = Some(n.max(1));
+        self
+    }
+
+    /// Whether connections persist at all. Default true.
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.proto().keep_alive.enabled = on;
+        self
+    }
+
+    /// Largest request head; beyond it `431`. Default 32 KiB.
+    pub fn max_head_bytes(mut self, n: usize) -> Self {
+        self.proto().max_head_bytes = n;
+        self
+    }
+
+    /// Most header fields; beyond it `431`. Default 100.
+    pub fn max_fields(mut self, n: usize) -> Self {
+        self.proto().max_fields = n;
+        self
+    }
+
+    /// Longest request target; beyond it `414`. Default 8 KiB.
+    pub fn max_uri_bytes(mut self, n: usize) -> Self {
+        self.proto().max_uri_bytes = n;
+        self
+    }
+
+    /// Largest request body; beyond it `413`. Default: no limit.
+    pub fn max_body_bytes(mut self, n: u64) -> Self {
+        self.proto().max_body_bytes = Some(n);
+        self
+    }
+
+    /// Unread request body the server reads and discards after the response to
+    /// keep the connection; a larger one closes it. Default 64 KiB.
+    pub fn max_discard_bytes(mut self, n: u64) -> Self {
+        self.proto().max_discard_bytes = n;
+        self
+    }
+
+    /// Pipelined responses queued before a write is forced. Default 16.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.config.max_batch = n.max(1);
+        self
+    }
+
+    /// How long a drain waits for in-flight requests before cutting what is
+    /// left. Default 30 s.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.config.drain_timeout = d;
+        self
+    }
+
+    /// How a closing connection lingers (see [`Linger`]).
+    pub fn linger(mut self, linger: Linger) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> Server {
+        Server {
+            config: self.config,
+            stats: Arc::new(Stats::default()),
+        }
+    }
+}
+
+/// An HTTP/1.x server; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: Config,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Live counters of this server (connections by state, requests, closes by
+    /// reason).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Serves `service` on `listener` until `shutdown` resolves, then drains:
+    /// stops accepting, closes idle connections at once, lets requests in
+    /// progress finish (their responses carry `Connection: close`), and cuts what
+    /// is left after the drain timeout. Returns what the drain did.
+    pub async fn serve<S, B, F>(&self, listener: TcpListener, service: S, shutdown: F) -> DrainReport
+    where
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        let shared = Arc::new(drain::Shared::new(self.config.clone(), self.stats.clone()));
+        listener::accept_until(&listener, &service, &shared, shutdown).await;
+        drop(listener);
+        shared.drain().await
+    }
+}
+
+/// Facts about the connection a request arrived on, found in every request's
+/// extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The connection's id, unique within the process.
+    pub id: u64,
+    /// This request's number on its connection, from 1.
+    pub request: u32,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// Put in a response's extensions to make the server drop the connection with
+/// a reset (`SO_LINGER` 0) instead of sending the response: for fault injection
+/// (the origin's `/reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abort;
+
+/// A [`tower_service::Service`] from an async function, for handlers that need
+/// no state of their own.
+pub fn service_fn<F>(f: F) -> ServiceFn<F> {
+    ServiceFn { f }
+}
+
+/// The service returned by [`service_fn`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceFn<F> {
+    f: F,
+}
+
+impl<F, Fut, Req, Res, E> tower_service::Service<Req> for ServiceFn<F>
+where
+    F: FnMut(Req) -> Fut,
+    Fut: Future<Output = Result<Res, E>>,
+{
+    type Response = Res;
+    type Error = E;
+    type Future = Fut;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Fut {
+        (self.f)(req)
+    }
+}
+
+/// The body type of responses built from bytes (re-exported for handlers).
+pub type Full = http_body_util::Full<Bytes>;

@@ -1,0 +1,84 @@
+//! Socket options and the graceful close.
+
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+/// How a closing side lingers: it shuts down its write side, then reads and
+/// discards what the peer still sends until EOF, `timeout` or `max_bytes`,
+/// then closes. This keeps the kernel from answering unread input with a reset
+/// that would destroy responses the peer has not read yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Linger {
+    /// The longest wait for the peer's EOF.
+    pub timeout: Duration,
+    /// The most bytes read and discarded.
+    pub max_bytes: usize,
+}
+
+impl Default for Linger {
+    fn default() -> Self {
+        Linger {
+            timeout: Duration::from_secs(2),
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Turns Nagle off: drainpipe coalesces its own writes, so small segments never
+/// wait for an ACK (no Nagle/delayed-ACK stalls).
+pub(crate) fn set_nodelay(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+/// Shuts down the write side (our FIN follows everything written).
+pub(crate) fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(Shutdown::Write)
+}
+
+/// What a graceful close saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lingered {
+    /// The peer closed its side: a clean close.
+    Eof,
+    /// The linger timeout or byte limit ran out first.
+    GaveUp,
+}
+
+/// Closes `stream` gracefully (see [`Linger`]): everything already written
+/// reaches the peer before any reset can.
+pub(crate) async fn graceful_close(stream: TcpStream, linger: Linger) -> Lingered {
+    if shutdown_write(&stream).is_err() {
+        return Lingered::GaveUp;
+    }
+    let drain = async {
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut discarded = 0usize;
+        loop {
+            buf.clear();
+            match crate::io::read_buf(&stream, &mut buf).await {
+                Ok(0) => return Lingered::Eof,
+                Ok(n) => {
+                    discarded += n;
+                    if discarded >= linger.max_bytes {
+                        return Lingered::GaveUp;
+                    }
+                }
+                Err(_) => return Lingered::GaveUp,
+            }
+        }
+    };
+    tokio::time::timeout(linger.timeout, drain)
+        .await
+        .unwrap_or(Lingered::GaveUp)
+}
+
+/// Drops `stream` with a reset instead of a FIN (`SO_LINGER` 0): for fault
+/// injection only.
+pub(crate) fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
