@@ -40,7 +40,14 @@ fn main() -> ExitCode {
                 max_requests,
                 drain_timeout,
             }) => origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
-            None => origin("127.0.0.1:8080".parse().unwrap(), None, Duration::from_secs(30)).await,
+            None => {
+                origin(
+                    "127.0.0.1:8080".parse().unwrap(),
+                    None,
+                    Duration::from_secs(30),
+                )
+                .await
+            }
         }
     });
     match result {
@@ -52,7 +59,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn origin(listen: SocketAddr, max_requests: Option<u32>, drain_timeout: Duration) -> Result<(), String> {
+async fn origin(
+    listen: SocketAddr,
+    max_requests: Option<u32>,
+    drain_timeout: Duration,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -61,7 +72,10 @@ async fn origin(listen: SocketAddr, max_requests: Option<u32>, drain_timeout: Du
         builder = builder.max_requests_per_connection(n);
     }
     let server = builder.build();
-    println!("drainpipe origin listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    println!(
+        "drainpipe origin listening on http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     let report = server.serve(listener, Origin, shutdown_signal()).await;
     tracing::info!(
         open = report.open_at_start,

@@ -212,7 +212,10 @@ impl Sender {
 
     fn finish(&self, frame: Option<Frame<Bytes>>, tail: Tail) {
         let mut s = self.slot.state.lock().unwrap();
-        debug_assert!(frame.is_none() || s.frame.is_none(), "body slot overwritten");
+        debug_assert!(
+            frame.is_none() || s.frame.is_none(),
+            "body slot overwritten"
+        );
         if frame.is_some() {
             s.frame = frame;
         }

@@ -76,13 +76,17 @@ async fn route(req: Request<Incoming>) -> Response<OriginBody> {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             text(StatusCode::OK, Bytes::from_static(HELLO))
         }
-        ("status", Some(_), Some(code)) => match u16::try_from(code).ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+        ("status", Some(_), Some(code)) => match u16::try_from(code)
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(status) => response(status, OriginBody::empty()),
             None => text(StatusCode::BAD_REQUEST, "bad status code\n".into()),
         },
         ("close", None, _) => {
             let mut res = text(StatusCode::OK, Bytes::from_static(HELLO));
-            res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
             res
         }
         ("conn", None, _) => {
@@ -154,9 +158,15 @@ pub struct OriginBody(Inner);
 enum Inner {
     Full(Option<Bytes>),
     /// `remaining` bytes of filler, announced or not.
-    Filled { remaining: u64, announced: bool },
+    Filled {
+        remaining: u64,
+        announced: bool,
+    },
     /// Announces `declared` bytes, yields `half`, then fails.
-    Truncate { declared: u64, half: Option<Bytes> },
+    Truncate {
+        declared: u64,
+        half: Option<Bytes>,
+    },
 }
 
 impl OriginBody {

@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 
-use super::{date, Abort, ConnInfo};
 use super::drain::{CloseReason, Phase, Shared};
+use super::{date, Abort, ConnInfo};
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
 use crate::io::{poll_read_buf, poll_write_buf, read_buf, write_buf};
@@ -66,12 +66,14 @@ where
         id: shared.conn_id(),
         peer,
         aborted: false,
+        body_error: None,
     };
     let mut phase = shared.subscribe();
     let reason = tokio::select! {
         reason = driver.serve(&mut phase) => reason,
         () = wait_for_cut(&mut cut) => CloseReason::Cut,
     };
+    shared.closing(reason);
     if reason == CloseReason::Cut {
         let _ = sock::shutdown_write(&driver.stream);
         return reason;
@@ -111,6 +113,9 @@ struct Driver<'a, S> {
     peer: SocketAddr,
     /// The handler asked for a reset instead of a response ([`Abort`]).
     aborted: bool,
+    /// The request body broke the protocol (too large, bad chunk): answered
+    /// with its status instead of the handler's response.
+    body_error: Option<proto::Error>,
 }
 
 /// Feeds one request body to its handler.
@@ -140,7 +145,8 @@ where
                     if let Err(reason) = Box::pin(self.exchange(head, body)).await {
                         return reason;
                     }
-                    if self.queued >= self.shared.config.max_batch || self.out.len() >= FLUSH_BYTES {
+                    if self.queued >= self.shared.config.max_batch || self.out.len() >= FLUSH_BYTES
+                    {
                         if let Err(reason) = self.flush().await {
                             return reason;
                         }
@@ -153,6 +159,11 @@ where
                     if let Err(reason) = self.flush().await {
                         return reason;
                     }
+                    if self.conn.must_close() {
+                        // The last response is out; what the client still sends
+                        // (an unread body) is discarded by the graceful close.
+                        return self.close_reason();
+                    }
                     if let Err(reason) = self.read_more(phase).await {
                         return reason;
                     }
@@ -161,13 +172,7 @@ where
                     if let Err(reason) = self.flush().await {
                         return reason;
                     }
-                    return if self.conn.must_close() && self.conn.saw_eof() {
-                        CloseReason::ClientClosed
-                    } else if self.shared.is_draining() {
-                        CloseReason::Drain
-                    } else {
-                        CloseReason::KeepAliveEnded
-                    };
+                    return self.close_reason();
                 }
                 Ok(Event::Informational(_) | Event::Response { .. }) => {
                     unreachable!("a server connection yields no responses")
@@ -186,6 +191,17 @@ where
         }
     }
 
+    /// Why the connection closes when the core says it must.
+    fn close_reason(&self) -> CloseReason {
+        if self.conn.saw_eof() && self.conn.in_flight() == 0 {
+            CloseReason::ClientClosed
+        } else if self.shared.is_draining() {
+            CloseReason::Drain
+        } else {
+            CloseReason::KeepAliveEnded
+        }
+    }
+
     /// Waits for more input with the timeout that applies, or for a drain
     /// while nothing is in flight.
     async fn read_more(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<(), CloseReason> {
@@ -193,13 +209,21 @@ where
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
             if self.conn.requests_started() == 0 {
-                let d = self.head_deadline.unwrap_or_else(|| Instant::now() + config.head_timeout);
+                let d = self
+                    .head_deadline
+                    .unwrap_or_else(|| Instant::now() + config.head_timeout);
                 (d, CloseReason::HeadTimeout)
             } else {
-                (Instant::now() + config.idle_timeout, CloseReason::IdleTimeout)
+                (
+                    Instant::now() + config.idle_timeout,
+                    CloseReason::IdleTimeout,
+                )
             }
         } else if self.conn.is_receiving_body() {
-            (Instant::now() + config.body_timeout, CloseReason::BodyTimeout)
+            (
+                Instant::now() + config.body_timeout,
+                CloseReason::BodyTimeout,
+            )
         } else {
             let d = *self
                 .head_deadline
@@ -238,7 +262,10 @@ where
             }
             Err(reason) => {
                 if let Some(status) = self.conn.time_out() {
-                    self.answer_plain(status, format!("{status}: the request head did not arrive in time\n"));
+                    self.answer_plain(
+                        status,
+                        format!("{status}: the request head did not arrive in time\n"),
+                    );
                 }
                 return Err(reason);
             }
@@ -291,7 +318,10 @@ where
 
         if let Err(e) = poll_fn(|cx| self.service.poll_ready(cx)).await {
             tracing::error!(error = %e.into(), "service not ready");
-            self.answer_plain(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n".into());
+            self.answer_plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable\n".into(),
+            );
             return Err(CloseReason::HandlerError);
         }
         let mut call = pin!(self.service.call(req));
@@ -312,16 +342,29 @@ where
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "handler failed");
-                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                self.answer_plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
                 return Err(CloseReason::HandlerError);
             }
             Err(()) => {
                 tracing::error!("handler panicked");
-                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                self.answer_plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
                 return Err(CloseReason::HandlerError);
             }
         };
 
+        if let Some(e) = self.body_error.take() {
+            if e.side() == proto::Side::Remote {
+                let text = format!("{} {}\n", e.status(), e.kind());
+                self.answer_plain(e.status(), text);
+            }
+            return Err(CloseReason::ProtocolError);
+        }
         let (mut parts, body) = res.into_parts();
         if parts.extensions.get::<Abort>().is_some() {
             self.aborted = true;
@@ -334,12 +377,18 @@ where
         if self.shared.is_draining() {
             self.conn.close_after_current();
         }
-        let size = body.size_hint().exact().map_or(BodySize::Unknown, BodySize::Exact);
+        let size = body
+            .size_hint()
+            .exact()
+            .map_or(BodySize::Unknown, BodySize::Exact);
         let framing = match self.conn.send_response(&parts, size, &mut self.out) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "handler response refused");
-                self.answer_plain(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into());
+                self.answer_plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
                 return Err(CloseReason::HandlerError);
             }
         };
@@ -429,33 +478,36 @@ where
                     tx.end(trailers);
                     pump.tx = None;
                 }
-                Ok(Event::NeedData) => match poll_read_buf(&self.stream, self.conn.recv_buf(), cx) {
-                    Poll::Ready(Ok(0)) => self.conn.receive_eof(),
-                    Poll::Ready(Ok(_)) => pump.timer = None,
-                    Poll::Ready(Err(e)) => {
-                        tx.error(BodyError::io(e));
-                        pump.tx = None;
-                        return Err(CloseReason::Io);
-                    }
-                    Poll::Pending => {
-                        let timeout = self.shared.config.body_timeout;
-                        let timer = pump.timer.get_or_insert_with(|| Box::pin(sleep(timeout)));
-                        if timer.as_mut().poll(cx).is_ready() {
-                            tx.error(Error::new(Kind::Timeout("request body read")));
+                Ok(Event::NeedData) => {
+                    match poll_read_buf(&self.stream, self.conn.recv_buf(), cx) {
+                        Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                        Poll::Ready(Ok(_)) => pump.timer = None,
+                        Poll::Ready(Err(e)) => {
+                            tx.error(BodyError::io(e));
                             pump.tx = None;
-                            return Err(CloseReason::BodyTimeout);
+                            return Err(CloseReason::Io);
                         }
-                        return Ok(());
+                        Poll::Pending => {
+                            let timeout = self.shared.config.body_timeout;
+                            let timer = pump.timer.get_or_insert_with(|| Box::pin(sleep(timeout)));
+                            if timer.as_mut().poll(cx).is_ready() {
+                                tx.error(Error::new(Kind::Timeout("request body read")));
+                                pump.tx = None;
+                                return Err(CloseReason::BodyTimeout);
+                            }
+                            return Ok(());
+                        }
                     }
-                },
+                }
                 Ok(_) => {
                     tx.error(BodyError::connection_lost());
                     pump.tx = None;
                 }
                 Err(e) => {
-                    // The connection closes after the response; the handler
-                    // learns why its body failed.
-                    tx.error(BodyError::proto(e));
+                    // The handler learns why its body failed; the client gets
+                    // the error's status and the connection closes.
+                    tx.error(BodyError::proto(e.clone()));
+                    self.body_error = Some(e);
                     pump.tx = None;
                 }
             }
@@ -478,8 +530,10 @@ where
         self.conn.close_after_current();
         let mut res = http::Response::new(());
         *res.status_mut() = status;
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         res.headers_mut().insert(DATE, date::now());
         let (parts, ()) = res.into_parts();
         let body = Bytes::from(text);

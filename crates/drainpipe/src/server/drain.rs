@@ -85,7 +85,10 @@ impl CloseReason {
     }
 
     fn index(self) -> usize {
-        CloseReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+        CloseReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(0)
     }
 }
 
@@ -180,9 +183,13 @@ impl Shared {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection task ends.
-    pub(crate) fn closed(&self, reason: CloseReason) {
+    /// A connection decided to close (before its graceful close lingers).
+    pub(crate) fn closing(&self, reason: CloseReason) {
         self.stats.record_close(reason);
+    }
+
+    /// A connection task ends (after lingering).
+    pub(crate) fn closed(&self, reason: CloseReason) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
         match *self.phase.borrow() {
             Phase::Running => {}

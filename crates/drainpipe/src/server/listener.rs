@@ -23,7 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accepts connections until `shutdown` resolves.
 pub(crate) async fn accept_until<S, B, F>(
     listener: &TcpListener,
-    service: &S,
+    service: S,
     shared: &Arc<Shared>,
     shutdown: F,
 ) where

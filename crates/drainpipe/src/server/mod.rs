@@ -235,7 +235,12 @@ impl Server {
     /// stops accepting, closes idle connections at once, lets requests in
     /// progress finish (their responses carry `Connection: close`), and cuts what
     /// is left after the drain timeout. Returns what the drain did.
-    pub async fn serve<S, B, F>(&self, listener: TcpListener, service: S, shutdown: F) -> DrainReport
+    pub async fn serve<S, B, F>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        shutdown: F,
+    ) -> DrainReport
     where
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
             + Clone
@@ -249,7 +254,7 @@ impl Server {
         F: Future<Output = ()>,
     {
         let shared = Arc::new(drain::Shared::new(self.config.clone(), self.stats.clone()));
-        listener::accept_until(&listener, &service, &shared, shutdown).await;
+        listener::accept_until(&listener, service, &shared, shutdown).await;
         drop(listener);
         shared.drain().await
     }

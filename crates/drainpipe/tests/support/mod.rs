@@ -114,7 +114,9 @@ impl RawResponse {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 
@@ -171,7 +173,10 @@ impl Raw {
                 true
             }
             Ok(Err(e)) => panic!("read failed (a reset destroyed unread data?): {e}"),
-            Err(_) => panic!("no bytes within {WAIT:?}; have {:?}", String::from_utf8_lossy(&self.buf)),
+            Err(_) => panic!(
+                "no bytes within {WAIT:?}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ),
         }
     }
 
@@ -186,7 +191,10 @@ impl Raw {
                 if let Some(r) = self.try_parse_at_eof() {
                     return r;
                 }
-                panic!("EOF inside a response: {:?}", String::from_utf8_lossy(&self.buf));
+                panic!(
+                    "EOF inside a response: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
             }
         }
     }
@@ -223,7 +231,8 @@ impl Raw {
         let head = String::from_utf8_lossy(&self.buf[..end - 4]).into_owned();
         let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
         let lower = head.to_ascii_lowercase();
-        let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
+        let no_body =
+            head_request || status == 204 || status == 304 || (100..200).contains(&status);
         let (body, used) = if no_body {
             (Vec::new(), end)
         } else if lower.contains("\r\ntransfer-encoding: chunked") {
