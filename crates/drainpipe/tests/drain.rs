@@ -1,0 +1,132 @@
+//! Graceful drain, one test per case (the first seed's bug: a drained server
+//! must say `Connection: close` on every response whose head had not gone out).
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use drainpipe::server::{CloseReason, Server};
+use support::*;
+
+#[tokio::test]
+async fn idle_connection_closes_at_once() {
+    let srv = TestServer::origin(Server::builder()).await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    c.response().await;
+    let started = Instant::now();
+    let stats = srv.stats.clone();
+    let drain = tokio::spawn(srv.drain());
+    c.expect_eof().await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    drop(c);
+    let report = drain.await.unwrap();
+    assert_eq!((report.open_at_start, report.clean, report.cut), (1, 1, 0));
+    assert_eq!(stats.closed(CloseReason::Drain), 1);
+}
+
+#[tokio::test]
+async fn request_in_progress_finishes_with_connection_close() {
+    let mut srv = TestServer::origin(Server::builder()).await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET /delay/300 HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    srv.begin_drain();
+    let r = c.response().await;
+    assert_eq!((r.status, r.body_str().as_str()), (200, "Hello, World!"));
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "the drained response says close"
+    );
+    c.expect_eof().await;
+    drop(c);
+    let report = srv.drain().await;
+    assert_eq!((report.clean, report.cut), (1, 0));
+}
+
+// Requests pipelined behind the one in progress are left unprocessed (so the
+// client may retry them), and nothing after the close response is processed.
+#[tokio::test]
+async fn pipelined_requests_behind_are_left_unprocessed() {
+    let mut srv = TestServer::origin(Server::builder()).await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(
+        b"GET /delay/300 HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /status/201 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n\
+GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    srv.begin_drain();
+    let r = c.response().await;
+    assert_eq!(r.body_str(), "Hello, World!");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    c.expect_eof().await;
+    assert_eq!(
+        srv.stats.requests.load(Ordering::Relaxed),
+        1,
+        "only the first was processed"
+    );
+    drop(c);
+    srv.drain().await;
+}
+
+#[tokio::test]
+async fn drain_timeout_cuts_what_is_left() {
+    let mut srv =
+        TestServer::origin(Server::builder().drain_timeout(Duration::from_millis(200))).await;
+    let mut busy = Raw::connect(srv.addr).await;
+    busy.send(b"GET /delay/5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let mut idle = Raw::connect(srv.addr).await;
+    idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    idle.response().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    srv.begin_drain();
+    idle.expect_eof().await;
+    drop(idle);
+    let started = Instant::now();
+    assert!(
+        busy.closes_within(Duration::from_secs(2)).await,
+        "cut at the drain timeout"
+    );
+    assert!(busy.buf.is_empty(), "no response for the cut request");
+    drop(busy);
+    let report = srv.drain().await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!((report.open_at_start, report.clean, report.cut), (2, 1, 1));
+    assert!(
+        report.elapsed >= Duration::from_millis(200) && report.elapsed < Duration::from_secs(3)
+    );
+}
+
+#[tokio::test]
+async fn listener_is_closed_once_draining() {
+    let srv = TestServer::origin(Server::builder()).await;
+    let addr = srv.addr;
+    let report = srv.drain().await;
+    assert_eq!(report.open_at_start, 0);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "new connections refused"
+    );
+}
+
+// A keep-alive client between requests when the drain starts: its next
+// request is never processed because the connection is already closed.
+#[tokio::test]
+async fn partial_head_at_drain_is_not_processed() {
+    let mut srv = TestServer::origin(Server::builder()).await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    c.response().await;
+    c.send(b"GET / HT").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    srv.begin_drain();
+    c.expect_eof().await;
+    assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 1);
+    drop(c);
+    srv.drain().await;
+}
