@@ -158,7 +158,7 @@ impl http_body::Body for Incoming {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size.clone()
+        self.size
     }
 }
 

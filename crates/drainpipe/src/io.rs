@@ -15,19 +15,30 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// Most iovecs handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
-/// Reads once into `buf` (reserving room first): the count read, 0 at EOF.
+/// Reads once into `buf`: the count read, 0 at EOF.
+///
+/// Memory is taken only when bytes are there to read: with nothing buffered,
+/// it waits for readiness first, and gives the buffer back if the read finds
+/// nothing after all. So a connection waiting for its next request holds no
+/// read buffer.
 pub(crate) fn poll_read_buf(
     stream: &TcpStream,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     loop {
+        if buf.is_empty() {
+            std::task::ready!(stream.poll_read_ready(cx))?;
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         match stream.try_read_buf(buf) {
             Ok(n) => return Poll::Ready(Ok(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
                 std::task::ready!(stream.poll_read_ready(cx))?;
             }
             Err(e) => return Poll::Ready(Err(e)),

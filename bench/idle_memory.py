@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Server memory per idle keep-alive connection.
+
+Usage: idle_memory.py PID HOST:PORT [COUNT]
+
+Opens COUNT connections to HOST:PORT, makes one `GET /` request on each (so each
+has served a request and sits idle in keep-alive), waits for the server to
+settle, and prints the growth of the server process's resident memory (VmRSS of
+PID) divided by COUNT, in KiB per connection. The connections stay open until the
+measurement is taken.
+"""
+import resource
+import socket
+import sys
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def main():
+    pid = int(sys.argv[1])
+    host, port = sys.argv[2].rsplit(":", 1)
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 100), max(hard, count + 100)))
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    # Warm up: one connection, so lazily built process state is not counted.
+    warm = socket.create_connection((host, int(port)))
+    warm.sendall(request)
+    warm.recv(4096)
+    time.sleep(0.5)
+    before = rss_kib(pid)
+    conns = []
+    for i in range(count):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(request)
+        conns.append(s)
+    for c in conns:
+        c.settimeout(10)
+        if not c.recv(4096):
+            raise SystemExit("server closed a connection")
+    time.sleep(2)
+    after = rss_kib(pid)
+    per = (after - before) / count
+    print(f"connections={count} rss_before_kib={before} rss_after_kib={after} kib_per_connection={per:.2f}")
+    for c in conns:
+        c.close()
+
+
+if __name__ == "__main__":
+    main()
