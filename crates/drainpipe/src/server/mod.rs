@@ -20,7 +20,8 @@
 //! # Example
 //!
 //! ```no_run
-//! //! use drainpipe::server::Server;
+//! use std::convert::Infallible;
+//! use drainpipe::server::Server;
 //! use drainpipe::body::Incoming;
 //! use http_body_util::Full;
 //! use bytes::Bytes;
