@@ -130,3 +130,27 @@ async fn partial_head_at_drain_is_not_processed() {
     drop(c);
     srv.drain().await;
 }
+
+#[tokio::test]
+async fn parked_connections_close_at_once() {
+    let srv = TestServer::origin(Server::builder().park_idle_after(Some(Duration::from_millis(50)))).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = Raw::connect(srv.addr).await;
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        c.response().await;
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 3);
+    let stats = srv.stats.clone();
+    let started = Instant::now();
+    let drain = tokio::spawn(srv.drain());
+    for c in &mut clients {
+        c.expect_eof().await;
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let report = drain.await.unwrap();
+    assert_eq!((report.open_at_start, report.clean, report.cut), (3, 3, 0));
+    assert_eq!(stats.closed(CloseReason::Drain), 3);
+}

@@ -444,3 +444,68 @@ async fn half_closed_client_gets_its_responses() {
     }
     c.expect_eof().await;
 }
+
+// Parking: an idle connection leaves its task; bytes bring it back on the same
+// connection; deadlines and drains still close it.
+#[tokio::test]
+async fn idle_connection_is_parked_and_resumed() {
+    let srv = TestServer::origin(
+        builder()
+            .park_idle_after(Some(Duration::from_millis(100)))
+            .idle_timeout(Duration::from_secs(5)),
+    )
+    .await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let first = c.response().await.body_str();
+    let deadline = std::time::Instant::now() + WAIT;
+    while srv.stats.parked.load(Ordering::Relaxed) != 1 {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let second = c.response().await.body_str();
+    assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 0);
+    assert_eq!(first.split(' ').next(), second.split(' ').next(), "same connection");
+    assert!(second.ends_with("request=2\n"), "{second}");
+    assert_eq!(srv.stats.accepted.load(Ordering::Relaxed), 1);
+    // A client closing while parked is noticed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 1);
+    drop(c);
+    let deadline = std::time::Instant::now() + WAIT;
+    while srv.stats.open.load(Ordering::Relaxed) != 0 {
+        assert!(std::time::Instant::now() < deadline, "parked close not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(srv.stats.closed(CloseReason::ClientClosed), 1);
+}
+
+#[tokio::test]
+async fn parked_connection_honours_idle_timeout_and_request_limit() {
+    let srv = TestServer::origin(
+        builder()
+            .park_idle_after(Some(Duration::from_millis(50)))
+            .idle_timeout(Duration::from_millis(600))
+            .max_requests_per_connection(2),
+    )
+    .await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(c.response().await.header("connection"), None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 1);
+    // The request count survives parking: the second request is the last.
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(c.response().await.header("connection").as_deref(), Some("close"));
+    c.expect_eof().await;
+
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    c.response().await;
+    let started = std::time::Instant::now();
+    c.expect_eof().await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(2), "{waited:?}");
+    assert_eq!(srv.stats.closed(CloseReason::IdleTimeout), 1);
+}

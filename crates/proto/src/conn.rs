@@ -60,6 +60,17 @@ impl Connection {
         }
     }
 
+    /// A connection that already carried `requests_started` exchanges and was
+    /// idle since, taken up again (a driver that set an idle connection aside
+    /// keeps only this count). Request limits and `Keep-Alive: max` go on
+    /// counting from it.
+    pub fn resume(role: Role, config: Arc<Config>, requests_started: u32) -> Self {
+        Connection {
+            started: requests_started,
+            ..Connection::new(role, config)
+        }
+    }
+
     /// The role this side plays.
     pub fn role(&self) -> Role {
         self.role

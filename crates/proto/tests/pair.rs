@@ -725,3 +725,21 @@ fn timeout_owes_408_only_mid_head() {
     assert_eq!(srv.time_out(), None, "idle between requests: silent close");
     assert!(srv.must_close());
 }
+
+// A resumed connection goes on counting requests from where it was set aside.
+#[test]
+fn resumed_connection_keeps_counting() {
+    let config = Arc::new(Config {
+        keep_alive: KeepAlive {
+            enabled: true,
+            max_requests: Some(3),
+            timeout_secs: Some(5),
+        },
+        ..Config::default()
+    });
+    let mut srv = Connection::resume(Role::Server, config, 2);
+    assert!(srv.is_idle());
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let res = respond(&mut srv, 200, &[], b"");
+    assert!(s(&res).contains("connection: close"), "the third request is the last");
+}

@@ -14,7 +14,6 @@
 //! An idle connection holds no buffer: both are given back before it waits.
 
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
@@ -31,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 
 use super::drain::{CloseReason, Phase, Shared};
+use super::park::{Parker, Resume};
 use super::{date, Abort, ConnInfo};
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
@@ -40,13 +40,39 @@ use crate::sock;
 /// Queued output beyond which a write is forced before going on.
 const FLUSH_BYTES: usize = 64 * 1024;
 
-/// Runs one connection to its end and says why it closed.
+/// How a connection's task ended.
+pub(crate) enum Exit {
+    /// The connection closed, for this reason.
+    Closed(CloseReason),
+    /// The connection went idle and was parked; a new task resumes it.
+    Parked,
+}
+
+/// Why the serving loop stopped.
+enum Stop {
+    Close(CloseReason),
+    /// Idle for `park_after`: hand the connection to the parker, to close at
+    /// `deadline` as `expiry` if nothing arrives.
+    Park {
+        deadline: Instant,
+        expiry: CloseReason,
+    },
+}
+
+impl From<CloseReason> for Stop {
+    fn from(reason: CloseReason) -> Self {
+        Stop::Close(reason)
+    }
+}
+
+/// Runs one connection until it closes or parks.
 pub(crate) async fn run<S, B>(
     stream: TcpStream,
-    peer: SocketAddr,
+    resume: Resume,
     service: S,
     shared: &Arc<Shared>,
-) -> CloseReason
+    parker: Option<&Arc<Parker>>,
+) -> Exit
 where
     S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
@@ -55,32 +81,56 @@ where
 {
     sock::set_nodelay(&stream);
     let mut cut = shared.subscribe();
+    let fresh = resume.requests_started == 0;
     let mut driver = Driver {
         head_deadline: Some(Instant::now() + shared.config.head_timeout),
         stream,
-        conn: Connection::new(Role::Server, shared.config.proto.clone()),
+        conn: Connection::resume(Role::Server, shared.config.proto.clone(), resume.requests_started),
         out: WriteBuf::new(),
         service,
         shared,
         queued: 0,
-        id: shared.conn_id(),
-        peer,
+        resume,
         aborted: false,
         body_error: None,
+        can_park: parker.is_some(),
     };
+    if !fresh {
+        // Resumed from the parker because bytes arrived: a head is starting.
+        driver.head_deadline = Some(Instant::now() + shared.config.head_timeout);
+    }
     let mut phase = shared.subscribe();
-    let reason = tokio::select! {
-        reason = driver.serve(&mut phase) => reason,
-        () = wait_for_cut(&mut cut) => CloseReason::Cut,
+    let stop = tokio::select! {
+        stop = driver.serve(&mut phase) => stop,
+        () = wait_for_cut(&mut cut) => Stop::Close(CloseReason::Cut),
+    };
+    let reason = match stop {
+        Stop::Close(reason) => reason,
+        Stop::Park { deadline, expiry } => {
+            let parker = parker.expect("parking only with a parker");
+            let resume = Resume {
+                requests_started: driver.conn.requests_started(),
+                ..driver.resume
+            };
+            match parker.park(driver.stream, resume, deadline, expiry) {
+                Ok(()) => return Exit::Parked,
+                // Not parked (a drain began): this idle connection closes.
+                Err((stream, _resume)) => {
+                    shared.closing(CloseReason::Drain);
+                    sock::graceful_close(stream, shared.config.linger).await;
+                    return Exit::Closed(CloseReason::Drain);
+                }
+            }
+        }
     };
     shared.closing(reason);
     if reason == CloseReason::Cut {
         let _ = sock::shutdown_write(&driver.stream);
-        return reason;
+        return Exit::Closed(reason);
     }
     if driver.aborted {
         sock::reset(driver.stream);
-        return reason;
+        return Exit::Closed(reason);
     }
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
@@ -92,7 +142,7 @@ where
         .await;
     }
     sock::graceful_close(driver.stream, shared.config.linger).await;
-    reason
+    Exit::Closed(reason)
 }
 
 async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {
@@ -109,8 +159,10 @@ struct Driver<'a, S> {
     head_deadline: Option<Instant>,
     /// Responses queued in `out` since the last write.
     queued: usize,
-    id: u64,
-    peer: SocketAddr,
+    /// The connection's identity and slot, carried across parking.
+    resume: Resume,
+    /// Whether an idle connection may be parked.
+    can_park: bool,
     /// The handler asked for a reset instead of a response ([`Abort`]).
     aborted: bool,
     /// The request body broke the protocol (too large, bad chunk): answered
@@ -133,7 +185,7 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    async fn serve(&mut self, phase: &mut watch::Receiver<Phase>) -> CloseReason {
+    async fn serve(&mut self, phase: &mut watch::Receiver<Phase>) -> Stop {
         loop {
             if self.shared.is_draining() {
                 self.conn.close_after_current();
@@ -143,12 +195,12 @@ where
                     self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                     self.head_deadline = None;
                     if let Err(reason) = Box::pin(self.exchange(head, body)).await {
-                        return reason;
+                        return reason.into();
                     }
                     if self.queued >= self.shared.config.max_batch || self.out.len() >= FLUSH_BYTES
                     {
                         if let Err(reason) = self.flush().await {
-                            return reason;
+                            return reason.into();
                         }
                     }
                 }
@@ -157,35 +209,35 @@ where
                 Ok(Event::Data(_) | Event::End { .. }) => {}
                 Ok(Event::NeedData) => {
                     if let Err(reason) = self.flush().await {
-                        return reason;
+                        return reason.into();
                     }
                     if self.conn.must_close() {
                         // The last response is out; what the client still sends
                         // (an unread body) is discarded by the graceful close.
-                        return self.close_reason();
+                        return self.close_reason().into();
                     }
-                    if let Err(reason) = self.read_more(phase).await {
-                        return reason;
+                    if let Err(stop) = self.read_more(phase).await {
+                        return stop;
                     }
                 }
                 Ok(Event::Paused | Event::Closed) => {
                     if let Err(reason) = self.flush().await {
-                        return reason;
+                        return reason.into();
                     }
-                    return self.close_reason();
+                    return self.close_reason().into();
                 }
                 Ok(Event::Informational(_) | Event::Response { .. }) => {
                     unreachable!("a server connection yields no responses")
                 }
                 Err(e) => {
                     if matches!(e.kind(), proto::ErrorKind::Truncated { .. }) {
-                        return CloseReason::ClientClosed;
+                        return CloseReason::ClientClosed.into();
                     }
                     if e.side() == proto::Side::Remote {
                         let text = format!("{} {}\n", e.status(), e.kind());
                         self.answer_plain(e.status(), text);
                     }
-                    return CloseReason::ProtocolError;
+                    return CloseReason::ProtocolError.into();
                 }
             }
         }
@@ -203,32 +255,31 @@ where
     }
 
     /// Waits for more input with the timeout that applies, or for a drain
-    /// while nothing is in flight.
-    async fn read_more(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<(), CloseReason> {
+    /// while nothing is in flight. An idle connection that stays quiet for
+    /// `park_after` is parked instead (when the deadline is further away).
+    async fn read_more(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<(), Stop> {
         let config = &self.shared.config;
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
             if self.conn.requests_started() == 0 {
-                let d = self
-                    .head_deadline
-                    .unwrap_or_else(|| Instant::now() + config.head_timeout);
+                let d = self.head_deadline.unwrap_or_else(|| Instant::now() + config.head_timeout);
                 (d, CloseReason::HeadTimeout)
             } else {
-                (
-                    Instant::now() + config.idle_timeout,
-                    CloseReason::IdleTimeout,
-                )
+                (Instant::now() + config.idle_timeout, CloseReason::IdleTimeout)
             }
         } else if self.conn.is_receiving_body() {
-            (
-                Instant::now() + config.body_timeout,
-                CloseReason::BodyTimeout,
-            )
+            (Instant::now() + config.body_timeout, CloseReason::BodyTimeout)
         } else {
             let d = *self
                 .head_deadline
                 .get_or_insert_with(|| Instant::now() + config.head_timeout);
             (d, CloseReason::HeadTimeout)
+        };
+        let park_at = match config.park_after {
+            Some(after) if idle && self.can_park => {
+                Some(Instant::now() + after).filter(|at| *at < deadline)
+            }
+            _ => None,
         };
         let can_drain = self.conn.in_flight() == 0;
         if idle {
@@ -240,7 +291,7 @@ where
         let result = tokio::select! {
             biased;
             read = read_buf(stream, conn.recv_buf()) => Ok(read),
-            () = sleep_until(deadline) => Err(on_expiry),
+            () = sleep_until(park_at.unwrap_or(deadline)) => Err(park_at.is_some()),
             _ = phase.changed(), if can_drain => Ok(Ok(usize::MAX)),
         };
         if idle {
@@ -258,16 +309,20 @@ where
                 return Err(match e.kind() {
                     std::io::ErrorKind::ConnectionReset => CloseReason::ClientClosed,
                     _ => CloseReason::Io,
+                }
+                .into())
+            }
+            Err(true) => {
+                return Err(Stop::Park {
+                    deadline,
+                    expiry: on_expiry,
                 })
             }
-            Err(reason) => {
+            Err(false) => {
                 if let Some(status) = self.conn.time_out() {
-                    self.answer_plain(
-                        status,
-                        format!("{status}: the request head did not arrive in time\n"),
-                    );
+                    self.answer_plain(status, format!("{status}: the request head did not arrive in time\n"));
                 }
-                return Err(reason);
+                return Err(on_expiry.into());
             }
         }
         Ok(())
@@ -311,9 +366,9 @@ where
         };
         let mut req = head.map(|()| body);
         req.extensions_mut().insert(ConnInfo {
-            id: self.id,
+            id: self.resume.id,
             request: self.conn.requests_started(),
-            peer: self.peer,
+            peer: self.resume.peer,
         });
 
         if let Err(e) = poll_fn(|cx| self.service.poll_ready(cx)).await {

@@ -99,8 +99,11 @@ pub struct Stats {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicUsize,
-    /// Connections idle now (waiting for a next request).
+    /// Connections idle now in their own task (waiting for a next request).
     pub idle: AtomicUsize,
+    /// Idle connections parked now (out of their task, see
+    /// [`Builder::park_idle_after`](super::Builder::park_idle_after)).
+    pub parked: AtomicUsize,
     /// Requests received.
     pub requests: AtomicU64,
     /// Writes of the outgoing queue: one vectored write each unless the socket

@@ -7,11 +7,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
-use super::conn;
+use super::conn::{self, Exit};
 use super::drain::Shared;
+use super::park::{Parker, Respawn, Resume};
 use crate::body::Incoming;
 use crate::error::BoxError;
 
@@ -20,13 +22,15 @@ use crate::error::BoxError;
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections until `shutdown` resolves. Returns the parker's task,
+/// which the caller stops once the drain is over.
 pub(crate) async fn accept_until<S, B, F>(
     listener: &TcpListener,
     service: S,
     shared: &Arc<Shared>,
     shutdown: F,
-) where
+) -> Option<JoinHandle<()>>
+where
     S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
@@ -38,31 +42,57 @@ pub(crate) async fn accept_until<S, B, F>(
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
+    let parking = if shared.config.park_after.is_some() {
+        // A mutex makes the service shareable with the parker's task (it is
+        // only cloned under it).
+        let respawn_service = std::sync::Mutex::new(service.clone());
+        let respawn_shared = shared.clone();
+        let respawn: Respawn = Arc::new(move |stream, resume, parker| {
+            let service = respawn_service.lock().unwrap().clone();
+            spawn_connection(
+                stream,
+                resume,
+                service,
+                respawn_shared.clone(),
+                Some(parker.clone()),
+            );
+        });
+        match Parker::start(shared.clone(), respawn) {
+            Ok((parker, task)) => Some((parker, tokio::spawn(task))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot park idle connections; keeping them in their tasks");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let parker = parking.as_ref().map(|(p, _)| p.clone());
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut backoff = MIN_BACKOFF;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             biased;
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
         let accepted = tokio::select! {
             biased;
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                let service = service.clone();
-                let shared = shared.clone();
                 shared.opened();
-                tokio::spawn(async move {
-                    let reason = conn::run(stream, peer, service, &shared).await;
-                    shared.closed(reason);
-                    drop(permit);
-                });
+                let resume = Resume {
+                    id: shared.conn_id(),
+                    requests_started: 0,
+                    peer,
+                    permit,
+                };
+                spawn_connection(stream, resume, service.clone(), shared.clone(), parker.clone());
             }
             Err(e) if is_per_connection(&e) => {}
             Err(e) => {
@@ -70,13 +100,38 @@ pub(crate) async fn accept_until<S, B, F>(
                 // something is freed; wait instead of spinning.
                 tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "accept failed; backing off");
                 tokio::select! {
-                    () = &mut shutdown => return,
+                    () = &mut shutdown => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
+    parking.map(|(_, task)| task)
+}
+
+/// Runs a connection in its own task, until it closes or parks.
+fn spawn_connection<S, B>(
+    stream: TcpStream,
+    resume: Resume,
+    service: S,
+    shared: Arc<Shared>,
+    parker: Option<Arc<Parker>>,
+) where
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        if let Exit::Closed(reason) = conn::run(stream, resume, service, &shared, parker.as_ref()).await {
+            shared.closed(reason);
+        }
+    });
 }
 
 /// Errors that concern one connection only (it was reset before accept

@@ -9,6 +9,7 @@
 //!       │ one task per connection
 //!  conn.rs       read → proto::Connection → handler → proto → coalesced write
 //!       │        timeouts: head (408), idle, body, write; panic → 500 + close
+//!  park.rs       idle connections leave their task for one shared epoll set
 //!  drain.rs      phase (running → draining → cut), counts, the report
 //!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
 //! ```
@@ -41,6 +42,7 @@ mod conn;
 mod date;
 mod drain;
 mod listener;
+mod park;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +72,7 @@ pub struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) linger: Linger,
     pub(crate) max_batch: usize,
+    pub(crate) park_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             linger: Linger::default(),
             max_batch: 16,
+            park_after: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -204,6 +208,15 @@ impl Builder {
         self
     }
 
+    /// How long a connection may sit idle in its own task before it is parked:
+    /// its task ends, its socket leaves the runtime's reactor, and it waits as a
+    /// small entry in one shared epoll set until bytes arrive (then a new task
+    /// takes it up). `None` keeps every connection in its task. Default 1 s.
+    pub fn park_idle_after(mut self, after: Option<Duration>) -> Self {
+        self.config.park_after = after;
+        self
+    }
+
     /// The server.
     pub fn build(self) -> Server {
         Server {
@@ -255,9 +268,13 @@ impl Server {
         F: Future<Output = ()>,
     {
         let shared = Arc::new(drain::Shared::new(self.config.clone(), self.stats.clone()));
-        listener::accept_until(&listener, service, &shared, shutdown).await;
+        let parker = listener::accept_until(&listener, service, &shared, shutdown).await;
         drop(listener);
-        shared.drain().await
+        let report = shared.drain().await;
+        if let Some(parker) = parker {
+            parker.abort();
+        }
+        report
     }
 }
 

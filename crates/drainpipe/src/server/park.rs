@@ -1,0 +1,255 @@
+//! Parking: a connection idle for longer than `park_after` leaves its task and
+//! the runtime's reactor, and waits as a few dozen bytes in one shared epoll set.
+//!
+//! A task per connection plus the reactor's per-socket registration costs about
+//! 1 KiB even when idle; ten thousand idle keep-alive connections would hold
+//! ten megabytes doing nothing. So a connection that goes quiet is handed here:
+//! its socket is deregistered from tokio and registered with the parker's own
+//! `mio::Poll`, and its state shrinks to a [`Parked`] entry (the socket, its
+//! connection slot, its id, how many requests it served, its deadline). Busy
+//! connections never come here: a keep-alive client sending its next request
+//! within `park_after` stays in its task with its buffers.
+//!
+//! - bytes (or the peer's close) on a parked socket → the entry leaves, the
+//!   socket goes back to tokio and a fresh task picks up where the old one
+//!   stopped ([`Resume`]);
+//! - the idle (or head) deadline passes → the socket is closed;
+//! - a drain starts → every parked connection is closed at once (they are idle).
+//!
+//! A socket that already holds bytes when it is parked is reported at once
+//! (registering a ready socket with epoll queues an event), so nothing is lost
+//! between the last read and the hand-over.
+
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use super::drain::{CloseReason, Phase, Shared};
+
+/// What a connection's next task needs to carry on.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub(crate) id: u64,
+    pub(crate) requests_started: u32,
+    pub(crate) peer: SocketAddr,
+    /// The connection's slot under `max_connections`, held until it closes.
+    #[allow(dead_code)]
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// A parked connection.
+#[derive(Debug)]
+struct Parked {
+    stream: std::net::TcpStream,
+    resume: Resume,
+    /// When it closes if nothing arrives, and why.
+    deadline: Instant,
+    expiry: CloseReason,
+}
+
+/// Starts the connection's next task.
+pub(crate) type Respawn = Arc<dyn Fn(TcpStream, Resume, &Arc<Parker>) + Send + Sync>;
+
+/// The shared set of parked connections.
+pub(crate) struct Parker {
+    registry: mio::Registry,
+    slots: Mutex<Slots>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Slots {
+    entries: Vec<Option<Parked>>,
+    free: Vec<usize>,
+    /// Set once a drain closed everything: nothing more is parked.
+    closed: bool,
+}
+
+/// How often parked deadlines are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+impl Parker {
+    /// A parker and the task that runs it (spawn the future; it ends when the
+    /// server is cut, or when dropped).
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        respawn: Respawn,
+    ) -> std::io::Result<(Arc<Parker>, impl std::future::Future<Output = ()> + Send)> {
+        let poll = mio::Poll::new()?;
+        let parker = Arc::new(Parker {
+            registry: poll.registry().try_clone()?,
+            slots: Mutex::new(Slots::default()),
+            shared,
+        });
+        let task = parker.clone().run(poll, respawn);
+        Ok((parker, task))
+    }
+
+    /// Parks `stream` until bytes arrive or `deadline` (closing it as `expiry`
+    /// then). On failure the stream comes back to the caller to serve or close.
+    pub(crate) fn park(
+        &self,
+        stream: TcpStream,
+        resume: Resume,
+        deadline: Instant,
+        expiry: CloseReason,
+    ) -> Result<(), (TcpStream, Resume)> {
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            // The socket is gone from tokio but unusable: nothing to give back.
+            Err(_) => {
+                self.shared.closing(CloseReason::Io);
+                self.shared.closed(CloseReason::Io);
+                return Ok(());
+            }
+        };
+        let mut slots = self.slots.lock().unwrap();
+        let back = |s: std::net::TcpStream, r| match TcpStream::from_std(s) {
+            Ok(s) => Err((s, r)),
+            Err(_) => Ok(()),
+        };
+        if slots.closed {
+            return back(std_stream, resume);
+        }
+        let index = slots.free.pop().unwrap_or_else(|| {
+            slots.entries.push(None);
+            slots.entries.len() - 1
+        });
+        let fd = std_stream.as_raw_fd();
+        if self
+            .registry
+            .register(&mut SourceFd(&fd), Token(index), Interest::READABLE)
+            .is_err()
+        {
+            slots.free.push(index);
+            return back(std_stream, resume);
+        }
+        slots.entries[index] = Some(Parked {
+            stream: std_stream,
+            resume,
+            deadline,
+            expiry,
+        });
+        self.shared.stats.parked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn take(&self, index: usize) -> Option<Parked> {
+        let mut slots = self.slots.lock().unwrap();
+        let parked = slots.entries.get_mut(index)?.take()?;
+        slots.free.push(index);
+        let _ = self.registry.deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
+        self.shared.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        Some(parked)
+    }
+
+    /// Closes a parked connection (it is idle: nothing unread, nothing owed).
+    fn close(&self, parked: Parked, reason: CloseReason) {
+        let _ = parked.stream.shutdown(Shutdown::Write);
+        self.shared.closing(reason);
+        drop(parked);
+        self.shared.closed(reason);
+    }
+
+    async fn run(self: Arc<Self>, poll: mio::Poll, respawn: Respawn) {
+        // SAFETY: the AsyncFd owns the Poll, so the epoll fd it registers stays
+        // open for exactly as long as the registration (both end when it drops).
+        let registered =
+            unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) };
+        let Ok(mut poll) = registered else {
+            return;
+        };
+        let mut events = mio::Events::with_capacity(256);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut phase: watch::Receiver<Phase> = self.shared.subscribe();
+        loop {
+            tokio::select! {
+                ready = poll.readable_mut() => {
+                    let Ok(mut guard) = ready else { return };
+                    loop {
+                        events.clear();
+                        if guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)).is_err() {
+                            break;
+                        }
+                        if events.is_empty() {
+                            break;
+                        }
+                        for event in events.iter() {
+                            let Some(parked) = self.take(event.token().0) else { continue };
+                            match TcpStream::from_std(parked.stream) {
+                                Ok(stream) => respawn(stream, parked.resume, &self),
+                                Err(_) => {
+                                    self.shared.closing(CloseReason::Io);
+                                    self.shared.closed(CloseReason::Io);
+                                }
+                            }
+                        }
+                    }
+                    guard.clear_ready();
+                }
+                _ = sweep.tick() => self.close_expired(),
+                changed = phase.changed() => {
+                    if changed.is_err() || *phase.borrow() != Phase::Running {
+                        self.close_all();
+                        if changed.is_err() || *phase.borrow() == Phase::Cut {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_expired(&self) {
+        let now = Instant::now();
+        let expired: Vec<usize> = {
+            let slots = self.slots.lock().unwrap();
+            slots
+                .entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.as_ref().filter(|p| p.deadline <= now).map(|_| i))
+                .collect()
+        };
+        for index in expired {
+            if let Some(parked) = self.take(index) {
+                let reason = parked.expiry;
+                self.close(parked, reason);
+            }
+        }
+    }
+
+    /// A drain: every parked connection is idle, so each closes at once.
+    fn close_all(&self) {
+        let indexes: Vec<usize> = {
+            let mut slots = self.slots.lock().unwrap();
+            slots.closed = true;
+            (0..slots.entries.len()).collect()
+        };
+        for index in indexes {
+            if let Some(parked) = self.take(index) {
+                self.close(parked, CloseReason::Drain);
+            }
+        }
+    }
+}
+
+impl Drop for Parker {
+    fn drop(&mut self) {
+        let slots = self.slots.get_mut().unwrap();
+        for parked in slots.entries.drain(..).flatten() {
+            self.shared.closing(CloseReason::Cut);
+            self.shared.closed(CloseReason::Cut);
+            drop(parked);
+        }
+    }
+}
