@@ -133,7 +133,9 @@ async fn partial_head_at_drain_is_not_processed() {
 
 #[tokio::test]
 async fn parked_connections_close_at_once() {
-    let srv = TestServer::origin(Server::builder().park_idle_after(Some(Duration::from_millis(50)))).await;
+    let srv =
+        TestServer::origin(Server::builder().park_idle_after(Some(Duration::from_millis(50))))
+            .await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut c = Raw::connect(srv.addr).await;

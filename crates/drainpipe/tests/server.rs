@@ -466,7 +466,11 @@ async fn idle_connection_is_parked_and_resumed() {
     c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let second = c.response().await.body_str();
     assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 0);
-    assert_eq!(first.split(' ').next(), second.split(' ').next(), "same connection");
+    assert_eq!(
+        first.split(' ').next(),
+        second.split(' ').next(),
+        "same connection"
+    );
     assert!(second.ends_with("request=2\n"), "{second}");
     assert_eq!(srv.stats.accepted.load(Ordering::Relaxed), 1);
     // A client closing while parked is noticed.
@@ -475,7 +479,10 @@ async fn idle_connection_is_parked_and_resumed() {
     drop(c);
     let deadline = std::time::Instant::now() + WAIT;
     while srv.stats.open.load(Ordering::Relaxed) != 0 {
-        assert!(std::time::Instant::now() < deadline, "parked close not noticed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "parked close not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(srv.stats.closed(CloseReason::ClientClosed), 1);
@@ -497,7 +504,10 @@ async fn parked_connection_honours_idle_timeout_and_request_limit() {
     assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 1);
     // The request count survives parking: the second request is the last.
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    assert_eq!(c.response().await.header("connection").as_deref(), Some("close"));
+    assert_eq!(
+        c.response().await.header("connection").as_deref(),
+        Some("close")
+    );
     c.expect_eof().await;
 
     let mut c = Raw::connect(srv.addr).await;
@@ -506,6 +516,9 @@ async fn parked_connection_honours_idle_timeout_and_request_limit() {
     let started = std::time::Instant::now();
     c.expect_eof().await;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(2), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
     assert_eq!(srv.stats.closed(CloseReason::IdleTimeout), 1);
 }

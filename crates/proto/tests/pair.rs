@@ -741,5 +741,8 @@ fn resumed_connection_keeps_counting() {
     assert!(srv.is_idle());
     feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     let res = respond(&mut srv, 200, &[], b"");
-    assert!(s(&res).contains("connection: close"), "the third request is the last");
+    assert!(
+        s(&res).contains("connection: close"),
+        "the third request is the last"
+    );
 }

@@ -85,7 +85,11 @@ where
     let mut driver = Driver {
         head_deadline: Some(Instant::now() + shared.config.head_timeout),
         stream,
-        conn: Connection::resume(Role::Server, shared.config.proto.clone(), resume.requests_started),
+        conn: Connection::resume(
+            Role::Server,
+            shared.config.proto.clone(),
+            resume.requests_started,
+        ),
         out: WriteBuf::new(),
         service,
         shared,
@@ -262,13 +266,21 @@ where
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
             if self.conn.requests_started() == 0 {
-                let d = self.head_deadline.unwrap_or_else(|| Instant::now() + config.head_timeout);
+                let d = self
+                    .head_deadline
+                    .unwrap_or_else(|| Instant::now() + config.head_timeout);
                 (d, CloseReason::HeadTimeout)
             } else {
-                (Instant::now() + config.idle_timeout, CloseReason::IdleTimeout)
+                (
+                    Instant::now() + config.idle_timeout,
+                    CloseReason::IdleTimeout,
+                )
             }
         } else if self.conn.is_receiving_body() {
-            (Instant::now() + config.body_timeout, CloseReason::BodyTimeout)
+            (
+                Instant::now() + config.body_timeout,
+                CloseReason::BodyTimeout,
+            )
         } else {
             let d = *self
                 .head_deadline
@@ -320,7 +332,10 @@ where
             }
             Err(false) => {
                 if let Some(status) = self.conn.time_out() {
-                    self.answer_plain(status, format!("{status}: the request head did not arrive in time\n"));
+                    self.answer_plain(
+                        status,
+                        format!("{status}: the request head did not arrive in time\n"),
+                    );
                 }
                 return Err(on_expiry.into());
             }

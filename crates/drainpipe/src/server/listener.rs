@@ -92,7 +92,13 @@ where
                     peer,
                     permit,
                 };
-                spawn_connection(stream, resume, service.clone(), shared.clone(), parker.clone());
+                spawn_connection(
+                    stream,
+                    resume,
+                    service.clone(),
+                    shared.clone(),
+                    parker.clone(),
+                );
             }
             Err(e) if is_per_connection(&e) => {}
             Err(e) => {
@@ -128,7 +134,9 @@ fn spawn_connection<S, B>(
     B::Error: Into<BoxError>,
 {
     tokio::spawn(async move {
-        if let Exit::Closed(reason) = conn::run(stream, resume, service, &shared, parker.as_ref()).await {
+        if let Exit::Closed(reason) =
+            conn::run(stream, resume, service, &shared, parker.as_ref()).await
+        {
             shared.closed(reason);
         }
     });

@@ -138,7 +138,10 @@ impl Parker {
             deadline,
             expiry,
         });
-        self.shared.stats.parked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .stats
+            .parked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -146,8 +149,13 @@ impl Parker {
         let mut slots = self.slots.lock().unwrap();
         let parked = slots.entries.get_mut(index)?.take()?;
         slots.free.push(index);
-        let _ = self.registry.deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
-        self.shared.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self
+            .registry
+            .deregister(&mut SourceFd(&parked.stream.as_raw_fd()));
+        self.shared
+            .stats
+            .parked
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         Some(parked)
     }
 
