@@ -25,10 +25,11 @@ struct Inner {
 /// What went wrong; private so new cases never break callers, who use the
 /// predicates instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // the client's kinds arrive with the client
 pub(crate) enum Kind {
     /// Connecting failed (nothing was sent).
     Connect,
+    /// Connecting took longer than the connect timeout (nothing was sent).
+    ConnectTimeout,
     /// A timeout elapsed (which one is in the message).
     Timeout(&'static str),
     /// The connection closed before any byte of the response arrived.
@@ -100,12 +101,15 @@ impl Error {
 
     /// Whether a timeout elapsed.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::Timeout(_) | Kind::PoolTimeout)
+        matches!(
+            self.inner.kind,
+            Kind::Timeout(_) | Kind::PoolTimeout | Kind::ConnectTimeout
+        )
     }
 
     /// Whether connecting failed (the request was never sent).
     pub fn is_connect(&self) -> bool {
-        matches!(self.inner.kind, Kind::Connect)
+        matches!(self.inner.kind, Kind::Connect | Kind::ConnectTimeout)
     }
 
     /// Whether the connection closed before any byte of the response arrived.
@@ -149,7 +153,7 @@ impl Error {
     pub fn may_have_been_processed(&self) -> bool {
         !matches!(
             self.inner.kind,
-            Kind::Connect | Kind::PoolTimeout | Kind::Request(_)
+            Kind::Connect | Kind::ConnectTimeout | Kind::PoolTimeout | Kind::Request(_)
         )
     }
 
@@ -159,7 +163,7 @@ impl Error {
     pub fn is_retryable_failure(&self) -> bool {
         matches!(
             self.inner.kind,
-            Kind::Connect | Kind::ClosedBeforeResponse { reused: true, .. }
+            Kind::Connect | Kind::ConnectTimeout | Kind::ClosedBeforeResponse { reused: true, .. }
         )
     }
 }
@@ -179,6 +183,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner.kind {
             Kind::Connect => f.write_str("connect failed")?,
+            Kind::ConnectTimeout => f.write_str("connect timed out")?,
             Kind::Timeout(which) => write!(f, "{which} timed out")?,
             Kind::ClosedBeforeResponse {
                 reused,

@@ -16,6 +16,7 @@
 //! an `http_body::Body`, so an axum `Router` runs unchanged.
 
 pub mod body;
+pub mod client;
 pub mod error;
 mod io;
 pub mod origin;

@@ -329,3 +329,66 @@ pub async fn run_peer(cmd: &str, args: &[&str], timeout: Duration) -> std::proce
         .unwrap_or_else(|_| panic!("{cmd} {args:?} did not finish in {timeout:?}"))
         .expect("peer runs")
 }
+
+/// A scripted raw-TCP server: each accepted connection is handed to `script`
+/// with its number (from 0). For peers that misbehave on purpose.
+pub async fn raw_server<F, Fut>(script: F) -> SocketAddr
+where
+    F: Fn(usize, RawConn) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            let script = script.clone();
+            let conn = RawConn {
+                stream,
+                buf: Vec::new(),
+            };
+            tokio::spawn(async move { script(n, conn).await });
+            n += 1;
+        }
+    });
+    addr
+}
+
+/// The server side of a scripted connection.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Reads one request (head, and a Content-Length body); `None` at EOF.
+    pub async fn request(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end + 4]).into_owned();
+                let len: usize = head
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let all: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    return Some(String::from_utf8_lossy(&all).into_owned());
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+}

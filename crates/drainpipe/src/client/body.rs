@@ -1,0 +1,204 @@
+//! The client's bodies: [`RequestBody`] (what is sent; replayable when held in
+//! memory) and [`ResponseBody`] (what is received; it holds the connection
+//! until its end, then gives it back to the pool).
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use proto::BodySize;
+
+use super::pool::Checkout;
+use crate::error::{BoxError, Error};
+
+type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request body: empty, bytes in memory (which can be sent again on a
+/// retry), or a stream (which cannot).
+pub struct RequestBody(pub(crate) Kind);
+
+pub(crate) enum Kind {
+    Empty,
+    Full(Bytes),
+    Stream(BoxBody),
+}
+
+impl RequestBody {
+    /// No body.
+    pub fn empty() -> Self {
+        RequestBody(Kind::Empty)
+    }
+
+    /// A body held in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            RequestBody::empty()
+        } else {
+            RequestBody(Kind::Full(bytes))
+        }
+    }
+
+    /// A streamed body; a request carrying one is never replayed.
+    pub fn stream<B>(body: B) -> Self
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if body.is_end_stream() {
+            return RequestBody::empty();
+        }
+        let mapped = body
+            .map_frame(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+            .map_err(Into::into)
+            .boxed_unsync();
+        RequestBody(Kind::Stream(mapped))
+    }
+
+    /// What the size is known to be.
+    pub(crate) fn size(&self) -> BodySize {
+        match &self.0 {
+            Kind::Empty => BodySize::Exact(0),
+            Kind::Full(b) => BodySize::Exact(b.len() as u64),
+            Kind::Stream(s) => s
+                .size_hint()
+                .exact()
+                .map_or(BodySize::Unknown, BodySize::Exact),
+        }
+    }
+
+    /// A copy to send on a retry, if the body can be sent again.
+    pub(crate) fn try_clone(&self) -> Option<RequestBody> {
+        match &self.0 {
+            Kind::Empty => Some(RequestBody::empty()),
+            Kind::Full(b) => Some(RequestBody(Kind::Full(b.clone()))),
+            Kind::Stream(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::Empty => f.write_str("RequestBody::Empty"),
+            Kind::Full(b) => write!(f, "RequestBody::Full({} bytes)", b.len()),
+            Kind::Stream(_) => f.write_str("RequestBody::Stream"),
+        }
+    }
+}
+
+impl From<()> for RequestBody {
+    fn from(_: ()) -> Self {
+        RequestBody::empty()
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(b: Bytes) -> Self {
+        RequestBody::full(b)
+    }
+}
+
+impl From<String> for RequestBody {
+    fn from(s: String) -> Self {
+        RequestBody::full(s)
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(s: &'static str) -> Self {
+        RequestBody::full(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(v: Vec<u8>) -> Self {
+        RequestBody::full(v)
+    }
+}
+
+/// A response body streamed from its connection. Reading it to the end gives
+/// the connection back to the pool; dropping it early closes the connection. A
+/// body that ends short of its framing yields an error
+/// ([`Error::is_truncated`]), never a clean end.
+pub struct ResponseBody {
+    pub(crate) checkout: Option<Checkout>,
+    pub(crate) size: SizeHint,
+}
+
+impl ResponseBody {
+    pub(crate) fn empty() -> Self {
+        ResponseBody {
+            checkout: None,
+            size: SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("open", &self.checkout.is_some())
+            .finish()
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let Some(checkout) = this.checkout.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(checkout.conn_mut().poll_body(cx)) {
+            Ok(Some(BodyFrame::Data(data))) => {
+                let n = data.len() as u64;
+                match this.size.upper() {
+                    Some(upper) => this.size.set_exact(upper.saturating_sub(n)),
+                    None => {
+                        let lower = this.size.lower().saturating_sub(n);
+                        this.size.set_lower(lower);
+                    }
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(Some(BodyFrame::End(trailers))) => {
+                if let Some(c) = this.checkout.take() {
+                    c.release();
+                }
+                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+            }
+            Ok(None) => Poll::Ready(None),
+            Err(e) => {
+                // The connection is discarded when the checkout drops.
+                this.checkout = None;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.checkout.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.size
+    }
+}
+
+/// What reading a response body produced.
+pub(crate) enum BodyFrame {
+    Data(Bytes),
+    End(Option<HeaderMap>),
+}

@@ -1,0 +1,485 @@
+//! The HTTP/1.x client: a pool per origin, safe retries, opt-in pipelining.
+//!
+//! ```text
+//!  Client::request ──▶ pool.rs   checkout: warmest idle connection (EOF-checked),
+//!        │                       or a new one (connect.rs), or wait in line
+//!        │           ─▶ conn.rs  write the request, read the response head
+//!        │  failed before any response byte on a reused connection, and the
+//!        │  request is idempotent with a replayable body (retry.rs)?
+//!        │           ─▶ once more, on a new connection
+//!        ▼
+//!  Response<ResponseBody>  the body holds the connection; its end gives it
+//!                          back to the pool, an early drop closes it
+//! ```
+//!
+//! The client honours the server: `Connection: close` or an HTTP/1.0 response
+//! without keep-alive is never reused; `Keep-Alive: timeout=T, max=M` retires
+//! a connection before T runs out (minus a margin) and after M requests, so the
+//! client does not race the server's idle close. When the race happens anyway,
+//! the retry rules decide, and what is not retried surfaces as an
+//! [`Error`](crate::Error) that says whether the server may have acted.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), drainpipe::Error> {
+//! use http_body_util::BodyExt;
+//! let client = drainpipe::client::Client::new();
+//! let req = http::Request::get("http://127.0.0.1:8080/").body(()).unwrap();
+//! let res = client.request(req).await?;
+//! let body = res.into_body().collect().await?.to_bytes();
+//! println!("{}", String::from_utf8_lossy(&body));
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod conn;
+mod connect;
+mod pool;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::SizeHint;
+
+pub use body::{RequestBody, ResponseBody};
+pub use connect::Origin;
+
+use crate::error::{Error, Kind};
+use pool::Pool;
+
+/// The client's settings; see [`Builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) proto: Arc<proto::Config>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Option<Duration>,
+    pub(crate) max_idle_per_host: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_per_host: Option<usize>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) pool_timeout: Option<Duration>,
+    pub(crate) keep_alive_margin: Duration,
+    pub(crate) retry: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            proto: Arc::new(proto::Config::default()),
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: None,
+            max_idle_per_host: 64,
+            idle_timeout: Duration::from_secs(60),
+            max_per_host: None,
+            max_lifetime: None,
+            pool_timeout: None,
+            keep_alive_margin: Duration::from_secs(1),
+            retry: true,
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// Time allowed to open a connection. Default 10 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+
+    /// Time allowed from the request written to the response head. Default:
+    /// none.
+    pub fn response_timeout(mut self, d: Option<Duration>) -> Self {
+        self.config.response_timeout = d;
+        self
+    }
+
+    /// Idle connections kept per origin. Default 64.
+    pub fn max_idle_per_host(mut self, n: usize) -> Self {
+        self.config.max_idle_per_host = n;
+        self
+    }
+
+    /// How long a connection may sit idle in the pool. Default 60 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// Connections open at once per origin; further requests wait in line
+    /// (first come, first served). Default: no limit.
+    pub fn max_per_host(mut self, n: Option<usize>) -> Self {
+        self.config.max_per_host = n.map(|n| n.max(1));
+        self
+    }
+
+    /// How long a connection may live, however busy. Default: no limit.
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.config.max_lifetime = d;
+        self
+    }
+
+    /// How long a request may wait in line for a connection. Default: no limit.
+    pub fn pool_timeout(mut self, d: Option<Duration>) -> Self {
+        self.config.pool_timeout = d;
+        self
+    }
+
+    /// How long before the server's advertised `Keep-Alive: timeout` a
+    /// connection stops being reused. Default 1 s.
+    pub fn keep_alive_margin(mut self, d: Duration) -> Self {
+        self.config.keep_alive_margin = d;
+        self
+    }
+
+    /// Whether safe retries are made (see [`retry`]). Default true.
+    pub fn retry(mut self, on: bool) -> Self {
+        self.config.retry = on;
+        self
+    }
+
+    /// Limits on received responses (head size, body size, …).
+    pub fn proto_config(mut self, config: proto::Config) -> Self {
+        self.config.proto = Arc::new(config);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                config: Arc::new(self.config),
+                pools: Arc::new(Mutex::new(HashMap::new())),
+                stats: Arc::new(Stats::default()),
+                reaper: Mutex::new(false),
+            }),
+        }
+    }
+}
+
+/// Counters of a client.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections opened.
+    pub opened: AtomicU64,
+    /// Requests served by a pooled (reused) connection.
+    pub reused: AtomicU64,
+    /// Requests sent again after a safe-to-retry failure.
+    pub retries: AtomicU64,
+}
+
+/// An HTTP/1.x client with a connection pool per origin. Cheap to clone; clones
+/// share the pools.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+type Pools = Arc<Mutex<HashMap<Origin, Arc<Pool>>>>;
+
+struct Inner {
+    config: Arc<Config>,
+    pools: Pools,
+    stats: Arc<Stats>,
+    reaper: Mutex<bool>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client with the defaults.
+    pub fn new() -> Client {
+        Builder::default().build()
+    }
+
+    /// A builder.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Connections open now to `origin` (idle, lent or connecting).
+    pub fn open_connections(&self, origin: &Origin) -> usize {
+        self.pool_if_any(origin).map_or(0, |p| p.open())
+    }
+
+    /// Idle pooled connections to `origin` now.
+    pub fn idle_connections(&self, origin: &Origin) -> usize {
+        self.pool_if_any(origin).map_or(0, |p| p.idle())
+    }
+
+    fn pool_if_any(&self, origin: &Origin) -> Option<Arc<Pool>> {
+        self.inner.pools.lock().unwrap().get(origin).cloned()
+    }
+
+    fn pool(&self, origin: Origin) -> Arc<Pool> {
+        let mut pools = self.inner.pools.lock().unwrap();
+        let pool = pools
+            .entry(origin.clone())
+            .or_insert_with(|| {
+                Arc::new(Pool::new(
+                    origin,
+                    self.inner.config.clone(),
+                    self.inner.stats.clone(),
+                ))
+            })
+            .clone();
+        drop(pools);
+        let mut started = self.inner.reaper.lock().unwrap();
+        if !*started {
+            *started = true;
+            let weak = Arc::downgrade(&self.inner.pools);
+            let every = (self.inner.config.idle_timeout / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
+            tokio::spawn(pool::reaper(weak, every));
+        }
+        pool
+    }
+
+    /// Sends `req` (an absolute `http://` URI) and returns the response, whose
+    /// body streams from the connection.
+    ///
+    /// A request that fails on a reused connection before any response byte
+    /// arrived is sent once more on a new connection when it is idempotent (or
+    /// carries `Idempotency-Key`) and its body is not a stream.
+    pub async fn request<B>(&self, req: Request<B>) -> Result<Response<ResponseBody>, Error>
+    where
+        B: Into<RequestBody>,
+    {
+        let (head, body) = req.into_parts();
+        let body: RequestBody = body.into();
+        let pool = self.pool(Origin::of(&head.uri)?);
+        let idempotent = retry::is_idempotent(&head.method, &head.headers);
+        let mut spare = if self.inner.config.retry && idempotent {
+            body.try_clone()
+        } else {
+            None
+        };
+        let mut body = Some(body);
+        let mut fresh = false;
+        loop {
+            let mut checkout = pool.checkout(fresh).await?;
+            let attempt = body.take().expect("a body per attempt");
+            match checkout
+                .conn_mut()
+                .send(&head, attempt, self.inner.config.response_timeout)
+                .await
+            {
+                Ok((res, framing)) => {
+                    let size = match framing.exact_len() {
+                        Some(n) => SizeHint::with_exact(n),
+                        None => SizeHint::default(),
+                    };
+                    let body = if framing == proto::Framing::None {
+                        // The end follows the head at once: the connection
+                        // goes back before the caller reads anything.
+                        let _ = std::future::poll_fn(|cx| checkout.conn_mut().poll_body(cx)).await;
+                        checkout.release();
+                        ResponseBody::empty()
+                    } else {
+                        ResponseBody {
+                            checkout: Some(checkout),
+                            size,
+                        }
+                    };
+                    return Ok(res.map(|()| body));
+                }
+                Err(e) => {
+                    drop(checkout);
+                    match spare.take() {
+                        Some(again) if retry::may_retry(&e, idempotent, true) => {
+                            tracing::debug!(error = %e, "retrying on a new connection");
+                            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            body = Some(again);
+                            fresh = true;
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends idempotent requests pipelined on one connection known to be
+    /// persistent, reading every response whole. If the server closes
+    /// mid-pipeline, the requests it left unanswered are sent again on a new
+    /// connection. Results come back in request order.
+    ///
+    /// A connection is known to be persistent once it has carried a keep-alive
+    /// response; on a new connection the first request goes alone.
+    /// Non-idempotent requests and streamed bodies are refused (an error in
+    /// their place).
+    pub async fn pipeline<B>(
+        &self,
+        requests: Vec<Request<B>>,
+    ) -> Vec<Result<Response<Bytes>, Error>>
+    where
+        B: Into<RequestBody>,
+    {
+        let mut results: Vec<Option<Result<Response<Bytes>, Error>>> = Vec::new();
+        let mut pending: Vec<(usize, http::request::Parts, RequestBody)> = Vec::new();
+        let mut origin = None;
+        for (i, req) in requests.into_iter().enumerate() {
+            let (head, body) = req.into_parts();
+            let body: RequestBody = body.into();
+            results.push(None);
+            let refused = if !retry::is_idempotent(&head.method, &head.headers) {
+                Some("pipelining needs idempotent requests")
+            } else if body.try_clone().is_none() {
+                Some("pipelining needs bodies held in memory")
+            } else {
+                None
+            };
+            let this_origin = Origin::of(&head.uri);
+            match (refused, this_origin) {
+                (Some(why), _) => results[i] = Some(Err(Error::new(Kind::Request(why)))),
+                (None, Err(e)) => results[i] = Some(Err(e)),
+                (None, Ok(o)) if origin.as_ref().is_some_and(|first| *first != o) => {
+                    results[i] = Some(Err(Error::new(Kind::Request(
+                        "pipelined requests share one origin",
+                    ))))
+                }
+                (None, Ok(o)) => {
+                    origin = Some(o);
+                    pending.push((i, head, body));
+                }
+            }
+        }
+        if let Some(origin) = origin {
+            let pool = self.pool(origin);
+            let mut pending: VecDeque<_> = pending.into();
+            while !pending.is_empty() {
+                self.pipeline_round(&pool, &mut pending, &mut results).await;
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::new(Kind::Request("not sent")))))
+            .collect()
+    }
+
+    /// One connection's worth of a pipeline: answers what it can and leaves the
+    /// unanswered requests in `pending`.
+    async fn pipeline_round(
+        &self,
+        pool: &Arc<Pool>,
+        pending: &mut VecDeque<(usize, http::request::Parts, RequestBody)>,
+        results: &mut [Option<Result<Response<Bytes>, Error>>],
+    ) {
+        let mut checkout = match pool.checkout(false).await {
+            Ok(c) => c,
+            Err(e) => {
+                let (i, _, _) = pending.pop_front().expect("pending is not empty");
+                results[i] = Some(Err(e));
+                return;
+            }
+        };
+        let known_persistent = checkout.conn_mut().is_reused();
+        // On a connection not yet known to persist, one request goes alone.
+        let batch = if known_persistent { pending.len() } else { 1 };
+        let sent: Vec<(usize, http::request::Parts, RequestBody)> =
+            pending.drain(..batch).collect();
+        let wire: Vec<(http::request::Parts, RequestBody)> = sent
+            .iter()
+            .map(|(_, h, b)| (h.clone(), b.try_clone().expect("checked replayable")))
+            .collect();
+        if let Err(e) = checkout.conn_mut().send_all(&wire).await {
+            // Nothing answered: all go back, unless the connection was new
+            // (then the first fails, so a server that never answers cannot
+            // loop this forever).
+            self.requeue(sent, pending, results, known_persistent, e);
+            return;
+        }
+        let mut answered = 0;
+        for (i, _, _) in &sent {
+            match checkout.conn_mut().read_whole().await {
+                Ok(Some(res)) => {
+                    results[*i] = Some(Ok(res));
+                    answered += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    results[*i] = Some(Err(e));
+                    answered += 1;
+                    break;
+                }
+            }
+        }
+        let unanswered: Vec<_> = sent.into_iter().skip(answered).collect();
+        if unanswered.is_empty() {
+            checkout.release();
+            return;
+        }
+        drop(checkout);
+        if answered > 0 {
+            self.inner
+                .stats
+                .retries
+                .fetch_add(unanswered.len() as u64, Ordering::Relaxed);
+            for item in unanswered.into_iter().rev() {
+                pending.push_front(item);
+            }
+        } else {
+            let e = Error::new(Kind::ClosedBeforeResponse {
+                reused: known_persistent,
+                request_written: true,
+            });
+            self.requeue(unanswered, pending, results, known_persistent, e);
+        }
+    }
+
+    /// Puts requests that got no answer back in line; on a connection that was
+    /// new, the first of them fails with `e` instead (it made no progress).
+    fn requeue(
+        &self,
+        sent: Vec<(usize, http::request::Parts, RequestBody)>,
+        pending: &mut VecDeque<(usize, http::request::Parts, RequestBody)>,
+        results: &mut [Option<Result<Response<Bytes>, Error>>],
+        retryable: bool,
+        e: Error,
+    ) {
+        let mut sent = sent.into_iter();
+        if !retryable {
+            if let Some((i, _, _)) = sent.next() {
+                results[i] = Some(Err(e));
+            }
+        } else {
+            self.inner
+                .stats
+                .retries
+                .fetch_add(sent.len() as u64, Ordering::Relaxed);
+        }
+        for item in sent.rev() {
+            pending.push_front(item);
+        }
+    }
+}
+
+use std::collections::VecDeque;
