@@ -20,8 +20,10 @@ pub mod client;
 pub mod error;
 mod io;
 pub mod origin;
+pub mod proxy;
 pub mod server;
 mod sock;
+pub mod upgrade;
 
 pub use error::{BoxError, Error};
 pub use proto;

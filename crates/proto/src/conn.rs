@@ -846,6 +846,11 @@ impl Connection {
         self.peer_keep_alive
     }
 
+    /// Whether the protocol switched (a `101`, or a 2xx to CONNECT).
+    pub fn is_switched(&self) -> bool {
+        matches!(self.recv, Recv::Switched)
+    }
+
     /// After a protocol switch: the bytes received beyond the switch, which
     /// belong to the new protocol. `None` if the protocol has not switched.
     pub fn take_switched(&mut self) -> Option<Bytes> {

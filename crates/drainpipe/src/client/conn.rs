@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::body::{BodyFrame, Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
 use crate::io::{poll_read_buf, read_buf, write_buf};
+use crate::upgrade::Upgraded;
 
 /// An open connection.
 pub(crate) struct Conn {
@@ -210,6 +211,20 @@ impl Conn {
             (Some(left), None) => Some(left.saturating_sub(1)),
             (None, None) => None,
         };
+    }
+
+    /// Whether the protocol switched (a `101`, or a 2xx to CONNECT).
+    pub(crate) fn is_switched(&self) -> bool {
+        self.proto.is_switched()
+    }
+
+    /// The raw connection after a protocol switch.
+    pub(crate) fn into_upgraded(mut self) -> Upgraded {
+        let read_buf = self.proto.take_switched().unwrap_or_default();
+        Upgraded {
+            stream: self.stream,
+            read_buf,
+        }
     }
 
     /// Whether the connection may carry another request: the server did not

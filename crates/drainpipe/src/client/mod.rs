@@ -51,7 +51,16 @@ pub use body::{RequestBody, ResponseBody};
 pub use connect::Origin;
 
 use crate::error::{Error, Kind};
+use crate::upgrade::ClientUpgrade;
 use pool::Pool;
+
+/// How one attempt failed.
+pub(crate) enum Failure {
+    /// Nothing was sent (no connection): the body comes back.
+    NotSent(Error, RequestBody),
+    /// The request went out, at least in part.
+    Sent(Error),
+}
 
 /// The client's settings; see [`Builder`].
 #[derive(Debug, Clone)]
@@ -275,56 +284,75 @@ impl Client {
     {
         let (head, body) = req.into_parts();
         let body: RequestBody = body.into();
-        let pool = self.pool(Origin::of(&head.uri)?);
+        let origin = Origin::of(&head.uri)?;
         let idempotent = retry::is_idempotent(&head.method, &head.headers);
         let mut spare = if self.inner.config.retry && idempotent {
             body.try_clone()
         } else {
             None
         };
-        let mut body = Some(body);
+        let mut body = body;
         let mut fresh = false;
         loop {
-            let mut checkout = pool.checkout(fresh).await?;
-            let attempt = body.take().expect("a body per attempt");
-            match checkout
-                .conn_mut()
-                .send(&head, attempt, self.inner.config.response_timeout)
-                .await
-            {
-                Ok((res, framing)) => {
-                    let size = match framing.exact_len() {
-                        Some(n) => SizeHint::with_exact(n),
-                        None => SizeHint::default(),
-                    };
-                    let body = if framing == proto::Framing::None {
-                        // The end follows the head at once: the connection
-                        // goes back before the caller reads anything.
-                        let _ = std::future::poll_fn(|cx| checkout.conn_mut().poll_body(cx)).await;
-                        checkout.release();
-                        ResponseBody::empty()
-                    } else {
-                        ResponseBody {
-                            checkout: Some(checkout),
-                            size,
-                        }
-                    };
-                    return Ok(res.map(|()| body));
+            let e = match self.send_once(&origin, &head, body, fresh).await {
+                Ok(res) => return Ok(res),
+                Err(Failure::NotSent(e, _)) | Err(Failure::Sent(e)) => e,
+            };
+            match spare.take() {
+                Some(again) if retry::may_retry(&e, idempotent, true) => {
+                    tracing::debug!(error = %e, "retrying on a new connection");
+                    self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    body = again;
+                    fresh = true;
                 }
-                Err(e) => {
-                    drop(checkout);
-                    match spare.take() {
-                        Some(again) if retry::may_retry(&e, idempotent, true) => {
-                            tracing::debug!(error = %e, "retrying on a new connection");
-                            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                            body = Some(again);
-                            fresh = true;
-                        }
-                        _ => return Err(e),
-                    }
-                }
+                _ => return Err(e),
             }
         }
+    }
+
+    /// One attempt: a connection from the pool (a new one if `fresh`), the
+    /// request, the response head. A failure to connect gives the body back,
+    /// unsent, so a caller may try it elsewhere.
+    pub(crate) async fn send_once(
+        &self,
+        origin: &Origin,
+        head: &http::request::Parts,
+        body: RequestBody,
+        fresh: bool,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let pool = self.pool(origin.clone());
+        let mut checkout = match pool.checkout(fresh).await {
+            Ok(c) => c,
+            Err(e) => return Err(Failure::NotSent(e, body)),
+        };
+        let (res, framing) = checkout
+            .conn_mut()
+            .send(head, body, self.inner.config.response_timeout)
+            .await
+            .map_err(Failure::Sent)?;
+        if framing != proto::Framing::None {
+            let size = match framing.exact_len() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            };
+            let body = ResponseBody {
+                checkout: Some(checkout),
+                size,
+            };
+            return Ok(res.map(|()| body));
+        }
+        // The end follows the head at once: the connection goes back (or, after
+        // a protocol switch, to the caller) before anything is read.
+        let _ = std::future::poll_fn(|cx| checkout.conn_mut().poll_body(cx)).await;
+        let mut res = res.map(|()| ResponseBody::empty());
+        match checkout.into_upgraded() {
+            Ok(upgraded) => {
+                res.extensions_mut()
+                    .insert(ClientUpgrade(Arc::new(Mutex::new(Some(upgraded)))));
+            }
+            Err(checkout) => checkout.release(),
+        }
+        Ok(res)
     }
 
     /// Sends idempotent requests pipelined on one connection known to be

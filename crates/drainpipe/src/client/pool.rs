@@ -19,6 +19,7 @@ use super::conn::Conn;
 use super::connect::{connect, Origin};
 use super::Config;
 use crate::error::{Error, Kind};
+use crate::upgrade::Upgraded;
 
 /// The connections of one origin.
 pub(crate) struct Pool {
@@ -223,6 +224,17 @@ impl Pool {
 impl Checkout {
     pub(crate) fn conn_mut(&mut self) -> &mut Conn {
         self.conn.as_mut().expect("checkout holds a connection")
+    }
+
+    /// After a protocol switch: the raw connection, out of the pool for good.
+    /// `Err(self)` if the protocol did not switch.
+    pub(crate) fn into_upgraded(mut self) -> Result<Upgraded, Checkout> {
+        if !self.conn_mut().is_switched() {
+            return Err(self);
+        }
+        let conn = self.conn.take().expect("checkout holds a connection");
+        self.pool.free_slot();
+        Ok(conn.into_upgraded())
     }
 
     /// Gives the connection back after its response ended.

@@ -36,6 +36,7 @@ use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
 use crate::io::{poll_read_buf, poll_write_buf, read_buf, write_buf};
 use crate::sock;
+use crate::upgrade::{OnUpgrade, Pending, Upgraded};
 
 /// Queued output beyond which a write is forced before going on.
 const FLUSH_BYTES: usize = 64 * 1024;
@@ -51,6 +52,9 @@ pub(crate) enum Exit {
 /// Why the serving loop stopped.
 enum Stop {
     Close(CloseReason),
+    /// The protocol switched: hand the connection (and the bytes read past the
+    /// switch) to the handler's [`OnUpgrade`].
+    Upgrade(Bytes),
     /// Idle for `park_after`: hand the connection to the parker, to close at
     /// `deadline` as `expiry` if nothing arrives.
     Park {
@@ -97,6 +101,7 @@ where
         resume,
         aborted: false,
         body_error: None,
+        upgrade: None,
         can_park: parker.is_some(),
     };
     if !fresh {
@@ -110,6 +115,19 @@ where
     };
     let reason = match stop {
         Stop::Close(reason) => reason,
+        Stop::Upgrade(read_buf) => {
+            shared.closing(CloseReason::Upgraded);
+            match driver.upgrade.take() {
+                Some(pending) => pending.fulfil(Upgraded {
+                    stream: driver.stream,
+                    read_buf,
+                }),
+                None => {
+                    sock::graceful_close(driver.stream, shared.config.linger).await;
+                }
+            }
+            return Exit::Closed(CloseReason::Upgraded);
+        }
         Stop::Park { deadline, expiry } => {
             let parker = parker.expect("parking only with a parker");
             let resume = Resume {
@@ -172,6 +190,8 @@ struct Driver<'a, S> {
     /// The request body broke the protocol (too large, bad chunk): answered
     /// with its status instead of the handler's response.
     body_error: Option<proto::Error>,
+    /// Where the connection goes if the current request switches protocols.
+    upgrade: Option<Pending>,
 }
 
 /// Feeds one request body to its handler.
@@ -200,6 +220,12 @@ where
                     self.head_deadline = None;
                     if let Err(reason) = Box::pin(self.exchange(head, body)).await {
                         return reason.into();
+                    }
+                    if let Some(read_buf) = self.conn.take_switched() {
+                        if let Err(reason) = self.flush().await {
+                            return reason.into();
+                        }
+                        return Stop::Upgrade(read_buf);
                     }
                     if self.queued >= self.shared.config.max_batch || self.out.len() >= FLUSH_BYTES
                     {
@@ -380,6 +406,13 @@ where
             (Incoming::empty(), None)
         };
         let mut req = head.map(|()| body);
+        if may_switch(&req) {
+            let (on_upgrade, pending) = OnUpgrade::pair();
+            req.extensions_mut().insert(on_upgrade);
+            self.upgrade = Some(pending);
+        } else {
+            self.upgrade = None;
+        }
         req.extensions_mut().insert(ConnInfo {
             id: self.resume.id,
             request: self.conn.requests_started(),
@@ -616,6 +649,14 @@ where
             let _ = self.conn.send_end(None, &mut self.out);
         }
     }
+}
+
+/// Whether a request may switch protocols: `upgrade` named in `Connection`
+/// with an `Upgrade` field, or CONNECT.
+fn may_switch<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT
+        || (req.headers().contains_key(http::header::UPGRADE)
+            && proto::ConnectionTokens::of(req.headers()).upgrade)
 }
 
 /// Polls with a panic caught: `Err(())` if `f` panicked.

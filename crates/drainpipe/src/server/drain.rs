@@ -49,11 +49,13 @@ pub enum CloseReason {
     HandlerError,
     /// A socket error.
     Io,
+    /// Handed over after a protocol switch (`101`, or a 2xx to CONNECT).
+    Upgraded,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed`].
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::ClientClosed,
         CloseReason::KeepAliveEnded,
         CloseReason::IdleTimeout,
@@ -65,6 +67,7 @@ impl CloseReason {
         CloseReason::ProtocolError,
         CloseReason::HandlerError,
         CloseReason::Io,
+        CloseReason::Upgraded,
     ];
 
     /// A short snake-case name, for metrics labels and logs.
@@ -81,6 +84,7 @@ impl CloseReason {
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::HandlerError => "handler_error",
             CloseReason::Io => "io_error",
+            CloseReason::Upgraded => "upgraded",
         }
     }
 

@@ -1,0 +1,424 @@
+//! The reverse proxy: a `tower::Service` for the drainpipe server that
+//! forwards each request through the client's pools to an upstream group.
+//!
+//! # Phases of one request
+//!
+//! ```text
+//!  request ─▶ route      host + longest path prefix → upstream group (none: 404)
+//!          ─▶ rewrite    hop-by-hop out, Via / X-Forwarded-* in (forward.rs)
+//!          ─▶ pick       round robin / least connections over fit upstreams
+//!          ─▶ send       through the pool of that upstream (client)
+//!               │ connect failed (nothing sent)        → next upstream
+//!               │ stale pooled connection, idempotent,
+//!               │   replayable body                    → next upstream
+//!               │ anything else                        → 502 (504: timeout)
+//!          ─▶ respond    hop-by-hop out, Via in; the body streams through,
+//!                        re-framed by each hop; a truncated upstream body
+//!                        aborts the client connection (never a clean end)
+//!          ─▶ tunnel     after 101: bytes both ways (tunnel.rs)
+//! ```
+//!
+//! Persistence is per hop: the client's `Connection: close` closes the client
+//! connection only; the upstream connection goes back to its pool, and an
+//! upstream close does not close the client's connection.
+
+mod forward;
+mod tunnel;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+
+pub use forward::{request_fields, response_fields, Forwarding};
+pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
+
+use crate::body::Incoming;
+use crate::client::{retry, Client, Failure, RequestBody, ResponseBody};
+use crate::error::Error;
+use crate::server::ConnInfo;
+use upstream::InFlight;
+
+/// A route: requests for `host` (any host when `None`) whose path starts with
+/// `path_prefix` go to `group`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The host matched (case-insensitive, port ignored); `None` matches any.
+    pub host: Option<String>,
+    /// The path prefix matched; the longest matching prefix wins.
+    pub path_prefix: String,
+    /// Where matching requests go.
+    pub group: Arc<Group>,
+}
+
+/// Counters of a proxy.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests forwarded (attempts that got a response head).
+    pub forwarded: AtomicU64,
+    /// Requests sent again to another upstream.
+    pub retries: AtomicU64,
+    /// Requests answered 502 or 504 by the proxy.
+    pub gateway_errors: AtomicU64,
+}
+
+/// Builds a [`Proxy`].
+#[derive(Debug, Default)]
+pub struct Builder {
+    routes: Vec<Route>,
+    client: Option<Client>,
+    forwarding: Forwarding,
+    preserve_host: bool,
+}
+
+impl Builder {
+    /// Adds a route.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// The client whose pools carry upstream requests (default: a new one).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// What is added to forwarded messages (`Via`, `X-Forwarded-*`).
+    pub fn forwarding(mut self, forwarding: Forwarding) -> Self {
+        self.forwarding = forwarding;
+        self
+    }
+
+    /// Whether the client's `Host` is sent upstream unchanged (default true);
+    /// otherwise `Host` names the upstream.
+    pub fn preserve_host(mut self, on: bool) -> Self {
+        self.preserve_host = on;
+        self
+    }
+
+    /// The proxy. Starts the groups' health checks (call inside a runtime).
+    pub fn build(self) -> Proxy {
+        let client = self.client.unwrap_or_default();
+        let mut seen: Vec<*const Group> = Vec::new();
+        for route in &self.routes {
+            let ptr = Arc::as_ptr(&route.group);
+            if !seen.contains(&ptr) {
+                seen.push(ptr);
+                route.group.start_health_checks(client.clone());
+            }
+        }
+        Proxy {
+            inner: Arc::new(Inner {
+                routes: self.routes,
+                client,
+                forwarding: self.forwarding,
+                preserve_host: self.preserve_host,
+                stats: Stats::default(),
+            }),
+        }
+    }
+}
+
+/// The reverse proxy service; see the [module docs](self). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    routes: Vec<Route>,
+    client: Client,
+    forwarding: Forwarding,
+    preserve_host: bool,
+    stats: Stats,
+}
+
+impl Proxy {
+    /// A builder (hosts preserved, `Via` and `X-Forwarded-*` added).
+    pub fn builder() -> Builder {
+        Builder {
+            preserve_host: true,
+            ..Builder::default()
+        }
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The client carrying upstream requests (its stats show upstream
+    /// connections opened and reused).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Option<&Route> {
+        let host = req
+            .uri()
+            .host()
+            .map(str::to_string)
+            .or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+            })
+            .unwrap_or_default();
+        let path = req.uri().path();
+        self.inner
+            .routes
+            .iter()
+            .filter(|r| {
+                r.host
+                    .as_ref()
+                    .is_none_or(|h| h.eq_ignore_ascii_case(&host))
+            })
+            .filter(|r| path.starts_with(&r.path_prefix))
+            .max_by_key(|r| (r.path_prefix.len(), r.host.is_some()))
+    }
+}
+
+impl tower_service::Service<Request<Incoming>> for Proxy {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(req).await) })
+    }
+}
+
+impl Proxy {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let Some(route) = self.route(&req) else {
+            return plain(StatusCode::NOT_FOUND, "no route for this request");
+        };
+        let group = route.group.clone();
+        let received = req.version();
+        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+        let on_upgrade = crate::upgrade::on_upgrade(&mut req);
+        let (mut head, body) = req.into_parts();
+        let tunnel = on_upgrade.is_some() && head.method != http::Method::CONNECT;
+        forward::request_fields(
+            &mut head.headers,
+            &self.inner.forwarding,
+            peer,
+            received,
+            tunnel,
+        );
+        head.version = http::Version::HTTP_11;
+        let idempotent = retry::is_idempotent(&head.method, &head.headers);
+        let path = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+
+        let mut body = RequestBody::stream(body);
+        let mut spare = if idempotent { body.try_clone() } else { None };
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error: Option<Error> = None;
+        // After a stale pooled connection, the same upstream may be tried once
+        // more on a fresh connection when no other is left.
+        let mut again: Option<usize> = None;
+        loop {
+            let picked = match group.pick(&tried) {
+                Some(p) => p,
+                None => match again.take() {
+                    Some(index) => (index, group.pick_again(index)),
+                    None => break,
+                },
+            };
+            let (index, in_flight) = picked;
+            let fresh = tried.contains(&index);
+            tried.push(index);
+            let upstream = in_flight.upstream().clone();
+            let origin = upstream.origin().clone();
+            let uri = format!("http://{origin}{path}");
+            match uri.parse() {
+                Ok(uri) => head.uri = uri,
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target"),
+            }
+            if !self.inner.preserve_host || !head.headers.contains_key(HOST) {
+                if let Ok(v) = HeaderValue::from_str(&origin.to_string()) {
+                    head.headers.insert(HOST, v);
+                }
+            }
+            match self
+                .inner
+                .client
+                .send_once(&origin, &head, body, fresh)
+                .await
+            {
+                Ok(res) => {
+                    upstream.succeeded();
+                    self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    return self.respond(res, in_flight, received, on_upgrade);
+                }
+                Err(Failure::NotSent(e, unsent)) => {
+                    // Nothing reached this upstream: any request may go on.
+                    upstream.failed(&group.ejection);
+                    tracing::warn!(upstream = %origin, error = %e, "upstream connect failed");
+                    body = unsent;
+                    last_error = Some(e);
+                }
+                Err(Failure::Sent(e)) => {
+                    upstream.failed(&group.ejection);
+                    let replay = spare
+                        .take()
+                        .filter(|_| retry::may_retry(&e, idempotent, true));
+                    match replay {
+                        Some(b) => {
+                            tracing::debug!(upstream = %origin, error = %e, "stale upstream connection; retrying");
+                            spare = b.try_clone();
+                            body = b;
+                            last_error = Some(e);
+                            if !fresh {
+                                again = Some(index);
+                            }
+                        }
+                        None => return self.gateway_error(&e),
+                    }
+                }
+            }
+            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        match last_error {
+            Some(e) => self.gateway_error(&e),
+            None => plain(StatusCode::BAD_GATEWAY, "no upstream"),
+        }
+    }
+
+    fn respond(
+        &self,
+        res: Response<ResponseBody>,
+        in_flight: InFlight,
+        received: http::Version,
+        on_upgrade: Option<crate::upgrade::OnUpgrade>,
+    ) -> Response<ProxyBody> {
+        let mut res = res;
+        let switching = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            match (on_upgrade, crate::upgrade::take_upgraded(&mut res)) {
+                (Some(down), Some(up)) => tunnel::spawn(down, up),
+                _ => {
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream switched protocols unasked",
+                    )
+                }
+            }
+        }
+        let (mut head, body) = res.into_parts();
+        forward::response_fields(
+            &mut head.headers,
+            &self.inner.forwarding,
+            received,
+            switching,
+        );
+        head.version = http::Version::HTTP_11;
+        Response::from_parts(
+            head,
+            ProxyBody {
+                inner: Kind::Upstream(body),
+                _in_flight: Some(in_flight),
+            },
+        )
+    }
+
+    fn gateway_error(&self, e: &Error) -> Response<ProxyBody> {
+        self.inner
+            .stats
+            .gateway_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e, "upstream request failed");
+        if e.is_timeout() {
+            plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+        } else {
+            plain(StatusCode::BAD_GATEWAY, &format!("upstream failed: {e}"))
+        }
+    }
+}
+
+/// A short `text/plain` answer written by the proxy itself.
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(ProxyBody {
+        inner: Kind::Full(Some(Bytes::from(format!("{} {}\n", status.as_u16(), text)))),
+        _in_flight: None,
+    });
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// A proxied response body: the upstream's, streamed (its errors end the
+/// client's response abruptly), or the proxy's own.
+pub struct ProxyBody {
+    inner: Kind,
+    /// Counts the request in flight to its upstream until the body is done.
+    _in_flight: Option<InFlight>,
+}
+
+enum Kind {
+    Upstream(ResponseBody),
+    Full(Option<Bytes>),
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyBody")
+    }
+}
+
+impl http_body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if let Poll::Ready(None) = polled {
+            this._in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Full(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Kind::Upstream(body) => body.size_hint(),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

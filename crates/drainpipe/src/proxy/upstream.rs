@@ -1,0 +1,365 @@
+//! Upstream groups: the servers a route forwards to, how one is chosen (round
+//! robin or least connections), and which are fit to choose (active health
+//! checks, passive ejection after consecutive failures).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::client::{Client, Origin};
+
+/// How a group chooses among its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// The one with the fewest requests in flight (ties in turn).
+    LeastConnections,
+}
+
+/// Active health checks: a `GET path` to every upstream every `interval`.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// The path requested (any status below 500 counts as healthy).
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time allowed for one check.
+    pub timeout: Duration,
+    /// Consecutive failed checks that mark an upstream down.
+    pub fall: u32,
+    /// Consecutive passed checks that mark it up again.
+    pub rise: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            fall: 2,
+            rise: 2,
+        }
+    }
+}
+
+/// Passive ejection: after `max_fails` consecutive failed requests an upstream
+/// is left out for `eject_for`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ejection {
+    /// Consecutive failures (connect errors, broken responses) that eject.
+    pub max_fails: u32,
+    /// How long an ejected upstream is left out.
+    pub eject_for: Duration,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Ejection {
+            max_fails: 3,
+            eject_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One upstream server and what is known of it.
+#[derive(Debug)]
+pub struct Upstream {
+    origin: Origin,
+    in_flight: AtomicUsize,
+    fails: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    healthy: AtomicBool,
+    checks_passed: AtomicU32,
+    checks_failed: AtomicU32,
+    requests: AtomicU64,
+}
+
+impl Upstream {
+    /// An upstream at `origin`, healthy until shown otherwise.
+    pub fn new(origin: Origin) -> Upstream {
+        Upstream {
+            origin,
+            in_flight: AtomicUsize::new(0),
+            fails: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            checks_passed: AtomicU32::new(0),
+            checks_failed: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Where it is.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Requests in flight to it now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent to it so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last health checks passed.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is left out after failures.
+    pub fn is_ejected(&self) -> bool {
+        let mut until = self.ejected_until.lock().unwrap();
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn usable(&self) -> bool {
+        self.is_healthy() && !self.is_ejected()
+    }
+
+    /// A request to it went well.
+    pub(crate) fn succeeded(&self) {
+        self.fails.store(0, Ordering::Relaxed);
+    }
+
+    /// A request to it failed; ejects it after too many in a row.
+    pub(crate) fn failed(&self, ejection: &Ejection) {
+        let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if fails >= ejection.max_fails {
+            self.fails.store(0, Ordering::Relaxed);
+            *self.ejected_until.lock().unwrap() = Some(Instant::now() + ejection.eject_for);
+            tracing::warn!(upstream = %self.origin, fails, "upstream ejected");
+        }
+    }
+
+    fn check_result(&self, ok: bool, check: &HealthCheck) {
+        if ok {
+            self.checks_failed.store(0, Ordering::Relaxed);
+            let passed = self.checks_passed.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.is_healthy() && passed >= check.rise {
+                self.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(upstream = %self.origin, "upstream healthy again");
+            }
+        } else {
+            self.checks_passed.store(0, Ordering::Relaxed);
+            let failed = self.checks_failed.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.is_healthy() && failed >= check.fall {
+                self.healthy.store(false, Ordering::Relaxed);
+                tracing::warn!(upstream = %self.origin, "upstream failed its health checks");
+            }
+        }
+    }
+}
+
+/// Counts a request in flight to an upstream until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Upstream>);
+
+impl InFlight {
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A named set of upstreams with a balancing rule.
+#[derive(Debug)]
+pub struct Group {
+    name: String,
+    upstreams: Vec<Arc<Upstream>>,
+    balance: Balance,
+    next: AtomicUsize,
+    pub(crate) ejection: Ejection,
+    health: Option<HealthCheck>,
+}
+
+impl Group {
+    /// A group of `origins` balanced by `balance`.
+    pub fn new(name: impl Into<String>, origins: Vec<Origin>, balance: Balance) -> Group {
+        Group {
+            name: name.into(),
+            upstreams: origins
+                .into_iter()
+                .map(|o| Arc::new(Upstream::new(o)))
+                .collect(),
+            balance,
+            next: AtomicUsize::new(0),
+            ejection: Ejection::default(),
+            health: None,
+        }
+    }
+
+    /// Sets passive ejection.
+    pub fn ejection(mut self, ejection: Ejection) -> Self {
+        self.ejection = ejection;
+        self
+    }
+
+    /// Turns on active health checks.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its upstreams.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// Chooses an upstream not in `tried`: among the healthy, not ejected
+    /// ones by the balancing rule; if none is fit, any untried one (better a
+    /// try than a certain 502). `None` when all were tried.
+    pub(crate) fn pick(&self, tried: &[usize]) -> Option<(usize, InFlight)> {
+        let untried: Vec<usize> = (0..self.upstreams.len())
+            .filter(|i| !tried.contains(i))
+            .collect();
+        if untried.is_empty() {
+            return None;
+        }
+        let fit: Vec<usize> = untried
+            .iter()
+            .copied()
+            .filter(|&i| self.upstreams[i].usable())
+            .collect();
+        let candidates = if fit.is_empty() { untried } else { fit };
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let index = match self.balance {
+            Balance::RoundRobin => candidates[turn % candidates.len()],
+            Balance::LeastConnections => {
+                let least = candidates
+                    .iter()
+                    .map(|&i| self.upstreams[i].in_flight())
+                    .min()
+                    .unwrap_or(0);
+                let tied: Vec<usize> = candidates
+                    .into_iter()
+                    .filter(|&i| self.upstreams[i].in_flight() == least)
+                    .collect();
+                tied[turn % tied.len()]
+            }
+        };
+        let upstream = self.upstreams[index].clone();
+        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+        upstream.requests.fetch_add(1, Ordering::Relaxed);
+        Some((index, InFlight(upstream)))
+    }
+
+    /// The upstream at `index` once more (a retry on a fresh connection).
+    pub(crate) fn pick_again(&self, index: usize) -> InFlight {
+        let upstream = self.upstreams[index].clone();
+        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+        upstream.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(upstream)
+    }
+
+    /// Runs the active health checks until the group is dropped.
+    pub(crate) fn start_health_checks(self: &Arc<Self>, client: Client) {
+        let Some(check) = self.health.clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(group) = weak.upgrade() else { return };
+                for upstream in &group.upstreams {
+                    let uri = format!("http://{}{}", upstream.origin, check.path);
+                    let req = http::Request::get(uri).body(());
+                    let ok = match req {
+                        Ok(req) => matches!(
+                            tokio::time::timeout(check.timeout, client.request(req)).await,
+                            Ok(Ok(res)) if res.status().as_u16() < 500
+                        ),
+                        Err(_) => false,
+                    };
+                    upstream.check_result(ok, &check);
+                }
+                drop(group);
+                tokio::time::sleep(check.interval).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(n: u16, balance: Balance) -> Group {
+        Group::new(
+            "g",
+            (0..n)
+                .map(|i| Origin {
+                    host: "127.0.0.1".into(),
+                    port: 9000 + i,
+                })
+                .collect(),
+            balance,
+        )
+    }
+
+    #[test]
+    fn round_robin_takes_turns() {
+        let g = group(3, Balance::RoundRobin);
+        let picks: Vec<usize> = (0..6).map(|_| g.pick(&[]).unwrap().0).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idle() {
+        let g = group(3, Balance::LeastConnections);
+        let (a, held_a) = g.pick(&[]).unwrap();
+        let (b, held_b) = g.pick(&[]).unwrap();
+        let (c, _) = g.pick(&[]).unwrap();
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert_ne!(a, c);
+        drop(held_b);
+        // b is now the only one with nothing in flight.
+        let (d, _) = g.pick(&[]).unwrap();
+        assert_eq!(d, b);
+        drop(held_a);
+    }
+
+    #[test]
+    fn retries_skip_tried_and_ejected_upstreams() {
+        let g = group(3, Balance::RoundRobin).ejection(Ejection {
+            max_fails: 2,
+            eject_for: Duration::from_secs(60),
+        });
+        g.upstreams[1].failed(&g.ejection);
+        assert!(!g.upstreams[1].is_ejected());
+        g.upstreams[1].failed(&g.ejection);
+        assert!(g.upstreams[1].is_ejected());
+        for _ in 0..6 {
+            assert_ne!(g.pick(&[]).unwrap().0, 1, "ejected upstream chosen");
+        }
+        assert_eq!(g.pick(&[0]).unwrap().0, 2);
+        // With every fit upstream tried, an unfit one is still tried.
+        assert_eq!(g.pick(&[0, 2]).unwrap().0, 1);
+        assert!(g.pick(&[0, 1, 2]).is_none());
+    }
+}
