@@ -219,10 +219,11 @@ impl Conn {
     }
 
     /// The raw connection after a protocol switch.
-    pub(crate) fn into_upgraded(mut self) -> Upgraded {
+    pub(crate) fn into_upgraded(mut self: Box<Self>) -> Upgraded {
         let read_buf = self.proto.take_switched().unwrap_or_default();
+        let conn = *self;
         Upgraded {
-            stream: self.stream,
+            stream: conn.stream,
             read_buf,
         }
     }

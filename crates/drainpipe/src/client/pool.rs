@@ -40,7 +40,7 @@ struct State {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -54,7 +54,7 @@ enum Handoff {
 
 /// A connection lent out by the pool.
 pub(crate) struct Checkout {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     pool: Arc<Pool>,
 }
 
@@ -106,7 +106,7 @@ impl Pool {
                     self.stats
                         .reused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(self.lend(*conn));
+                    return Ok(self.lend(conn));
                 }
                 Ok(Handoff::Slot) => {}
                 Err(_) => return Err(Error::new(Kind::PoolTimeout)),
@@ -117,7 +117,7 @@ impl Pool {
                 self.stats
                     .opened
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(self.lend(Conn::new(stream, self.config.proto.clone())))
+                Ok(self.lend(Box::new(Conn::new(stream, self.config.proto.clone()))))
             }
             Err(e) => {
                 self.free_slot();
@@ -126,7 +126,7 @@ impl Pool {
         }
     }
 
-    fn lend(self: &Arc<Self>, conn: Conn) -> Checkout {
+    fn lend(self: &Arc<Self>, conn: Box<Conn>) -> Checkout {
         Checkout {
             conn: Some(conn),
             pool: self.clone(),
@@ -157,7 +157,7 @@ impl Pool {
     }
 
     /// Takes back a connection after a response: pooled if still usable.
-    fn checkin(&self, mut conn: Conn) {
+    fn checkin(&self, mut conn: Box<Conn>) {
         let mut state = self.state.lock().unwrap();
         let lifetime_over = self
             .config
@@ -171,9 +171,9 @@ impl Pool {
         }
         // The oldest waiter gets it directly (fair queue).
         while let Some(waiter) = state.waiters.pop_front() {
-            match waiter.send(Handoff::Conn(Box::new(conn))) {
+            match waiter.send(Handoff::Conn(conn)) {
                 Ok(()) => return,
-                Err(Handoff::Conn(back)) => conn = *back,
+                Err(Handoff::Conn(back)) => conn = back,
                 Err(Handoff::Slot) => unreachable!(),
             }
         }
@@ -228,9 +228,9 @@ impl Checkout {
 
     /// After a protocol switch: the raw connection, out of the pool for good.
     /// `Err(self)` if the protocol did not switch.
-    pub(crate) fn into_upgraded(mut self) -> Result<Upgraded, Checkout> {
+    pub(crate) fn into_upgraded(mut self) -> Result<Upgraded, Box<Checkout>> {
         if !self.conn_mut().is_switched() {
-            return Err(self);
+            return Err(Box::new(self));
         }
         let conn = self.conn.take().expect("checkout holds a connection");
         self.pool.free_slot();
