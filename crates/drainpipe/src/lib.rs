@@ -15,10 +15,12 @@
 //! Handlers are `tower::Service<http::Request<Incoming>>` whose response body is
 //! an `http_body::Body`, so an axum `Router` runs unchanged.
 
+pub mod admin;
 pub mod body;
 pub mod client;
 pub mod error;
 mod io;
+pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod server;

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 
-use super::drain::{CloseReason, Phase, Shared};
+use super::drain::{CloseReason, InState, Phase, Shared};
 use super::park::{Parker, Resume};
 use super::{date, Abort, ConnInfo};
 use crate::body::{Demand, Incoming, Sender};
@@ -146,6 +146,9 @@ where
         }
     };
     shared.closing(reason);
+    shared
+        .stats
+        .record_requests_per_connection(driver.conn.requests_started());
     if reason == CloseReason::Cut {
         let _ = sock::shutdown_write(&driver.stream);
         return Exit::Closed(reason);
@@ -163,6 +166,7 @@ where
         )
         .await;
     }
+    let _lingering = InState::enter(&shared.stats.lingering);
     sock::graceful_close(driver.stream, shared.config.linger).await;
     Exit::Closed(reason)
 }
@@ -218,7 +222,11 @@ where
                 Ok(Event::Request { head, body }) => {
                     self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                     self.head_deadline = None;
-                    if let Err(reason) = Box::pin(self.exchange(head, body)).await {
+                    let exchanged = {
+                        let _writing = InState::enter(&self.shared.stats.writing);
+                        Box::pin(self.exchange(head, body)).await
+                    };
+                    if let Err(reason) = exchanged {
                         return reason.into();
                     }
                     if let Some(read_buf) = self.conn.take_switched() {
@@ -323,8 +331,12 @@ where
         if idle {
             self.conn.release_buffers();
             self.out.release();
-            self.shared.stats.idle.fetch_add(1, Ordering::Relaxed);
         }
+        let state = InState::enter(if idle {
+            &self.shared.stats.idle
+        } else {
+            &self.shared.stats.reading
+        });
         let Driver { stream, conn, .. } = self;
         let result = tokio::select! {
             biased;
@@ -332,13 +344,15 @@ where
             () = sleep_until(park_at.unwrap_or(deadline)) => Err(park_at.is_some()),
             _ = phase.changed(), if can_drain => Ok(Ok(usize::MAX)),
         };
-        if idle {
-            self.shared.stats.idle.fetch_sub(1, Ordering::Relaxed);
-        }
+        drop(state);
         match result {
             Ok(Ok(0)) => self.conn.receive_eof(),
             Ok(Ok(usize::MAX)) => self.conn.close_after_current(),
-            Ok(Ok(_)) => {
+            Ok(Ok(n)) => {
+                self.shared
+                    .stats
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 if idle && self.conn.requests_started() > 0 {
                     self.head_deadline = Some(Instant::now() + self.shared.config.head_timeout);
                 }
@@ -376,6 +390,10 @@ where
             return Ok(());
         }
         self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .bytes_out
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         match tokio::time::timeout(
             self.shared.config.write_timeout,
             write_buf(&self.stream, &mut self.out),
@@ -584,7 +602,13 @@ where
                 Ok(Event::NeedData) => {
                     match poll_read_buf(&self.stream, self.conn.recv_buf(), cx) {
                         Poll::Ready(Ok(0)) => self.conn.receive_eof(),
-                        Poll::Ready(Ok(_)) => pump.timer = None,
+                        Poll::Ready(Ok(n)) => {
+                            self.shared
+                                .stats
+                                .bytes_in
+                                .fetch_add(n as u64, Ordering::Relaxed);
+                            pump.timer = None;
+                        }
                         Poll::Ready(Err(e)) => {
                             tx.error(BodyError::io(e));
                             pump.tx = None;

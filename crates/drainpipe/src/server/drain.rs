@@ -103,18 +103,36 @@ pub struct Stats {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicUsize,
+    /// Connections receiving a request head or body now.
+    pub reading: AtomicUsize,
+    /// Connections handling a request (handler running, response being
+    /// written) now.
+    pub writing: AtomicUsize,
     /// Connections idle now in their own task (waiting for a next request).
     pub idle: AtomicUsize,
     /// Idle connections parked now (out of their task, see
     /// [`Builder::park_idle_after`](super::Builder::park_idle_after)).
     pub parked: AtomicUsize,
+    /// Connections closing gracefully now (write side shut, discarding input).
+    pub lingering: AtomicUsize,
     /// Requests received.
     pub requests: AtomicU64,
     /// Writes of the outgoing queue: one vectored write each unless the socket
     /// is full (responses that leave together count once).
     pub writes: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to clients.
+    pub bytes_out: AtomicU64,
+    /// Whether a drain has begun (readiness should report not ready).
+    pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
+    per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
 }
+
+/// Upper bounds of the requests-per-connection histogram buckets (a last
+/// bucket holds the rest).
+pub const REQUESTS_PER_CONNECTION: [u32; 7] = [0, 1, 2, 5, 10, 100, 1000];
 
 impl Stats {
     /// Connections closed for `reason` so far.
@@ -124,6 +142,40 @@ impl Stats {
 
     pub(crate) fn record_close(&self, reason: CloseReason) {
         self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts of closed connections by requests served, one per bucket of
+    /// [`REQUESTS_PER_CONNECTION`] (a connection with n requests lands in the
+    /// first bucket whose bound is at least n), then the rest.
+    pub fn requests_per_connection(&self) -> Vec<u64> {
+        self.per_connection
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    pub(crate) fn record_requests_per_connection(&self, n: u32) {
+        let bucket = REQUESTS_PER_CONNECTION
+            .iter()
+            .position(|&bound| n <= bound)
+            .unwrap_or(REQUESTS_PER_CONNECTION.len());
+        self.per_connection[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a connection in one state while alive.
+pub(crate) struct InState<'a>(&'a AtomicUsize);
+
+impl<'a> InState<'a> {
+    pub(crate) fn enter(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InState(gauge)
+    }
+}
+
+impl Drop for InState<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -222,6 +274,7 @@ impl Shared {
     pub(crate) async fn drain(&self) -> DrainReport {
         let started = Instant::now();
         let open_at_start = self.active.load(Ordering::Acquire);
+        self.stats.draining.store(true, Ordering::Relaxed);
         self.phase.send_replace(Phase::Draining);
         let wait_all = async {
             loop {

@@ -57,7 +57,7 @@ use crate::body::Incoming;
 use crate::error::BoxError;
 use crate::sock::Linger;
 
-pub use drain::{CloseReason, DrainReport, Stats};
+pub use drain::{CloseReason, DrainReport, Stats, REQUESTS_PER_CONNECTION};
 
 /// Limits and timeouts of a server; see [`Builder`] for each one's meaning and
 /// default.

@@ -163,6 +163,9 @@ impl Parker {
     fn close(&self, parked: Parked, reason: CloseReason) {
         let _ = parked.stream.shutdown(Shutdown::Write);
         self.shared.closing(reason);
+        self.shared
+            .stats
+            .record_requests_per_connection(parked.resume.requests_started);
         drop(parked);
         self.shared.closed(reason);
     }
