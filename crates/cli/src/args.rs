@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use http::{HeaderName, HeaderValue, Method};
 
 /// drainpipe: an HTTP/1.x connection engine.
 #[derive(Debug, Parser)]
@@ -32,4 +33,112 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         drain_timeout: u64,
     },
+    /// Load-test a URL: serial, parallel, persistent or pipelined connections;
+    /// requests/s, latency percentiles, connections opened, TIME_WAIT left.
+    Bench(BenchArgs),
+}
+
+/// Connection strategies of `drainpipe bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// A new connection per request, one at a time (`Connection: close`).
+    Serial,
+    /// New connections per request, C at once (`Connection: close`).
+    Parallel,
+    /// C keep-alive connections, one request in flight on each.
+    Persistent,
+    /// C keep-alive connections, D requests in flight on each.
+    Pipelined,
+}
+
+impl Strategy {
+    /// All four, in the order `--compare` runs them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Serial,
+        Strategy::Parallel,
+        Strategy::Persistent,
+        Strategy::Pipelined,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Serial => "serial",
+            Strategy::Parallel => "parallel",
+            Strategy::Persistent => "persistent",
+            Strategy::Pipelined => "pipelined",
+        }
+    }
+}
+
+/// Flags of `drainpipe bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The URL to load (http:// only).
+    pub url: String,
+    /// Connection strategy.
+    #[arg(long, value_enum, default_value_t = Strategy::Persistent, conflicts_with = "compare")]
+    pub strategy: Strategy,
+    /// Run all four strategies and print one table.
+    #[arg(long)]
+    pub compare: bool,
+    /// Concurrent connections (default 64; serial always uses 1).
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: Option<u32>,
+    /// Requests in flight per connection (pipelined).
+    #[arg(long, short = 'd', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub depth: u32,
+    /// Total requests to complete (across connections), instead of a duration.
+    #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Seconds to run each strategy (default 10 unless --requests is given).
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// Request method.
+    #[arg(long, short = 'm', default_value = "GET", value_parser = parse_method)]
+    pub method: Method,
+    /// A request header, "Name: value" (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A request body (sent with Content-Length).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Seconds without progress before a request counts as timed out (also the
+    /// connect timeout).
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Print one JSON object per strategy instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print an ASCII bar chart of requests/s per strategy.
+    #[arg(long)]
+    pub chart: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .strip_suffix('s')
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if n.is_finite() && n > 0.0 && n <= 1e6 {
+        Ok(n)
+    } else {
+        Err(format!("{s:?} is not a positive number of seconds"))
+    }
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::from_bytes(s.as_bytes()).map_err(|_| format!("{s:?} is not a valid method"))
+}
+
+fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not \"Name: value\""))?;
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("{:?} is not a valid header value", value.trim()))?;
+    Ok((name, value))
 }

@@ -2,6 +2,7 @@
 //! and hands over to the library. No logic lives here.
 
 mod args;
+mod bench;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,9 +18,16 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if e.use_stderr() => {
-            // One line that names the bad flag or value (clap's first line).
+            // One line that names the bad flag or value: clap's first line,
+            // joined with the next when it only announces a list.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut line = lines.next().unwrap_or("invalid arguments").to_string();
+            if line.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    line = format!("{line} {next}");
+                }
+            }
             eprintln!("drainpipe: {}", line.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
                 max_requests,
                 drain_timeout,
             }) => origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
+            Some(Command::Bench(bench)) => bench::run(bench).await,
             None => {
                 origin(
                     "127.0.0.1:8080".parse().unwrap(),

@@ -1,0 +1,935 @@
+//! `drainpipe bench URL`: loads a URL with one of four connection strategies
+//! and reports requests/s, latency percentiles (HDR histogram), connections
+//! opened, errors by kind and the TIME_WAIT sockets left behind.
+//!
+//! | strategy | connections | in flight on each | `Connection: close` |
+//! |---|---|---|---|
+//! | `serial` | 1 at a time, a new one per request | 1 | yes |
+//! | `parallel` | C at a time, a new one per request | 1 | yes |
+//! | `persistent` | C keep-alive | 1 | no |
+//! | `pipelined` | C keep-alive | D | no |
+//!
+//! Every connection is driven by its own task through the sans-IO core
+//! ([`drainpipe::proto`]): it frames the requests and finds where each response
+//! ends. Reads land straight in the core's receive buffer; the requests of a
+//! batch leave in one write. A request's latency runs from the moment its bytes
+//! were written to the end of its response.
+//!
+//! Every request sent ends one way: completed (a response ended; counted in
+//! `requests`, and in `non_2xx` too if its status was not 2xx), failed (an error
+//! of one kind), or given back when the server closed a keep-alive connection
+//! gracefully before answering it (it is sent again on a new connection).
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drainpipe::proto::{BodySize, Config, Connection, ErrorKind, Event, Role, WriteBuf};
+use hdrhistogram::Histogram;
+use http::{header, HeaderValue, Uri};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::args::{BenchArgs, Strategy};
+
+/// Connections when `--connections` is not given (serial always uses 1).
+const DEFAULT_CONNECTIONS: u32 = 64;
+/// Seconds per strategy when neither `--requests` nor `--duration` is given.
+const DEFAULT_SECONDS: f64 = 10.0;
+/// Below this much free space in the receive buffer, reserve [`READ_CHUNK`].
+const READ_MIN: usize = 4 * 1024;
+/// Bytes reserved in the receive buffer before a read.
+const READ_CHUNK: usize = 32 * 1024;
+/// Pause after a failed connect, so a dead server does not spin the bench.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Wait before counting TIME_WAIT sockets after a run, so the last closes land.
+const SETTLE: Duration = Duration::from_millis(200);
+/// Largest latency the histogram tells apart (longer ones count as this), µs.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The connection could not be opened (refused, unreachable, timed out).
+    Connect,
+    /// The connection closed before the response began.
+    Closed,
+    /// The connection closed inside a response (its head or its body).
+    Truncated,
+    /// The response broke HTTP/1.x.
+    Protocol,
+    /// A socket read or write failed (a reset, say).
+    Io,
+    /// No progress for `--timeout` seconds.
+    Timeout,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Connect,
+        Kind::Closed,
+        Kind::Truncated,
+        Kind::Protocol,
+        Kind::Io,
+        Kind::Timeout,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Connect => "connect",
+            Kind::Closed => "closed",
+            Kind::Truncated => "truncated",
+            Kind::Protocol => "protocol",
+            Kind::Io => "io",
+            Kind::Timeout => "timeout",
+        }
+    }
+}
+
+/// Runs `drainpipe bench`: one strategy, or all four with `--compare`, then
+/// prints the results (a table, or JSON lines) on stdout. Errors are one line
+/// naming the URL.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let target = Target::resolve(&args.url).await?;
+    let request = Template::new(&args, target.uri.clone(), false)?;
+    let duration = match args.requests {
+        Some(_) => None,
+        None => Some(Duration::from_secs_f64(
+            args.duration.unwrap_or(DEFAULT_SECONDS),
+        )),
+    };
+    let timeout = Duration::from_secs_f64(args.timeout);
+    // The first connection proves the URL reachable; the first strategy uses it.
+    let mut first = match connect(target.addr, Instant::now() + timeout).await {
+        Ok(stream) => Some(stream),
+        Err(e) => return Err(format!("cannot connect to {}: {e}", args.url)),
+    };
+    let strategies: Vec<Strategy> = if args.compare {
+        Strategy::ALL.to_vec()
+    } else {
+        vec![args.strategy]
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut reports = Vec::with_capacity(strategies.len());
+    for strategy in strategies {
+        let close = matches!(strategy, Strategy::Serial | Strategy::Parallel);
+        let setup = Setup {
+            strategy,
+            connections: match strategy {
+                Strategy::Serial => 1,
+                _ => args.connections.unwrap_or(DEFAULT_CONNECTIONS),
+            },
+            depth: match strategy {
+                Strategy::Pipelined => args.depth,
+                _ => 1,
+            },
+            request: if close {
+                Template::new(&args, target.uri.clone(), true)?
+            } else {
+                request.clone()
+            },
+            requests: args.requests,
+            duration,
+            timeout,
+        };
+        let report = run_strategy(&target, setup, first.take(), tty).await;
+        if args.json {
+            println!("{}", report.json(&args.url));
+        }
+        reports.push(report);
+    }
+    if !args.json {
+        print!("{}", table(&reports));
+    }
+    if args.chart {
+        // With --json, stdout stays JSON lines: the chart goes to stderr.
+        if args.json {
+            eprint!("{}", chart(&reports));
+        } else {
+            print!("{}", chart(&reports));
+        }
+    }
+    Ok(())
+}
+
+/// Where the requests go.
+struct Target {
+    uri: Uri,
+    addr: SocketAddr,
+}
+
+impl Target {
+    /// Parses an `http://` URL and resolves its host.
+    async fn resolve(url: &str) -> Result<Target, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(_) => return Err(format!("unsupported URL {url}: only http:// is supported")),
+            None => {
+                return Err(format!(
+                    "invalid URL {url}: expected http://HOST[:PORT][/PATH]"
+                ))
+            }
+        }
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("invalid URL {url}: no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {url}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {url}: no address"))?;
+        Ok(Target { uri, addr })
+    }
+}
+
+/// The request every connection sends, built once.
+#[derive(Debug, Clone)]
+struct Template {
+    parts: http::request::Parts,
+    size: BodySize,
+    body: Option<Bytes>,
+}
+
+impl Template {
+    /// The request from the flags; `close` adds `Connection: close`. Checked
+    /// once here by framing it, so sending it later cannot fail.
+    fn new(args: &BenchArgs, uri: Uri, close: bool) -> Result<Template, String> {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = args.method.clone();
+        parts.uri = uri;
+        for (name, value) in &args.headers {
+            parts.headers.append(name.clone(), value.clone());
+        }
+        if close {
+            parts
+                .headers
+                .append(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let body = args
+            .body
+            .as_ref()
+            .map(|b| Bytes::copy_from_slice(b.as_bytes()));
+        let size = BodySize::Exact(body.as_ref().map_or(0, |b| b.len() as u64));
+        let template = Template { parts, size, body };
+        let mut probe = Connection::new(Role::Client, Arc::new(Config::default()));
+        template
+            .write(&mut probe, &mut WriteBuf::new())
+            .map_err(|e| format!("cannot send this request to {}: {e}", args.url))?;
+        Ok(template)
+    }
+
+    /// Frames one request into `out`.
+    fn write(
+        &self,
+        conn: &mut Connection,
+        out: &mut WriteBuf,
+    ) -> Result<(), drainpipe::proto::Error> {
+        conn.send_request(&self.parts, self.size, out)?;
+        if let Some(body) = &self.body {
+            conn.send_data(body.clone(), out)?;
+        }
+        conn.send_end(None, out)
+    }
+}
+
+/// What one strategy run is asked to do.
+struct Setup {
+    strategy: Strategy,
+    connections: u32,
+    depth: u32,
+    request: Template,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+    timeout: Duration,
+}
+
+/// What the connection tasks of one run share.
+struct Plan {
+    addr: SocketAddr,
+    depth: u64,
+    request: Template,
+    config: Arc<Config>,
+    /// Requests still to start (`None`: until the deadline).
+    budget: Option<AtomicU64>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    /// Completed so far, for the progress line.
+    completed: AtomicU64,
+    /// Errors so far, for the progress line.
+    errors: AtomicU64,
+}
+
+impl Plan {
+    /// Takes up to `want` requests from the budget.
+    fn take(&self, want: u64) -> u64 {
+        let Some(left) = &self.budget else {
+            return want;
+        };
+        let mut cur = left.load(Relaxed);
+        loop {
+            if cur == 0 {
+                return 0;
+            }
+            let n = cur.min(want);
+            match left.compare_exchange_weak(cur, cur - n, Relaxed, Relaxed) {
+                Ok(_) => return n,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Returns requests that were taken but not sent, or not answered before a
+    /// graceful close.
+    fn give_back(&self, n: u64) {
+        if let (Some(left), true) = (&self.budget, n > 0) {
+            left.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn past_deadline(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// `at`, or the deadline if that comes first.
+    fn cap(&self, at: Instant) -> Instant {
+        match self.deadline {
+            Some(d) => d.min(at),
+            None => at,
+        }
+    }
+}
+
+/// What one task counted.
+struct Stats {
+    latency: Histogram<u64>,
+    completed: u64,
+    non_2xx: u64,
+    errors: [u64; 6],
+    opened: u64,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .expect("valid histogram bounds"),
+            completed: 0,
+            non_2xx: 0,
+            errors: [0; 6],
+            opened: 0,
+        }
+    }
+
+    fn error(&mut self, kind: Kind, n: u64, plan: &Plan) {
+        self.errors[kind as usize] += n;
+        plan.errors.fetch_add(n, Relaxed);
+    }
+
+    /// Records `n` latencies of `us` microseconds each (`(us, n)`).
+    fn record(&mut self, (us, n): (u64, u64)) {
+        if n > 0 {
+            let us = us.min(MAX_LATENCY_US);
+            let _ = self.latency.record_n(us, n);
+        }
+    }
+
+    fn merge(&mut self, other: &Stats) {
+        let _ = self.latency.add(&other.latency);
+        self.completed += other.completed;
+        self.non_2xx += other.non_2xx;
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        self.opened += other.opened;
+    }
+}
+
+/// Whether a connection task goes on.
+enum Flow {
+    /// Open another connection if requests are left.
+    Next,
+    /// The run is over for this task (the deadline passed).
+    Stop,
+}
+
+/// Opens a connection (no Nagle), giving up at `limit`.
+async fn connect(addr: SocketAddr, limit: Instant) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout_at(limit.into(), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One connection slot: opens connections one after another while requests are
+/// left, `first` (already open) first.
+async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
+    let mut stats = Stats::new();
+    loop {
+        let reserved = plan.take(1);
+        if reserved == 0 {
+            break;
+        }
+        let now = Instant::now();
+        if plan.past_deadline(now) {
+            plan.give_back(reserved);
+            break;
+        }
+        let stream = match first.take() {
+            Some(stream) => stream,
+            None => match connect(plan.addr, plan.cap(now + plan.timeout)).await {
+                Ok(stream) => stream,
+                Err(_) if plan.past_deadline(Instant::now()) => {
+                    plan.give_back(reserved);
+                    break;
+                }
+                Err(_) => {
+                    stats.error(Kind::Connect, reserved, &plan);
+                    let until = plan.cap(Instant::now() + CONNECT_BACKOFF);
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+            },
+        };
+        stats.opened += 1;
+        if let Flow::Stop = drive(stream, &plan, &mut stats, reserved).await {
+            break;
+        }
+    }
+    stats
+}
+
+/// What the watchdog found when it fired.
+enum Check {
+    /// Progress was made: keep waiting.
+    Wait,
+    /// The deadline passed.
+    Stop,
+    /// No progress for the timeout.
+    TimedOut,
+}
+
+/// The watchdog fired: stop at the deadline, time out after `timeout` without
+/// progress, otherwise re-arm it. It is armed once per timeout period, not per
+/// read.
+fn check(
+    plan: &Plan,
+    last_progress: Instant,
+    watchdog: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Check {
+    let now = Instant::now();
+    if plan.past_deadline(now) {
+        return Check::Stop;
+    }
+    let stall = last_progress + plan.timeout;
+    if now >= stall {
+        return Check::TimedOut;
+    }
+    watchdog.reset(plan.cap(stall).into());
+    Check::Wait
+}
+
+/// Drives one open connection: keeps up to `depth` requests in flight while
+/// the budget lasts and the connection stays persistent. `to_send` requests
+/// were already taken from the budget for it.
+async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_send: u64) -> Flow {
+    let mut conn = Connection::new(Role::Client, plan.config.clone());
+    let mut out = WriteBuf::new();
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth as usize);
+    let mut last_progress = Instant::now();
+    let watchdog = tokio::time::sleep_until(plan.cap(last_progress + plan.timeout).into());
+    tokio::pin!(watchdog);
+    loop {
+        // Top the pipeline up, and send the batch in one write.
+        if conn.keep_alive() {
+            let room = plan.depth.saturating_sub(conn.in_flight() as u64 + to_send);
+            if room > 0 {
+                to_send += plan.take(room);
+            }
+        }
+        if to_send > 0 {
+            for _ in 0..to_send {
+                if plan.request.write(&mut conn, &mut out).is_err() {
+                    // Checked up front; cannot happen on a fresh state.
+                    stats.error(Kind::Protocol, conn.in_flight().max(1) as u64, plan);
+                    return Flow::Stop;
+                }
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    r = stream.write_all_buf(&mut out) => match r {
+                        Ok(()) => break,
+                        Err(_) => {
+                            stats.error(Kind::Io, conn.in_flight() as u64, plan);
+                            return Flow::Next;
+                        }
+                    },
+                    () = &mut watchdog => match check(plan, last_progress, watchdog.as_mut()) {
+                        Check::Wait => {}
+                        Check::Stop => return Flow::Stop,
+                        Check::TimedOut => {
+                            stats.error(Kind::Timeout, conn.in_flight() as u64, plan);
+                            return Flow::Next;
+                        }
+                    },
+                }
+            }
+            let now = Instant::now();
+            last_progress = now;
+            sent_at.extend(std::iter::repeat_n(now, to_send as usize));
+            to_send = 0;
+        }
+        let in_flight = conn.in_flight() as u64;
+        if in_flight == 0 {
+            return Flow::Next;
+        }
+
+        // Read what arrived, straight into the core's receive buffer.
+        let buf = conn.recv_buf();
+        if buf.capacity() - buf.len() < READ_MIN {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = loop {
+            tokio::select! {
+                biased;
+                r = stream.read_buf(conn.recv_buf()) => break r,
+                () = &mut watchdog => match check(plan, last_progress, watchdog.as_mut()) {
+                    Check::Wait => {}
+                    Check::Stop => return Flow::Stop,
+                    Check::TimedOut => {
+                        stats.error(Kind::Timeout, in_flight, plan);
+                        return Flow::Next;
+                    }
+                },
+            }
+        };
+        match read {
+            Ok(0) => conn.receive_eof(),
+            Ok(_) => {}
+            Err(_) => {
+                stats.error(Kind::Io, in_flight, plan);
+                return Flow::Next;
+            }
+        }
+        let now = Instant::now();
+        last_progress = now;
+        let mut done = 0;
+        let mut same = (0, 0);
+        let ended = loop {
+            match conn.next_event() {
+                Ok(Event::Response { head, .. }) => {
+                    if !head.status().is_success() {
+                        stats.non_2xx += 1;
+                    }
+                }
+                Ok(Event::End { .. }) => {
+                    if let Some(sent) = sent_at.pop_front() {
+                        let us = now.saturating_duration_since(sent).as_micros();
+                        let us = u64::try_from(us).unwrap_or(u64::MAX);
+                        // Responses to one write that arrive in one read share
+                        // a latency: record them together.
+                        if us != same.0 {
+                            stats.record(same);
+                            same = (us, 0);
+                        }
+                        same.1 += 1;
+                    }
+                    done += 1;
+                }
+                // (A request head never reaches a client.)
+                Ok(Event::Data(_) | Event::Informational(_) | Event::Request { .. }) => {}
+                Ok(Event::NeedData) if conn.saw_eof() => {
+                    stats.error(Kind::Closed, conn.in_flight().max(1) as u64, plan);
+                    break true;
+                }
+                Ok(Event::NeedData) => break false,
+                Ok(Event::Paused) => {
+                    // The connection closes after this response (ours or the
+                    // server's decision): unanswered requests go again.
+                    plan.give_back(conn.in_flight() as u64);
+                    break true;
+                }
+                Ok(Event::Closed) => {
+                    stats.error(Kind::Closed, conn.in_flight().max(1) as u64, plan);
+                    break true;
+                }
+                Err(e) => {
+                    let kind = match e.kind() {
+                        ErrorKind::Truncated { .. } => Kind::Truncated,
+                        _ => Kind::Protocol,
+                    };
+                    stats.error(kind, conn.in_flight().max(1) as u64, plan);
+                    break true;
+                }
+            }
+        };
+        stats.record(same);
+        if done > 0 {
+            stats.completed += done;
+            plan.completed.fetch_add(done, Relaxed);
+        }
+        if ended {
+            return Flow::Next;
+        }
+    }
+}
+
+/// The results of one strategy.
+struct Report {
+    strategy: Strategy,
+    connections: u32,
+    depth: u32,
+    stats: Stats,
+    elapsed: Duration,
+    time_wait: u64,
+}
+
+impl Report {
+    fn errors(&self) -> u64 {
+        self.stats.errors.iter().sum()
+    }
+
+    fn rps(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.stats.completed as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Latency at `quantile`, in milliseconds (0 with no responses).
+    fn ms(&self, quantile: f64) -> f64 {
+        if self.stats.latency.is_empty() {
+            return 0.0;
+        }
+        self.stats.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.stats.latency.max() as f64 / 1000.0
+    }
+
+    /// One JSON object (one line).
+    fn json(&self, url: &str) -> String {
+        let kinds: serde_json::Map<String, serde_json::Value> = Kind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), self.stats.errors[*k as usize].into()))
+            .collect();
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        serde_json::json!({
+            "strategy": self.strategy.name(),
+            "url": url,
+            "connections": self.connections,
+            "depth": self.depth,
+            "requests": self.stats.completed,
+            "errors": self.errors(),
+            "errors_by_kind": kinds,
+            "non_2xx": self.stats.non_2xx,
+            "elapsed_s": round(self.elapsed.as_secs_f64()),
+            "rps": round(self.rps()),
+            "connections_opened": self.stats.opened,
+            "time_wait": self.time_wait,
+            "latency_ms": {
+                "p50": self.ms(0.50),
+                "p90": self.ms(0.90),
+                "p99": self.ms(0.99),
+                "max": self.max_ms(),
+                "mean": round(self.stats.latency.mean() / 1000.0),
+            },
+        })
+        .to_string()
+    }
+}
+
+/// Runs one strategy to the end and reports it.
+async fn run_strategy(
+    target: &Target,
+    setup: Setup,
+    mut first: Option<TcpStream>,
+    tty: bool,
+) -> Report {
+    let port = target.addr.port();
+    let time_wait_before = count_time_wait(port);
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        addr: target.addr,
+        depth: u64::from(setup.depth),
+        request: setup.request,
+        config: Arc::new(Config::default()),
+        budget: setup.requests.map(AtomicU64::new),
+        deadline: setup.duration.map(|d| start + d),
+        timeout: setup.timeout,
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
+    let (stop, stopped) = oneshot::channel();
+    let progress = tokio::spawn(progress(
+        plan.clone(),
+        setup.strategy.name(),
+        start,
+        setup.requests,
+        setup.duration,
+        tty,
+        stopped,
+    ));
+    let tasks: Vec<_> = (0..setup.connections)
+        .map(|_| tokio::spawn(worker(plan.clone(), first.take())))
+        .collect();
+    let mut stats = Stats::new();
+    for task in tasks {
+        match task.await {
+            Ok(s) => stats.merge(&s),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    let elapsed = start.elapsed();
+    let _ = stop.send(elapsed);
+    let _ = progress.await;
+    tokio::time::sleep(SETTLE).await;
+    let time_wait = count_time_wait(port).saturating_sub(time_wait_before);
+    Report {
+        strategy: setup.strategy,
+        connections: setup.connections,
+        depth: setup.depth,
+        stats,
+        elapsed,
+        time_wait,
+    }
+}
+
+/// The progress line on stderr: a bar redrawn every 100 ms on a terminal, a
+/// plain line a second otherwise; ends when `stopped` gets the elapsed time.
+async fn progress(
+    plan: Arc<Plan>,
+    name: &'static str,
+    start: Instant,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+    tty: bool,
+    mut stopped: oneshot::Receiver<Duration>,
+) {
+    let every = if tty {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(1)
+    };
+    let mut ticks = tokio::time::interval_at((start + every).into(), every);
+    let mut stderr = std::io::stderr();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            elapsed = &mut stopped => {
+                if tty {
+                    let _ = write!(stderr, "\r\x1b[2K");
+                } else if let Ok(elapsed) = elapsed {
+                    let _ = writeln!(
+                        stderr,
+                        "bench {name}: done in {:.2}s {} requests {} errors",
+                        elapsed.as_secs_f64(),
+                        plan.completed.load(Relaxed),
+                        plan.errors.load(Relaxed),
+                    );
+                }
+                let _ = stderr.flush();
+                return;
+            }
+        }
+        let elapsed = start.elapsed();
+        let completed = plan.completed.load(Relaxed);
+        let errors = plan.errors.load(Relaxed);
+        if tty {
+            let fraction = match (requests, duration) {
+                (Some(n), _) => completed as f64 / n as f64,
+                (None, Some(d)) => elapsed.as_secs_f64() / d.as_secs_f64(),
+                (None, None) => 0.0,
+            }
+            .clamp(0.0, 1.0);
+            let _ = write!(
+                stderr,
+                "\r\x1b[2Kbench {name} [{}] {:3.0}% {:5.1}s {completed} requests {:.0} req/s {errors} errors",
+                bar(fraction, 30),
+                fraction * 100.0,
+                elapsed.as_secs_f64(),
+                completed as f64 / elapsed.as_secs_f64().max(1e-9),
+            );
+        } else {
+            let _ = writeln!(
+                stderr,
+                "bench {name}: {}s {completed} requests {errors} errors",
+                elapsed.as_secs(),
+            );
+        }
+        let _ = stderr.flush();
+    }
+}
+
+/// `fraction` of `width` as `#`, the rest as `.`.
+fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("{}{}", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+/// TIME_WAIT sockets on this host whose local or remote port is `port`
+/// (client and server side alike), from /proc/net/tcp and /proc/net/tcp6.
+fn count_time_wait(port: u16) -> u64 {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|table| time_wait_in(&table, port))
+        .sum()
+}
+
+/// Counts the TIME_WAIT (state `06`) rows of a /proc/net/tcp table on `port`.
+fn time_wait_in(table: &str, port: u16) -> u64 {
+    fn port_of(addr: &str) -> Option<u16> {
+        u16::from_str_radix(addr.rsplit_once(':')?.1, 16).ok()
+    }
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, local, remote, state) =
+                (fields.next(), fields.next(), fields.next(), fields.next());
+            state == Some("06")
+                && [local, remote]
+                    .into_iter()
+                    .any(|addr| addr.and_then(port_of) == Some(port))
+        })
+        .count() as u64
+}
+
+/// The results as a table, then the errors by kind of any run that had some.
+fn table(reports: &[Report]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<11} {:>5} {:>5} {:>10} {:>7} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "strategy",
+        "conns",
+        "depth",
+        "requests",
+        "errors",
+        "non-2xx",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "opened",
+        "TIME_WAIT",
+    );
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "{:<11} {:>5} {:>5} {:>10} {:>7} {:>7} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8} {:>9}",
+            r.strategy.name(),
+            r.connections,
+            r.depth,
+            r.stats.completed,
+            r.errors(),
+            r.stats.non_2xx,
+            r.rps(),
+            r.ms(0.50),
+            r.ms(0.90),
+            r.ms(0.99),
+            r.max_ms(),
+            r.stats.opened,
+            r.time_wait,
+        );
+    }
+    for r in reports.iter().filter(|r| r.errors() > 0) {
+        let kinds: Vec<String> = Kind::ALL
+            .iter()
+            .filter(|k| r.stats.errors[**k as usize] > 0)
+            .map(|k| format!("{} {}", k.name(), r.stats.errors[*k as usize]))
+            .collect();
+        let _ = writeln!(s, "{} errors: {}", r.strategy.name(), kinds.join(", "));
+    }
+    s
+}
+
+/// An ASCII bar chart of requests/s per strategy.
+fn chart(reports: &[Report]) -> String {
+    use std::fmt::Write as _;
+    const WIDTH: usize = 50;
+    let top = reports.iter().map(Report::rps).fold(0.0, f64::max);
+    let mut s = String::from("requests/s\n");
+    for r in reports {
+        let fraction = if top > 0.0 { r.rps() / top } else { 0.0 };
+        let filled = ((fraction * WIDTH as f64).round() as usize).min(WIDTH);
+        let _ = writeln!(
+            s,
+            "{:<11} |{:<WIDTH$}| {:.0}",
+            r.strategy.name(),
+            "#".repeat(filled),
+            r.rps(),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_wait_rows_on_the_port_are_counted() {
+        // Port 0x1F90 = 8080; state 06 = TIME_WAIT, 01 = ESTABLISHED, 0A = LISTEN.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:1F90 0100007F:C350 06 00000000:00000000 03:00000F4F 00000000     0        0 0 3 0\n\
+   2: 0100007F:C351 0100007F:1F90 06 00000000:00000000 03:00000F4F 00000000     0        0 0 3 0\n\
+   3: 0100007F:C352 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0\n\
+   4: 0100007F:C353 0100007F:1F91 06 00000000:00000000 03:00000F4F 00000000     0        0 0 3 0\n";
+        assert_eq!(time_wait_in(table, 8080), 2);
+        assert_eq!(time_wait_in(table, 8081), 1);
+        assert_eq!(time_wait_in(table, 9999), 0);
+        assert_eq!(time_wait_in("", 8080), 0);
+    }
+
+    #[test]
+    fn budget_is_shared_and_given_back() {
+        let plan = Plan {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            depth: 4,
+            request: Template {
+                parts: http::Request::new(()).into_parts().0,
+                size: BodySize::Exact(0),
+                body: None,
+            },
+            config: Arc::new(Config::default()),
+            budget: Some(AtomicU64::new(5)),
+            deadline: None,
+            timeout: Duration::from_secs(1),
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        };
+        assert_eq!(plan.take(4), 4);
+        assert_eq!(plan.take(4), 1);
+        assert_eq!(plan.take(4), 0);
+        plan.give_back(3);
+        assert_eq!(plan.take(2), 2);
+        assert_eq!(plan.take(2), 1);
+    }
+
+    #[test]
+    fn bars_fill_proportionally() {
+        assert_eq!(bar(0.0, 4), "....");
+        assert_eq!(bar(0.5, 4), "##..");
+        assert_eq!(bar(2.0, 4), "####");
+    }
+}

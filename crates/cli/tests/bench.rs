@@ -1,0 +1,399 @@
+//! `drainpipe bench` against a `drainpipe origin` subprocess: each strategy
+//! completes the requests asked with the connections it should open, JSON lines
+//! carry the required fields, errors are counted by kind, and bad input is a
+//! one-line error.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+
+/// A `drainpipe origin` on 127.0.0.1:0, killed on drop.
+struct Origin {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        let mut child = Command::new(BIN)
+            .args(["--threads", "1", "origin", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("drainpipe origin starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("drainpipe origin prints where it listens");
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Origin { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished `drainpipe` run left.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `drainpipe --threads 1 ARGS`, killing it (and failing) after `within`.
+fn drainpipe(args: &[&str], within: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["--threads", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drainpipe starts");
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("drainpipe {args:?} did not finish in {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs a bench that must succeed and returns its JSON lines.
+fn bench_json(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    let out = drainpipe(&all, Duration::from_secs(8));
+    assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer {key} in {v}"))
+}
+
+#[test]
+fn each_strategy_completes_the_requests_asked() {
+    let origin = Origin::start();
+    let url = origin.url("/");
+    for (strategy, opened) in [
+        ("serial", 200),
+        ("parallel", 200),
+        ("persistent", 4),
+        ("pipelined", 4),
+    ] {
+        let runs = bench_json(&[
+            "--strategy",
+            strategy,
+            "--requests",
+            "200",
+            "--connections",
+            "4",
+            "--depth",
+            "8",
+            &url,
+        ]);
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let r = &runs[0];
+        assert_eq!(r["strategy"], strategy, "{r}");
+        assert_eq!(num(r, "requests"), 200, "{r}");
+        assert_eq!(num(r, "errors"), 0, "{r}");
+        assert_eq!(num(r, "non_2xx"), 0, "{r}");
+        assert_eq!(num(r, "connections_opened"), opened, "{r}");
+    }
+}
+
+#[test]
+fn compare_json_prints_four_objects_with_the_required_fields() {
+    let origin = Origin::start();
+    let runs = bench_json(&[
+        "--compare",
+        "--requests",
+        "100",
+        "-c",
+        "8",
+        &origin.url("/"),
+    ]);
+    let names: Vec<&str> = runs.iter().filter_map(|r| r["strategy"].as_str()).collect();
+    assert_eq!(names, ["serial", "parallel", "persistent", "pipelined"]);
+    for r in &runs {
+        for key in [
+            "requests",
+            "errors",
+            "connections_opened",
+            "time_wait",
+            "non_2xx",
+        ] {
+            num(r, key);
+        }
+        assert!(r["rps"].as_f64().unwrap() > 0.0, "{r}");
+        for q in ["p50", "p90", "p99", "max"] {
+            let ms = r["latency_ms"][q].as_f64().unwrap_or(-1.0);
+            assert!((0.0..5000.0).contains(&ms), "{q} in {r}");
+        }
+        assert_eq!(num(r, "requests"), 100, "{r}");
+        for kind in [
+            "connect",
+            "closed",
+            "truncated",
+            "protocol",
+            "io",
+            "timeout",
+        ] {
+            assert_eq!(r["errors_by_kind"][kind].as_u64(), Some(0), "{r}");
+        }
+    }
+}
+
+// With `Connection: close` the server closes first, so each closed connection
+// leaves a TIME_WAIT socket on the server's side of the target port.
+#[test]
+fn serial_leaves_time_wait_sockets() {
+    let origin = Origin::start();
+    let runs = bench_json(&[
+        "--strategy",
+        "serial",
+        "--requests",
+        "100",
+        &origin.url("/"),
+    ]);
+    assert_eq!(num(&runs[0], "connections_opened"), 100);
+    assert!(num(&runs[0], "time_wait") > 0, "{}", runs[0]);
+}
+
+#[test]
+fn duration_runs_for_about_that_long_with_plain_progress() {
+    let origin = Origin::start();
+    let started = Instant::now();
+    let out = drainpipe(
+        &["bench", "--duration", "1.2", "-c", "4", &origin.url("/")],
+        Duration::from_secs(8),
+    );
+    let took = started.elapsed();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        took >= Duration::from_millis(1200) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Not a terminal: one plain line a second, then a final one.
+    assert!(
+        out.stderr.contains("bench persistent: 1s "),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(" 0 errors"), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[0].starts_with("strategy") && lines[0].contains("req/s"));
+    assert!(lines[1].starts_with("persistent"), "{}", out.stdout);
+}
+
+#[test]
+fn errors_are_counted_by_kind_and_non_2xx_apart() {
+    let origin = Origin::start();
+    let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/truncate/100")])[0];
+    assert_eq!(num(r, "requests"), 0, "{r}");
+    assert_eq!(num(r, "errors"), 20, "{r}");
+    assert_eq!(r["errors_by_kind"]["truncated"].as_u64(), Some(20), "{r}");
+
+    let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/reset")])[0];
+    assert_eq!(r["errors_by_kind"]["io"].as_u64(), Some(20), "{r}");
+
+    let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/status/503")])[0];
+    assert_eq!((num(r, "requests"), num(r, "errors")), (20, 0), "{r}");
+    assert_eq!(num(r, "non_2xx"), 20, "{r}");
+
+    // The server closes after every response: a new connection each time, and
+    // the pipelined requests it left unanswered go again, without errors.
+    let r = &bench_json(&[
+        "-n",
+        "30",
+        "-c",
+        "2",
+        "--strategy",
+        "pipelined",
+        "-d",
+        "4",
+        &origin.url("/close"),
+    ])[0];
+    assert_eq!((num(r, "requests"), num(r, "errors")), (30, 0), "{r}");
+    assert_eq!(num(r, "connections_opened"), 30, "{r}");
+
+    let r = &bench_json(&[
+        "-n",
+        "2",
+        "-c",
+        "2",
+        "--timeout",
+        "0.3",
+        &origin.url("/delay/3000"),
+    ])[0];
+    assert_eq!(r["errors_by_kind"]["timeout"].as_u64(), Some(2), "{r}");
+}
+
+#[test]
+fn compare_table_and_chart() {
+    let origin = Origin::start();
+    let out = drainpipe(
+        &[
+            "bench",
+            "--compare",
+            "--chart",
+            "-n",
+            "50",
+            "-c",
+            "4",
+            &origin.url("/"),
+        ],
+        Duration::from_secs(8),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("strategy"), "{}", out.stdout);
+    for (i, name) in ["serial", "parallel", "persistent", "pipelined"]
+        .iter()
+        .enumerate()
+    {
+        assert!(lines[1 + i].starts_with(name), "{}", out.stdout);
+        let bar = lines[6 + i];
+        assert!(
+            bar.starts_with(name) && bar.contains("|#"),
+            "{}",
+            out.stdout
+        );
+    }
+    assert_eq!(lines[5], "requests/s", "{}", out.stdout);
+}
+
+#[test]
+fn request_method_headers_and_body_are_sent() {
+    let origin = Origin::start();
+    let r = &bench_json(&[
+        "-n",
+        "10",
+        "-c",
+        "1",
+        "--method",
+        "POST",
+        "--header",
+        "X-One: 1",
+        "-H",
+        "X-Two: two",
+        "--body",
+        "hello",
+        &origin.url("/"),
+    ])[0];
+    assert_eq!((num(r, "requests"), num(r, "errors")), (10, 0), "{r}");
+}
+
+fn one_line_error(args: &[&str], code: i32, names: &str) {
+    let out = drainpipe(args, Duration::from_secs(8));
+    assert_eq!(out.code, Some(code), "{args:?}: {}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("drainpipe: "), "{}", out.stderr);
+    assert!(out.stderr.contains(names), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn unreachable_or_unsupported_url_is_one_line_naming_it() {
+    // A port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    one_line_error(&["bench", "-n", "10", &url], 1, &url);
+    one_line_error(
+        &["bench", "https://127.0.0.1:1/"],
+        1,
+        "https://127.0.0.1:1/",
+    );
+    one_line_error(&["bench", "not a url"], 1, "not a url");
+}
+
+#[test]
+fn bad_flags_are_one_line_naming_them() {
+    for (args, names) in [
+        (
+            &["bench", "--strategy", "bogus", "http://127.0.0.1:1/"][..],
+            "--strategy",
+        ),
+        (
+            &["bench", "--connections", "0", "http://127.0.0.1:1/"][..],
+            "--connections",
+        ),
+        (
+            &["bench", "--depth", "x", "http://127.0.0.1:1/"][..],
+            "--depth",
+        ),
+        (
+            &["bench", "--duration", "0", "http://127.0.0.1:1/"][..],
+            "--duration",
+        ),
+        (
+            &["bench", "--header", "nocolon", "http://127.0.0.1:1/"][..],
+            "--header",
+        ),
+        (
+            &["bench", "--method", "G T", "http://127.0.0.1:1/"][..],
+            "--method",
+        ),
+        (
+            &["bench", "-n", "5", "--duration", "1", "http://127.0.0.1:1/"][..],
+            "--duration",
+        ),
+        // (main's handler keeps clap's first line, which does not name it.)
+        (&["bench"][..], "required arguments"),
+    ] {
+        one_line_error(args, 2, names);
+    }
+}
