@@ -33,9 +33,35 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         drain_timeout: u64,
     },
+    /// Run the reverse proxy: `--listen ADDR --upstream ADDR...` for quick use,
+    /// or `--config FILE` (TOML: listeners, routes, upstream groups, timeouts,
+    /// limits, drain settings).
+    Proxy {
+        /// A TOML configuration file (instead of --listen/--upstream).
+        #[arg(long, conflicts_with_all = ["listen", "upstream"])]
+        config: Option<std::path::PathBuf>,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// An upstream server `HOST:PORT` (repeat for several).
+        #[arg(long = "upstream", value_name = "HOST:PORT")]
+        upstream: Vec<String>,
+        /// How requests are spread over the upstreams.
+        #[arg(long, value_enum, default_value = "round-robin")]
+        balance: BalanceArg,
+    },
     /// Load-test a URL: serial, parallel, persistent or pipelined connections;
     /// requests/s, latency percentiles, connections opened, TIME_WAIT left.
     Bench(BenchArgs),
+}
+
+/// Balancing rules for `drainpipe proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BalanceArg {
+    /// In turn.
+    RoundRobin,
+    /// Fewest requests in flight.
+    LeastConnections,
 }
 
 /// Connection strategies of `drainpipe bench`.

@@ -3,16 +3,19 @@
 
 mod args;
 mod bench;
+mod config;
+mod run;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use drainpipe::origin::Origin;
-use drainpipe::server::Server;
 
 use args::{Args, Command};
+use config::Config;
+
+/// The repository's default configuration, run when no command is given.
+const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -61,16 +64,18 @@ fn main() -> ExitCode {
                 listen,
                 max_requests,
                 drain_timeout,
-            }) => origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
+            }) => run::origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
+            Some(Command::Proxy {
+                config: Some(path), ..
+            }) => run::config(Config::load(&path)?).await,
+            Some(Command::Proxy {
+                config: None,
+                listen,
+                upstream,
+                balance,
+            }) => run::config(Config::quick(listen, &upstream, balance)?).await,
             Some(Command::Bench(bench)) => bench::run(bench).await,
-            None => {
-                origin(
-                    "127.0.0.1:8080".parse().unwrap(),
-                    None,
-                    Duration::from_secs(30),
-                )
-                .await
-            }
+            None => run::config(Config::parse(DEFAULT_CONFIG, "config/default.toml")?).await,
         }
     });
     match result {
@@ -80,46 +85,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn origin(
-    listen: SocketAddr,
-    max_requests: Option<u32>,
-    drain_timeout: Duration,
-) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let mut builder = Server::builder().drain_timeout(drain_timeout);
-    if let Some(n) = max_requests {
-        builder = builder.max_requests_per_connection(n);
-    }
-    let server = builder.build();
-    println!(
-        "drainpipe origin listening on http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let report = server.serve(listener, Origin, shutdown_signal()).await;
-    tracing::info!(
-        open = report.open_at_start,
-        clean = report.clean,
-        cut = report.cut,
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "drained"
-    );
-    Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT: the cue to drain.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("signal received: draining");
 }

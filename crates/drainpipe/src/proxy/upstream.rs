@@ -288,13 +288,20 @@ impl Group {
                 for upstream in &group.upstreams {
                     let uri = format!("http://{}{}", upstream.origin, check.path);
                     let req = http::Request::get(uri).body(());
-                    let ok = match req {
-                        Ok(req) => matches!(
-                            tokio::time::timeout(check.timeout, client.request(req)).await,
-                            Ok(Ok(res)) if res.status().as_u16() < 500
-                        ),
-                        Err(_) => false,
+                    let attempt = async {
+                        let res = client.request(req.ok()?).await.ok()?;
+                        let healthy = res.status().as_u16() < 500;
+                        // Read the body to its end so the connection goes back
+                        // to the pool.
+                        http_body_util::BodyExt::collect(res.into_body())
+                            .await
+                            .ok()?;
+                        Some(healthy)
                     };
+                    let ok = matches!(
+                        tokio::time::timeout(check.timeout, attempt).await,
+                        Ok(Some(true))
+                    );
                     upstream.check_result(ok, &check);
                 }
                 drop(group);

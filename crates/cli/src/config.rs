@@ -1,0 +1,614 @@
+//! The TOML configuration file, turned into the library's builders.
+//!
+//! Every error names the file and the key (`drainpipe.toml: server.idle_timeout:
+//! invalid duration "ten" (use e.g. "500ms", "10s", "2m")`), on one line.
+//!
+//! ```toml
+//! [[listener]]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[upstream]]
+//! name = "app"
+//! servers = ["127.0.0.1:8081"]
+//! balance = "round_robin"          # or "least_connections"
+//!
+//! [[route]]
+//! path = "/"                       # longest prefix wins; `host = "…"` optional
+//! upstream = "app"
+//! ```
+//!
+//! Optional sections: `[server]` (timeouts and limits of the listeners),
+//! `[client]` (the upstream pools), `[proxy]` (`Via`, `X-Forwarded-*`, `Host`),
+//! `[drain]`, `[origin]` (serve the built-in origin too), `[admin]`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drainpipe::client::{Client, Origin};
+use drainpipe::proxy::{Balance, Ejection, Forwarding, Group, HealthCheck, Proxy, Route};
+use drainpipe::server::Server;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Addresses the proxy listens on.
+    #[serde(default)]
+    pub listener: Vec<Listener>,
+    /// Upstream groups.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConf>,
+    /// Routes from requests to groups.
+    #[serde(default)]
+    pub route: Vec<RouteConf>,
+    /// Timeouts and limits of the listeners.
+    #[serde(default)]
+    pub server: ServerConf,
+    /// The upstream connection pools.
+    #[serde(default)]
+    pub client: ClientConf,
+    /// What the proxy adds to forwarded messages.
+    #[serde(default)]
+    pub proxy: ProxyConf,
+    /// How a shutdown drains.
+    #[serde(default)]
+    pub drain: DrainConf,
+    /// The built-in origin, served by this process too.
+    pub origin: Option<ListenConf>,
+    /// The admin listener.
+    pub admin: Option<ListenConf>,
+}
+
+/// One listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `ADDR:PORT`.
+    pub listen: SocketAddr,
+}
+
+/// A section that only names an address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConf {
+    /// `ADDR:PORT`.
+    pub listen: SocketAddr,
+}
+
+/// An upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConf {
+    /// The name routes use.
+    pub name: String,
+    /// `HOST:PORT` of each server.
+    pub servers: Vec<String>,
+    /// `round_robin` (default) or `least_connections`.
+    #[serde(default)]
+    pub balance: BalanceConf,
+    /// Active health checks (off when absent).
+    pub health: Option<HealthConf>,
+    /// Passive ejection.
+    pub ejection: Option<EjectionConf>,
+}
+
+/// The balancing rule.
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceConf {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight.
+    LeastConnections,
+}
+
+/// Active health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConf {
+    /// Path requested.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// Time between checks.
+    #[serde(default, with = "duration")]
+    pub interval: Option<Duration>,
+    /// Time allowed for one check.
+    #[serde(default, with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Failed checks that mark a server down.
+    pub fall: Option<u32>,
+    /// Passed checks that mark it up.
+    pub rise: Option<u32>,
+}
+
+/// Passive ejection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionConf {
+    /// Consecutive failures that eject.
+    pub max_fails: Option<u32>,
+    /// How long a server stays out.
+    #[serde(default, with = "duration")]
+    pub eject_for: Option<Duration>,
+}
+
+/// A route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConf {
+    /// Host matched (any when absent).
+    pub host: Option<String>,
+    /// Path prefix matched.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// Name of the upstream group.
+    pub upstream: String,
+}
+
+/// Timeouts and limits of the listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConf {
+    /// Time for a whole request head.
+    #[serde(default, with = "duration")]
+    pub head_timeout: Option<Duration>,
+    /// Keep-alive idle time.
+    #[serde(default, with = "duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Time between two reads of a request body.
+    #[serde(default, with = "duration")]
+    pub body_timeout: Option<Duration>,
+    /// Time for a write to make progress.
+    #[serde(default, with = "duration")]
+    pub write_timeout: Option<Duration>,
+    /// Idle time before a connection is parked (`"0s"`: never).
+    #[serde(default, with = "duration")]
+    pub park_idle_after: Option<Duration>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Requests per connection.
+    pub max_requests_per_connection: Option<u32>,
+    /// Largest request head (431 beyond).
+    pub max_head_bytes: Option<usize>,
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: Option<usize>,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The upstream pools.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConf {
+    /// Time to connect.
+    #[serde(default, with = "duration")]
+    pub connect_timeout: Option<Duration>,
+    /// Time from request written to response head (504 beyond).
+    #[serde(default, with = "duration")]
+    pub response_timeout: Option<Duration>,
+    /// Time an upstream connection may sit idle in its pool.
+    #[serde(default, with = "duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Idle connections kept per upstream.
+    pub max_idle_per_host: Option<usize>,
+    /// Connections per upstream (requests wait in line beyond).
+    pub max_per_host: Option<usize>,
+}
+
+/// What the proxy adds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConf {
+    /// The name in `Via` (`""`: no `Via`).
+    #[serde(default = "via")]
+    pub via: String,
+    /// Whether to add `X-Forwarded-For`, `-Proto`, `-Host`.
+    #[serde(default = "yes")]
+    pub x_forwarded: bool,
+    /// Whether `Host` goes upstream unchanged.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+}
+
+impl Default for ProxyConf {
+    fn default() -> Self {
+        ProxyConf {
+            via: via(),
+            x_forwarded: true,
+            preserve_host: true,
+        }
+    }
+}
+
+/// How a shutdown drains.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainConf {
+    /// The hard deadline for requests in flight.
+    #[serde(default, with = "duration")]
+    pub timeout: Option<Duration>,
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+fn via() -> String {
+    "drainpipe".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Durations written as `"500ms"`, `"10s"`, `"2m"`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} (use e.g. \"500ms\", \"10s\", \"2m\")"
+            ))
+        })
+    }
+
+    pub fn parse(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = text.split_at(split);
+        let n: u64 = number.parse().ok()?;
+        match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `drainpipe proxy --listen ADDR --upstream ADDR...`
+    /// stands for: one listener, one group, every path routed to it.
+    pub fn quick(
+        listen: Option<SocketAddr>,
+        upstreams: &[String],
+        balance: crate::args::BalanceArg,
+    ) -> Result<Config, String> {
+        if upstreams.is_empty() {
+            return Err(
+                "--upstream: at least one upstream HOST:PORT is needed (or --config FILE)".into(),
+            );
+        }
+        for u in upstreams {
+            parse_origin(u).map_err(|e| format!("--upstream: {e}"))?;
+        }
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+        Ok(Config {
+            listener: vec![Listener { listen }],
+            upstream: vec![UpstreamConf {
+                name: "upstream".into(),
+                servers: upstreams.to_vec(),
+                balance: match balance {
+                    crate::args::BalanceArg::RoundRobin => BalanceConf::RoundRobin,
+                    crate::args::BalanceArg::LeastConnections => BalanceConf::LeastConnections,
+                },
+                health: None,
+                ejection: None,
+            }],
+            route: vec![RouteConf {
+                host: None,
+                path: "/".into(),
+                upstream: "upstream".into(),
+            }],
+            ..Config::default()
+        })
+    }
+
+    /// Reads and checks `path`. The error is one line naming the file and the
+    /// key.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks `text`; `name` is the file's name in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| one_line(name, text, &e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid value")
+                .to_string();
+            let at = inner
+                .span()
+                .map(|s| line_of(text, s.start))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            if path.is_empty() || path == "." {
+                format!("{name}: {message}{at}")
+            } else {
+                format!("{name}: {path}: {message}{at}")
+            }
+        })?;
+        config.check(name)?;
+        Ok(config)
+    }
+
+    /// Cross-references: every route names a known group, every group has
+    /// servers that parse, routes need a listener.
+    fn check(&self, name: &str) -> Result<(), String> {
+        for (i, u) in self.upstream.iter().enumerate() {
+            if u.servers.is_empty() {
+                return Err(format!(
+                    "{name}: upstream[{i}].servers: a group needs at least one server"
+                ));
+            }
+            for (j, s) in u.servers.iter().enumerate() {
+                parse_origin(s).map_err(|e| format!("{name}: upstream[{i}].servers[{j}]: {e}"))?;
+            }
+            if self.upstream[..i].iter().any(|o| o.name == u.name) {
+                return Err(format!(
+                    "{name}: upstream[{i}].name: {:?} is defined twice",
+                    u.name
+                ));
+            }
+        }
+        for (i, r) in self.route.iter().enumerate() {
+            if !self.upstream.iter().any(|u| u.name == r.upstream) {
+                return Err(format!(
+                    "{name}: route[{i}].upstream: no upstream named {:?}",
+                    r.upstream
+                ));
+            }
+            if !r.path.starts_with('/') {
+                return Err(format!("{name}: route[{i}].path: must start with '/'"));
+            }
+        }
+        if !self.route.is_empty() && self.listener.is_empty() {
+            return Err(format!(
+                "{name}: listener: routes are defined but no [[listener]] listens"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The server builder for the listeners.
+    pub fn server(&self) -> drainpipe::server::Builder {
+        let s = &self.server;
+        let mut b = Server::builder();
+        if let Some(d) = s.head_timeout {
+            b = b.head_timeout(d);
+        }
+        if let Some(d) = s.idle_timeout {
+            b = b.idle_timeout(d);
+        }
+        if let Some(d) = s.body_timeout {
+            b = b.body_timeout(d);
+        }
+        if let Some(d) = s.write_timeout {
+            b = b.write_timeout(d);
+        }
+        if let Some(d) = s.park_idle_after {
+            b = b.park_idle_after((!d.is_zero()).then_some(d));
+        }
+        if let Some(n) = s.max_connections {
+            b = b.max_connections(n);
+        }
+        if let Some(n) = s.max_requests_per_connection {
+            b = b.max_requests_per_connection(n);
+        }
+        if let Some(n) = s.max_head_bytes {
+            b = b.max_head_bytes(n);
+        }
+        if let Some(n) = s.max_uri_bytes {
+            b = b.max_uri_bytes(n);
+        }
+        if let Some(n) = s.max_body_bytes {
+            b = b.max_body_bytes(n);
+        }
+        if let Some(d) = self.drain.timeout {
+            b = b.drain_timeout(d);
+        }
+        b
+    }
+
+    /// The proxy service (starts health checks: call inside the runtime).
+    pub fn proxy(&self) -> Proxy {
+        let c = &self.client;
+        let mut client = Client::builder().response_timeout(c.response_timeout);
+        if let Some(d) = c.connect_timeout {
+            client = client.connect_timeout(d);
+        }
+        if let Some(d) = c.idle_timeout {
+            client = client.idle_timeout(d);
+        }
+        if let Some(n) = c.max_idle_per_host {
+            client = client.max_idle_per_host(n);
+        }
+        if c.max_per_host.is_some() {
+            client = client.max_per_host(c.max_per_host);
+        }
+        let groups: Vec<(String, Arc<Group>)> = self
+            .upstream
+            .iter()
+            .map(|u| (u.name.clone(), Arc::new(group(u))))
+            .collect();
+        let mut builder = Proxy::builder()
+            .client(client.build())
+            .preserve_host(self.proxy.preserve_host)
+            .forwarding(Forwarding {
+                via: (!self.proxy.via.is_empty()).then(|| self.proxy.via.clone()),
+                x_forwarded: self.proxy.x_forwarded,
+            });
+        for r in &self.route {
+            let group = groups
+                .iter()
+                .find(|(n, _)| *n == r.upstream)
+                .map(|(_, g)| g.clone())
+                .expect("checked when loaded");
+            builder = builder.route(Route {
+                host: r.host.clone(),
+                path_prefix: r.path.clone(),
+                group,
+            });
+        }
+        builder.build()
+    }
+}
+
+fn group(u: &UpstreamConf) -> Group {
+    let origins = u
+        .servers
+        .iter()
+        .map(|s| parse_origin(s).expect("checked when loaded"))
+        .collect();
+    let balance = match u.balance {
+        BalanceConf::RoundRobin => Balance::RoundRobin,
+        BalanceConf::LeastConnections => Balance::LeastConnections,
+    };
+    let mut g = Group::new(u.name.clone(), origins, balance);
+    if let Some(h) = &u.health {
+        let d = HealthCheck::default();
+        g = g.health_check(HealthCheck {
+            path: h.path.clone(),
+            interval: h.interval.unwrap_or(d.interval),
+            timeout: h.timeout.unwrap_or(d.timeout),
+            fall: h.fall.unwrap_or(d.fall),
+            rise: h.rise.unwrap_or(d.rise),
+        });
+    }
+    if let Some(e) = &u.ejection {
+        let d = Ejection::default();
+        g = g.ejection(Ejection {
+            max_fails: e.max_fails.unwrap_or(d.max_fails),
+            eject_for: e.eject_for.unwrap_or(d.eject_for),
+        });
+    }
+    g
+}
+
+/// `HOST:PORT` (or `[V6]:PORT`) as an upstream origin.
+pub fn parse_origin(text: &str) -> Result<Origin, String> {
+    let uri: http::Uri = format!("http://{text}/")
+        .parse()
+        .map_err(|_| format!("invalid upstream address {text:?} (use HOST:PORT)"))?;
+    if uri.port_u16().is_none() {
+        return Err(format!(
+            "invalid upstream address {text:?}: no port (use HOST:PORT)"
+        ));
+    }
+    Origin::of(&uri).map_err(|e| format!("invalid upstream address {text:?}: {e}"))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn one_line(name: &str, text: &str, e: &toml::de::Error) -> String {
+    let at = e
+        .span()
+        .map(|s| format!(" (line {})", line_of(text, s.start)))
+        .unwrap_or_default();
+    let message = e.message().lines().next().unwrap_or("invalid TOML");
+    format!("{name}: {message}{at}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[listener]]
+listen = "127.0.0.1:8080"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:8081", "localhost:8082"]
+balance = "least_connections"
+health = { path = "/healthz", interval = "2s" }
+
+[[route]]
+path = "/"
+upstream = "app"
+
+[server]
+idle_timeout = "30s"
+head_timeout = "500ms"
+max_requests_per_connection = 1000
+
+[drain]
+timeout = "1m"
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let c = Config::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(c.listener[0].listen.port(), 8080);
+        assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.server.head_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(c.drain.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.upstream[0].servers.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key_on_one_line() {
+        let cases = [
+            (
+                GOOD.replace("\"30s\"", "\"ten\""),
+                "bad.toml: server.idle_timeout: invalid duration \"ten\"",
+            ),
+            (
+                GOOD.replace("idle_timeout", "idel_timeout"),
+                "bad.toml: server: unknown field `idel_timeout`",
+            ),
+            (
+                GOOD.replace("upstream = \"app\"", "upstream = \"nope\""),
+                "bad.toml: route[0].upstream: no upstream named \"nope\"",
+            ),
+            (
+                GOOD.replace("\"127.0.0.1:8081\"", "\"nowhere\""),
+                "bad.toml: upstream[0].servers[0]: invalid upstream address \"nowhere\": no port",
+            ),
+            (
+                GOOD.replace("least_connections", "random"),
+                "bad.toml: upstream[0].balance: unknown variant `random`",
+            ),
+            (
+                GOOD.replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\""),
+                "bad.toml: listener[0].listen: invalid socket address syntax",
+            ),
+            (GOOD.replace("[drain]", "[drain"), "bad.toml: "),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text, "bad.toml").unwrap_err();
+            assert!(
+                err.starts_with(want),
+                "{err:?} does not start with {want:?}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration::parse("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(duration::parse("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(duration::parse("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "10", "s", "1h", "-1s", "1.5s"] {
+            assert_eq!(duration::parse(bad), None, "{bad}");
+        }
+    }
+}
