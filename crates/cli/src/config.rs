@@ -572,7 +572,7 @@ timeout = "1m"
             ),
             (
                 GOOD.replace("idle_timeout", "idel_timeout"),
-                "bad.toml: server: unknown field `idel_timeout`",
+                "bad.toml: server.idel_timeout: unknown field `idel_timeout`",
             ),
             (
                 GOOD.replace("upstream = \"app\"", "upstream = \"nope\""),

@@ -3,6 +3,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -20,34 +21,32 @@ const MAX_IOVECS: usize = 64;
 /// Memory is taken only when bytes are there to read: with nothing buffered,
 /// it waits for readiness first, and gives the buffer back if the read finds
 /// nothing after all. So a connection waiting for its next request holds no
-/// read buffer.
+/// read buffer. A read that returns less than it asked for marks the socket not
+/// ready (it was drained), so no extra `recv` ends in `EAGAIN`.
 pub(crate) fn poll_read_buf(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    loop {
-        if buf.is_empty() {
-            std::task::ready!(stream.poll_read_ready(cx))?;
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match stream.try_read_buf(buf) {
-            Ok(n) => return Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if buf.is_empty() {
-                    *buf = BytesMut::new();
-                }
-                std::task::ready!(stream.poll_read_ready(cx))?;
+    if buf.is_empty() {
+        std::task::ready!(stream.poll_read_ready(cx))?;
+    }
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf) {
+        Poll::Pending => {
+            if buf.is_empty() {
+                *buf = BytesMut::new();
             }
-            Err(e) => return Poll::Ready(Err(e)),
+            Poll::Pending
         }
+        ready => ready,
     }
 }
 
 /// Reads once into `buf`.
-pub(crate) async fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub(crate) async fn read_buf(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     poll_fn(|cx| poll_read_buf(stream, buf, cx)).await
 }
 

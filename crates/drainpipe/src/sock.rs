@@ -50,7 +50,7 @@ pub(crate) enum Lingered {
 
 /// Closes `stream` gracefully (see [`Linger`]): everything already written
 /// reaches the peer before any reset can.
-pub(crate) async fn graceful_close(stream: TcpStream, linger: Linger) -> Lingered {
+pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) -> Lingered {
     if shutdown_write(&stream).is_err() {
         return Lingered::GaveUp;
     }
@@ -59,7 +59,7 @@ pub(crate) async fn graceful_close(stream: TcpStream, linger: Linger) -> Lingere
         let mut discarded = 0usize;
         loop {
             buf.clear();
-            match crate::io::read_buf(&stream, &mut buf).await {
+            match crate::io::read_buf(&mut stream, &mut buf).await {
                 Ok(0) => return Lingered::Eof,
                 Ok(n) => {
                     discarded += n;

@@ -143,14 +143,16 @@ impl Conn {
             match self.proto.next_event() {
                 Ok(Event::Response { head, body }) => return Ok((head, body)),
                 Ok(Event::Informational(_)) => continue,
-                Ok(Event::NeedData) => match read_buf(&self.stream, self.proto.recv_buf()).await {
-                    Ok(0) => self.proto.receive_eof(),
-                    Ok(_) => {}
-                    Err(e) if self.proto.buffered() == 0 => {
-                        return Err(closed_before_response(progress, Some(e)));
+                Ok(Event::NeedData) => {
+                    match read_buf(&mut self.stream, self.proto.recv_buf()).await {
+                        Ok(0) => self.proto.receive_eof(),
+                        Ok(_) => {}
+                        Err(e) if self.proto.buffered() == 0 => {
+                            return Err(closed_before_response(progress, Some(e)));
+                        }
+                        Err(e) => return Err(Error::io(e)),
                     }
-                    Err(e) => return Err(Error::io(e)),
-                },
+                }
                 Ok(Event::Closed | Event::Paused) => {
                     return Err(closed_before_response(progress, None))
                 }
@@ -175,8 +177,11 @@ impl Conn {
                     return Poll::Ready(Ok(Some(BodyFrame::End(trailers))));
                 }
                 Ok(Event::NeedData) => {
-                    match std::task::ready!(poll_read_buf(&self.stream, self.proto.recv_buf(), cx))
-                    {
+                    match std::task::ready!(poll_read_buf(
+                        &mut self.stream,
+                        self.proto.recv_buf(),
+                        cx
+                    )) {
                         Ok(0) => self.proto.receive_eof(),
                         Ok(_) => {}
                         Err(e) => return Poll::Ready(Err(Error::io(e))),
@@ -237,9 +242,16 @@ impl Conn {
     /// Whether the peer closed (or sent something unasked) while the connection
     /// sat in the pool: a non-blocking peek, so a connection the server closed
     /// is never handed out.
+    ///
+    /// The peek runs only when the reactor has seen the socket become readable
+    /// since the response was read (a FIN or stray bytes make it readable), so a
+    /// quiet pooled connection costs no system call to check.
     pub(crate) fn is_closed_by_peer(&self) -> bool {
-        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        match socket2::SockRef::from(&self.stream).peek(&mut probe) {
+        let peek = || {
+            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+            socket2::SockRef::from(&self.stream).peek(&mut probe)
+        };
+        match self.stream.try_io(tokio::io::Interest::READABLE, peek) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
             // EOF, unsolicited bytes, or an error: not reusable.
             _ => true,

@@ -600,7 +600,7 @@ where
                     pump.tx = None;
                 }
                 Ok(Event::NeedData) => {
-                    match poll_read_buf(&self.stream, self.conn.recv_buf(), cx) {
+                    match poll_read_buf(&mut self.stream, self.conn.recv_buf(), cx) {
                         Poll::Ready(Ok(0)) => self.conn.receive_eof(),
                         Poll::Ready(Ok(n)) => {
                             self.shared
