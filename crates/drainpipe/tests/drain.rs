@@ -156,3 +156,86 @@ async fn parked_connections_close_at_once() {
     assert_eq!((report.open_at_start, report.clean, report.cut), (3, 3, 0));
     assert_eq!(stats.closed(CloseReason::Drain), 3);
 }
+
+// Drain phases for orchestrators: not ready at once; during drain_delay the
+// listener still accepts and every response says close; then it closes.
+#[tokio::test]
+async fn drain_delay_keeps_accepting_with_connection_close() {
+    let mut srv =
+        TestServer::origin(Server::builder().drain_delay(Duration::from_millis(400))).await;
+    let mut before = Raw::connect(srv.addr).await;
+    before.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(before.response().await.header("connection"), None);
+    srv.begin_drain();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        srv.stats.draining.load(Ordering::Relaxed),
+        "not ready any more"
+    );
+    // A new connection during the delay is served, told to close.
+    let mut during = Raw::connect(srv.addr).await;
+    during.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = during.response().await;
+    assert_eq!(
+        (r.status, r.header("connection").as_deref()),
+        (200, Some("close"))
+    );
+    during.expect_eof().await;
+    // The idle connection from before is still open and also told to close.
+    before.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(
+        before.response().await.header("connection").as_deref(),
+        Some("close")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        tokio::net::TcpStream::connect(srv.addr).await.is_err(),
+        "listener closed after the delay"
+    );
+    drop((before, during));
+    srv.drain().await;
+}
+
+// Idle keep-alive connections close spread over drain_spread, not in a burst.
+#[tokio::test]
+async fn idle_closes_are_spread_over_the_window() {
+    let srv = TestServer::origin(
+        Server::builder()
+            .drain_spread(Duration::from_millis(800))
+            .park_idle_after(None),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut c = Raw::connect(srv.addr).await;
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        c.response().await;
+        clients.push(c);
+    }
+    let started = Instant::now();
+    let drain = tokio::spawn(srv.drain());
+    // Each client watches for its close at the same time.
+    let watchers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                assert!(c.closes_within(Duration::from_secs(3)).await);
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut closed_at = Vec::new();
+    for w in watchers {
+        closed_at.push(w.await.unwrap());
+    }
+    let report = drain.await.unwrap();
+    assert_eq!((report.clean, report.cut), (8, 0));
+    // The last close comes late, and the closes do not land in one burst.
+    closed_at.sort();
+    let (first, last) = (closed_at[0], closed_at[7]);
+    assert!(last <= Duration::from_millis(1200), "{closed_at:?}");
+    assert!(
+        last - first >= Duration::from_millis(200),
+        "all at once: {closed_at:?}"
+    );
+}

@@ -19,6 +19,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::{CONTENT_TYPE, DATE};
@@ -171,6 +172,28 @@ where
     Exit::Closed(reason)
 }
 
+/// When a connection with nothing in flight closes in the current phase:
+/// never while running or closing (`drain_delay`: it may still carry a request,
+/// whose response says close), at its spread moment once draining, at once
+/// when cut.
+fn drain_moment(phase: &mut watch::Receiver<Phase>, id: u64, spread: Duration) -> Option<Instant> {
+    match *phase.borrow_and_update() {
+        Phase::Running | Phase::Closing => None,
+        Phase::Draining => Some(Instant::now() + spread_delay(id, spread)),
+        Phase::Cut => Some(Instant::now()),
+    }
+}
+
+/// A delay in `[0, spread)` picked from a connection's id (scrambled, so
+/// neighbouring ids land far apart).
+pub(crate) fn spread_delay(id: u64, spread: Duration) -> Duration {
+    let nanos = spread.as_nanos() as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % nanos)
+}
+
 async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {
     let _ = phase.wait_for(|p| *p == Phase::Cut).await;
 }
@@ -215,9 +238,6 @@ where
 {
     async fn serve(&mut self, phase: &mut watch::Receiver<Phase>) -> Stop {
         loop {
-            if self.shared.is_draining() {
-                self.conn.close_after_current();
-            }
             match self.conn.next_event() {
                 Ok(Event::Request { head, body }) => {
                     self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -337,12 +357,39 @@ where
         } else {
             &self.shared.stats.reading
         });
+        let spread = config.drain_spread;
+        let id = self.resume.id;
         let Driver { stream, conn, .. } = self;
-        let result = tokio::select! {
-            biased;
-            read = read_buf(stream, conn.recv_buf()) => Ok(read),
-            () = sleep_until(park_at.unwrap_or(deadline)) => Err(park_at.is_some()),
-            _ = phase.changed(), if can_drain => Ok(Ok(usize::MAX)),
+        // A drain closes a connection with nothing in flight at a moment spread
+        // over the drain window, so its clients do not all reconnect at once.
+        let mut drain_at = if can_drain {
+            drain_moment(phase, id, spread)
+        } else {
+            None
+        };
+        let result = loop {
+            let wake = [Some(deadline), park_at, drain_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(deadline);
+            tokio::select! {
+                biased;
+                read = read_buf(stream, conn.recv_buf()) => break Ok(read),
+                () = sleep_until(wake) => {
+                    break if drain_at.is_some_and(|at| at <= wake) {
+                        Ok(Ok(usize::MAX))
+                    } else {
+                        Err(park_at.is_some_and(|at| at <= wake))
+                    };
+                }
+                changed = phase.changed(), if can_drain && drain_at.is_none() => {
+                    if changed.is_err() {
+                        break Ok(Ok(usize::MAX));
+                    }
+                    drain_at = drain_moment(phase, id, spread);
+                }
+            }
         };
         drop(state);
         match result {
@@ -423,6 +470,13 @@ where
             let _ = self.conn.next_event();
             (Incoming::empty(), None)
         };
+        let access = self.shared.config.access_log.then(|| {
+            (
+                head.method().clone(),
+                head.uri().clone(),
+                std::time::Instant::now(),
+            )
+        });
         let mut req = head.map(|()| body);
         if may_switch(&req) {
             let (on_upgrade, pending) = OnUpgrade::pair();
@@ -498,6 +552,7 @@ where
         if self.shared.is_draining() {
             self.conn.close_after_current();
         }
+        let status = parts.status;
         let size = body
             .size_hint()
             .exact()
@@ -568,6 +623,18 @@ where
             return Err(CloseReason::HandlerError);
         }
         self.queued += 1;
+        if let Some((method, uri, started)) = access {
+            tracing::info!(
+                target: "drainpipe::access",
+                conn = self.resume.id,
+                request = self.conn.requests_started(),
+                peer = %self.resume.peer,
+                method = %method,
+                target = %uri,
+                status = status.as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+            );
+        }
         Ok(())
     }
 

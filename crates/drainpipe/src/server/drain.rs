@@ -1,10 +1,11 @@
 //! Drain coordination: the phase every connection watches, connection counts,
 //! close reasons, and the report a drain returns.
 //!
-//! Phases: `Running` → (shutdown) `Draining` → (drain timeout) `Cut`.
-//! When draining starts, the listener is already closed; idle connections close
-//! at once, busy ones after their current response (which carries
-//! `Connection: close`). At `Cut` every connection still open is closed.
+//! Phases: `Running` → (shutdown) `Closing` for `drain_delay` (still
+//! accepting; every response carries `Connection: close`) → `Draining` (the
+//! listener is closed; idle connections close, spread over `drain_spread`;
+//! busy ones after their current response, which carries `Connection: close`)
+//! → (drain timeout) `Cut`: every connection still open is closed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use super::Config;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Running,
+    /// `drain_delay`: still accepting, every response says close.
+    Closing,
+    /// The listener is closed; connections close as their work ends.
     Draining,
     Cut,
 }
@@ -251,7 +255,7 @@ impl Shared {
     pub(crate) fn closed(&self, reason: CloseReason) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
         match *self.phase.borrow() {
-            Phase::Running => {}
+            Phase::Running | Phase::Closing => {}
             Phase::Draining => {
                 self.drained_clean.fetch_add(1, Ordering::Relaxed);
             }
@@ -266,6 +270,16 @@ impl Shared {
         }
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_closed.notify_waiters();
+        }
+    }
+
+    /// The first step of a shutdown: not ready any more and, when a
+    /// `drain_delay` is set, every response says close while the listener
+    /// still accepts (load balancers notice and move traffic away).
+    pub(crate) fn begin_closing(&self) {
+        self.stats.draining.store(true, Ordering::Relaxed);
+        if !self.config.drain_delay.is_zero() {
+            self.phase.send_replace(Phase::Closing);
         }
     }
 

@@ -70,6 +70,9 @@ pub struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) drain_timeout: Duration,
+    pub(crate) drain_delay: Duration,
+    pub(crate) drain_spread: Duration,
+    pub(crate) access_log: bool,
     pub(crate) linger: Linger,
     pub(crate) max_batch: usize,
     pub(crate) park_after: Option<Duration>,
@@ -92,6 +95,9 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_connections: 100_000,
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
+            drain_spread: Duration::ZERO,
+            access_log: false,
             linger: Linger::default(),
             max_batch: 16,
             park_after: Some(Duration::from_secs(1)),
@@ -202,6 +208,31 @@ impl Builder {
         self
     }
 
+    /// How long a shutdown keeps accepting before the listener closes, every
+    /// response meanwhile carrying `Connection: close` and readiness already
+    /// reported false, so load balancers notice and move traffic away. Default
+    /// 0.
+    pub fn drain_delay(mut self, d: Duration) -> Self {
+        self.config.drain_delay = d;
+        self
+    }
+
+    /// The window over which a drain closes idle keep-alive connections (each
+    /// at its own moment), so their clients do not reconnect in one burst.
+    /// Default 0: all at once.
+    pub fn drain_spread(mut self, d: Duration) -> Self {
+        self.config.drain_spread = d;
+        self
+    }
+
+    /// Logs one line per request (target `drainpipe::access`): connection id,
+    /// the request's number on it, method, target, status, duration. Default
+    /// off.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.config.access_log = on;
+        self
+    }
+
     /// How a closing connection lingers (see [`Linger`]).
     pub fn linger(mut self, linger: Linger) -> Self {
         self.config.linger = linger;
@@ -268,6 +299,13 @@ impl Server {
         F: Future<Output = ()>,
     {
         let shared = Arc::new(drain::Shared::new(self.config.clone(), self.stats.clone()));
+        let delay = self.config.drain_delay;
+        let closing = shared.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.begin_closing();
+            tokio::time::sleep(delay).await;
+        };
         let parker = listener::accept_until(&listener, service, &shared, shutdown).await;
         drop(listener);
         let report = shared.drain().await;

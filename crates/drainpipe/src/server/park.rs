@@ -209,9 +209,12 @@ impl Parker {
                 }
                 _ = sweep.tick() => self.close_expired(),
                 changed = phase.changed() => {
-                    if changed.is_err() || *phase.borrow() != Phase::Running {
-                        self.close_all();
-                        if changed.is_err() || *phase.borrow() == Phase::Cut {
+                    let now = if changed.is_err() { Phase::Cut } else { *phase.borrow_and_update() };
+                    match now {
+                        Phase::Running | Phase::Closing => {}
+                        Phase::Draining => self.drain_all(),
+                        Phase::Cut => {
+                            self.close_all();
                             return;
                         }
                     }
@@ -239,7 +242,23 @@ impl Parker {
         }
     }
 
-    /// A drain: every parked connection is idle, so each closes at once.
+    /// A drain: every parked connection is idle, so each closes at its spread
+    /// moment (at once without a spread); nothing more is parked.
+    fn drain_all(&self) {
+        let spread = self.shared.config.drain_spread;
+        if spread.is_zero() {
+            return self.close_all();
+        }
+        let now = Instant::now();
+        let mut slots = self.slots.lock().unwrap();
+        slots.closed = true;
+        for parked in slots.entries.iter_mut().flatten() {
+            parked.deadline = now + super::conn::spread_delay(parked.resume.id, spread);
+            parked.expiry = CloseReason::Drain;
+        }
+    }
+
+    /// Every parked connection closes at once; nothing more is parked.
     fn close_all(&self) {
         let indexes: Vec<usize> = {
             let mut slots = self.slots.lock().unwrap();
