@@ -49,6 +49,18 @@ pub enum Command {
         /// How requests are spread over the upstreams.
         #[arg(long, value_enum, default_value = "round-robin")]
         balance: BalanceArg,
+        /// Address of the admin listener (/metrics, /status, /healthz, /ready).
+        #[arg(long, conflicts_with = "config")]
+        admin: Option<SocketAddr>,
+        /// Log a line per request (connection id, request number, status).
+        #[arg(long, conflicts_with = "config")]
+        access_log: bool,
+    },
+    /// Ask a running drainpipe (by process id) to hand its listening sockets
+    /// to a new process and drain: a zero-downtime upgrade (same as SIGUSR2).
+    Upgrade {
+        /// The running drainpipe's process id.
+        pid: i32,
     },
     /// Load-test a URL: serial, parallel, persistent or pipelined connections;
     /// requests/s, latency percentiles, connections opened, TIME_WAIT left.

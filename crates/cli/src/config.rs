@@ -60,6 +60,9 @@ pub struct Config {
     pub origin: Option<ListenConf>,
     /// The admin listener.
     pub admin: Option<ListenConf>,
+    /// Whether to log a line per request.
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 /// One listener.
@@ -231,6 +234,13 @@ pub struct DrainConf {
     /// The hard deadline for requests in flight.
     #[serde(default, with = "duration")]
     pub timeout: Option<Duration>,
+    /// How long the listeners keep accepting (every response saying close)
+    /// while load balancers notice the process is not ready.
+    #[serde(default, with = "duration")]
+    pub delay: Option<Duration>,
+    /// The window over which idle keep-alive connections are closed.
+    #[serde(default, with = "duration")]
+    pub spread: Option<Duration>,
 }
 
 fn slash() -> String {
@@ -281,6 +291,8 @@ impl Config {
         listen: Option<SocketAddr>,
         upstreams: &[String],
         balance: crate::args::BalanceArg,
+        admin: Option<SocketAddr>,
+        access_log: bool,
     ) -> Result<Config, String> {
         if upstreams.is_empty() {
             return Err(
@@ -308,6 +320,8 @@ impl Config {
                 path: "/".into(),
                 upstream: "upstream".into(),
             }],
+            admin: admin.map(|listen| ListenConf { listen }),
+            access_log,
             ..Config::default()
         })
     }
@@ -419,8 +433,24 @@ impl Config {
         if let Some(n) = s.max_body_bytes {
             b = b.max_body_bytes(n);
         }
+        self.drain_settings(b.access_log(self.access_log))
+    }
+
+    /// The server builder for the built-in origin: defaults, with this file's
+    /// drain settings.
+    pub fn origin_server(&self) -> drainpipe::server::Builder {
+        self.drain_settings(Server::builder())
+    }
+
+    fn drain_settings(&self, mut b: drainpipe::server::Builder) -> drainpipe::server::Builder {
         if let Some(d) = self.drain.timeout {
             b = b.drain_timeout(d);
+        }
+        if let Some(d) = self.drain.delay {
+            b = b.drain_delay(d);
+        }
+        if let Some(d) = self.drain.spread {
+            b = b.drain_spread(d);
         }
         b
     }

@@ -84,7 +84,15 @@ fn main() -> ExitCode {
                 listen,
                 upstream,
                 balance,
-            }) => run::config(Config::quick(listen, &upstream, balance)?).await,
+                admin,
+                access_log,
+            }) => {
+                run::config(Config::quick(
+                    listen, &upstream, balance, admin, access_log,
+                )?)
+                .await
+            }
+            Some(Command::Upgrade { pid }) => run::upgrade(pid),
             Some(Command::Bench(bench)) => bench::run(bench).await,
             None => run::config(Config::parse(DEFAULT_CONFIG, "config/default.toml")?).await,
         }

@@ -1,23 +1,75 @@
-//! Puts the library's pieces to work for a command: binds the listeners, starts
-//! the servers, waits for a signal, drains.
+//! Puts the library's pieces to work for a command: binds the listeners (or
+//! takes them over from a predecessor), starts the servers, waits for a signal,
+//! drains.
+//!
+//! Signals: SIGTERM and SIGINT drain and exit; SIGUSR2 starts a successor from
+//! the same binary and arguments, hands it the listening sockets, and drains
+//! once it serves (a zero-downtime upgrade).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use drainpipe::admin::Admin;
+use drainpipe::handoff::{self, Handed};
 use drainpipe::metrics::Registry;
 use drainpipe::origin::Origin;
 use drainpipe::server::{DrainReport, Server};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+/// Backlog of the listening sockets drainpipe binds.
+const BACKLOG: u32 = 4096;
+
+/// Listening sockets: taken over from a predecessor when it offered one by
+/// that name, bound otherwise. Each keeps a duplicate to hand to a successor.
+struct Listeners {
+    inherited: Vec<Handed>,
+    kept: Vec<(String, std::net::TcpListener)>,
+}
+
+impl Listeners {
+    fn new(inherited: Vec<Handed>) -> Listeners {
+        Listeners {
+            inherited,
+            kept: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, role: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+        let name = format!("{role} {addr}");
+        let std = match self.inherited.iter().position(|h| h.name == name) {
+            Some(i) => self.inherited.remove(i).listener,
+            None => bind(addr)?
+                .into_std()
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        };
+        let duplicate = std
+            .try_clone()
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        self.kept.push((name, duplicate));
+        TcpListener::from_std(std).map_err(|e| format!("cannot listen on {addr}: {e}"))
+    }
+
+    fn offer(&self) -> Vec<(String, &std::net::TcpListener)> {
+        self.kept.iter().map(|(n, l)| (n.clone(), l)).collect()
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(BACKLOG).map_err(fail)
 }
 
 /// `drainpipe origin`: the built-in origin on one listener.
@@ -26,7 +78,7 @@ pub async fn origin(
     max_requests: Option<u32>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
-    let listener = bind(listen).await?;
+    let listener = bind(listen)?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
         builder = builder.max_requests_per_connection(n);
@@ -40,20 +92,26 @@ pub async fn origin(
 }
 
 /// Runs what a configuration describes: the proxy listeners, the built-in
-/// origin and the admin listener if configured. A signal drains them all:
-/// readiness goes to 503 first, the admin listener last.
+/// origin and the admin listener if configured, until a signal.
 pub async fn config(config: Config) -> Result<(), String> {
+    let inherited =
+        handoff::inherit().map_err(|e| format!("cannot take over the listeners: {e}"))?;
+    let (handed, successor) = match inherited {
+        Some((handed, successor)) => (handed, Some(successor)),
+        None => (Vec::new(), None),
+    };
+    let mut listeners = Listeners::new(handed);
     // Bind everything first: a bad address fails before anything serves.
     let origin = match &config.origin {
-        Some(o) => Some(bind(o.listen).await?),
+        Some(o) => Some(listeners.take("origin", o.listen)?),
         None => None,
     };
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.push(bind(l.listen).await?);
+        proxies.push(listeners.take("proxy", l.listen)?);
     }
     let admin = match &config.admin {
-        Some(a) => Some(bind(a.listen).await?),
+        Some(a) => Some(listeners.take("admin", a.listen)?),
         None => None,
     };
 
@@ -64,7 +122,7 @@ pub async fn config(config: Config) -> Result<(), String> {
     let mut registry = Registry::new();
     let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
     if let Some(listener) = origin {
-        let server = Server::builder().build();
+        let server = config.origin_server().build();
         registry = registry.server("origin", server.stats());
         println!("drainpipe origin listening on http://{}", local(&listener));
         let until = wait(stopped.clone());
@@ -102,8 +160,14 @@ pub async fn config(config: Config) -> Result<(), String> {
                 .await
         })
     });
+    if let Some(successor) = successor {
+        successor
+            .ready()
+            .map_err(|e| format!("cannot tell the old process this one is serving: {e}"))?;
+        tracing::info!("took over the listeners; serving");
+    }
 
-    shutdown_signal().await;
+    wait_for_the_end(&listeners).await;
     registry.set_not_ready();
     let _ = stop.send(true);
     while let Some(done) = serving.join_next().await {
@@ -116,6 +180,46 @@ pub async fn config(config: Config) -> Result<(), String> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT, or for a SIGUSR2 whose hand-off succeeded.
+async fn wait_for_the_end(listeners: &Listeners) {
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut usr2 = signal(SignalKind::user_defined2()).ok();
+    loop {
+        tokio::select! {
+            () = recv(&mut term) => break,
+            _ = tokio::signal::ctrl_c() => break,
+            () = recv(&mut usr2) => {
+                tracing::info!("SIGUSR2: starting a successor to hand the listeners to");
+                let program = match std::env::current_exe() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot find this binary; upgrade abandoned");
+                        continue;
+                    }
+                };
+                let args: Vec<_> = std::env::args_os().skip(1).collect();
+                match handoff::hand_over(&listeners.offer(), &program, &args, Duration::from_secs(30)).await {
+                    Ok(child) => {
+                        tracing::info!(successor = child.id(), "successor serving; draining");
+                        return;
+                    }
+                    Err(e) => tracing::error!(error = %e, "upgrade failed; still serving"),
+                }
+            }
+        }
+    }
+    tracing::info!("signal received: draining");
+}
+
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn local(listener: &TcpListener) -> String {
@@ -138,7 +242,6 @@ fn log_report(name: &str, report: &DrainReport) {
 
 /// Resolves on SIGTERM or SIGINT: the cue to drain.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,
@@ -148,4 +251,16 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("signal received: draining");
+}
+
+/// `drainpipe upgrade PID`: asks a running drainpipe to hand its listeners to a
+/// successor.
+pub fn upgrade(pid: i32) -> Result<(), String> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .map_err(|e| format!("cannot signal process {pid}: {e}"))?;
+    println!("asked process {pid} to hand its listeners to a successor");
+    Ok(())
 }

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod body;
 pub mod client;
 pub mod error;
+pub mod handoff;
 mod io;
 pub mod metrics;
 pub mod origin;

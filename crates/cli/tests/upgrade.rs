@@ -1,0 +1,221 @@
+//! Zero-downtime upgrade under load: keep-alive clients hammer the proxy for
+//! 20 s; halfway, `drainpipe upgrade PID` makes it hand its listening sockets
+//! to a successor and drain. No request fails, no connection is refused, no
+//! connection is reset.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+
+struct Killer(Vec<u32>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>, Arc<Mutex<String>>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drainpipe starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    (child, rx, log)
+}
+
+fn address(rx: &std::sync::mpsc::Receiver<String>) -> SocketAddr {
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an address line");
+    line.rsplit("http://").next().unwrap().parse().unwrap()
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    reset: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// A strict keep-alive client (no retries): a request that gets no complete
+/// response is a failure.
+fn client(addr: SocketAddr, until: Instant, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
+    let mut conn: Option<(TcpStream, Vec<u8>)> = None;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    conn = Some((s, Vec::new()));
+                    tally.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    eprintln!("connect: {e}");
+                    tally.refused.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+        }
+        let (stream, buf) = conn.as_mut().unwrap();
+        let result = (|| -> std::io::Result<bool> {
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")?;
+            let mut chunk = [0u8; 4096];
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().unwrap())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        let body = buf[end + 4..end + 4 + len].to_vec();
+                        buf.drain(..end + 4 + len);
+                        assert_eq!(body, b"Hello, World!");
+                        return Ok(head.contains("\r\nconnection: close"));
+                    }
+                }
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })();
+        match result {
+            Ok(close) => {
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                if close {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                eprintln!("request failed: {e}");
+                if e.kind() == std::io::ErrorKind::ConnectionReset {
+                    tally.reset.fetch_add(1, Ordering::Relaxed);
+                }
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
+        }
+    }
+}
+
+#[test]
+fn upgrade_under_load_loses_nothing() {
+    let (origin, origin_out, _) = spawn(&["origin", "--listen", "127.0.0.1:0"]);
+    let mut killer = Killer(vec![origin.id()]);
+    let upstream = address(&origin_out);
+
+    let dir = std::env::temp_dir().join(format!("drainpipe-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"o\"\nservers = [\"{upstream}\"]\n\n\
+[[route]]\npath = \"/\"\nupstream = \"o\"\n\n[drain]\ndelay = \"1s\"\nspread = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut old, old_out, old_log) = spawn(&["proxy", "--config", config.to_str().unwrap()]);
+    killer.0.push(old.id());
+    let addr = address(&old_out);
+
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(20);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            std::thread::spawn(move || client(addr, until, tally, stop))
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_secs(10));
+    let before = tally.ok.load(Ordering::Relaxed);
+    let status = Command::new(BIN)
+        .args(["upgrade", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The successor prints where it listens: the same address, taken over.
+    let successor_addr = address(&old_out);
+    assert_eq!(successor_addr, addr);
+    // The old process drains and exits on its own.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let exited = loop {
+        if let Some(s) = old.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exited.success(), "{exited:?}");
+    let log = old_log.lock().unwrap().clone();
+    let successor: u32 = log
+        .lines()
+        .find_map(|l| l.split("successor=").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no successor pid in the log:\n{log}"));
+    killer.0.push(successor);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let after_upgrade = tally.ok.load(Ordering::Relaxed) - before;
+    let (ok, failed, refused, reset, reconnects) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+        tally.reset.load(Ordering::Relaxed),
+        tally.reconnects.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "upgrade under load: {ok} requests ({after_upgrade} after the upgrade), {failed} failed, \
+{refused} refused, {reset} reset, {reconnects} connections opened"
+    );
+    assert_eq!((failed, refused, reset), (0, 0, 0));
+    assert!(
+        after_upgrade > 1000,
+        "the successor served: {after_upgrade}"
+    );
+    // The successor is alive and serving after the old one left.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert!(got.ends_with("Hello, World!"), "{got}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,261 @@
+//! Listener hand-off for zero-downtime restarts: the running process starts
+//! its successor and passes it the listening sockets themselves (file
+//! descriptors over a Unix socket, `SCM_RIGHTS`), so no connection is refused
+//! and none waiting in the accept queue is lost. Once the successor says it is
+//! serving, the old process drains and exits.
+//!
+//! ```text
+//!  old process                                   new process
+//!  ───────────                                   ───────────
+//!  bind Unix socket, start successor ──────────▶ sees DRAINPIPE_HANDOFF
+//!  accept ◀───────────────────────────────────── connect
+//!  send names + fds (one message) ─────────────▶ receive, rebuild listeners,
+//!                                                 start serving
+//!  read "ready" ◀──────────────────────────────── write "ready"
+//!  drain, exit                                    (serves alone)
+//! ```
+//!
+//! Both processes accept on the same sockets for a moment; the kernel hands
+//! each waiting connection to exactly one of them.
+
+use std::ffi::OsString;
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixListener;
+
+/// The environment variable naming the Unix socket a successor takes its
+/// listeners from.
+pub const ENV: &str = "DRAINPIPE_HANDOFF";
+
+const GREETING: &str = "drainpipe-handoff 1";
+/// Most listeners one hand-off carries.
+const MAX_LISTENERS: usize = 64;
+
+/// A listener handed over: the name both processes know it by (the configured
+/// address, say) and the socket.
+#[derive(Debug)]
+pub struct Handed {
+    /// The name it was offered under.
+    pub name: String,
+    /// The listening socket.
+    pub listener: std::net::TcpListener,
+}
+
+/// The successor's end of a hand-off: tell the old process when serving.
+#[derive(Debug)]
+pub struct Successor {
+    stream: StdUnixStream,
+}
+
+impl Successor {
+    /// Tells the old process this one is serving; it then drains and exits.
+    pub fn ready(mut self) -> io::Result<()> {
+        self.stream.write_all(b"ready\n")
+    }
+}
+
+/// In a successor: the listeners offered on the socket named by
+/// [`ENV`], if the variable is set (it is removed, so this process's own
+/// successors start clean). `None` when this process was started normally.
+pub fn inherit() -> io::Result<Option<(Vec<Handed>, Successor)>> {
+    let Some(path) = std::env::var_os(ENV) else {
+        return Ok(None);
+    };
+    // SAFETY (env): called at start-up, before any thread reads the environment.
+    unsafe { std::env::remove_var(ENV) };
+    let stream = StdUnixStream::connect(&path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut text = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_LISTENERS]);
+    let (len, fds) = {
+        let mut iov = [IoSliceMut::new(&mut text)];
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(received) = c {
+                fds.extend(received);
+            }
+        }
+        (msg.bytes, fds)
+    };
+    // SAFETY: these descriptors were just received with SCM_RIGHTS: they are
+    // new, open, and owned by nothing else in this process.
+    let owned: Vec<OwnedFd> = fds
+        .into_iter()
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    let text = String::from_utf8_lossy(&text[..len]).into_owned();
+    let mut lines = text.lines();
+    if lines.next() != Some(GREETING) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a drainpipe hand-off",
+        ));
+    }
+    let names: Vec<String> = lines.map(str::to_string).collect();
+    if names.len() != owned.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "hand-off named {} listeners but passed {}",
+                names.len(),
+                owned.len()
+            ),
+        ));
+    }
+    let handed = names
+        .into_iter()
+        .zip(owned)
+        .map(|(name, fd)| {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(Handed { name, listener })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Some((handed, Successor { stream })))
+}
+
+/// In the running process: starts `program` with `args` as the successor,
+/// passes it `listeners` (name, socket), and resolves once it reports it is
+/// serving. On any failure the successor is killed and this process goes on
+/// serving.
+pub async fn hand_over(
+    listeners: &[(String, &std::net::TcpListener)],
+    program: &Path,
+    args: &[OsString],
+    timeout: Duration,
+) -> io::Result<Child> {
+    if listeners.len() > MAX_LISTENERS {
+        return Err(io::Error::other("too many listeners to hand over"));
+    }
+    let path = socket_path();
+    let _ = std::fs::remove_file(&path);
+    let unix = UnixListener::bind(&path)?;
+    let cleanup = RemoveOnDrop(path.clone());
+    let mut child = Command::new(program).args(args).env(ENV, &path).spawn()?;
+    let handed = async {
+        let (mut stream, _) = unix.accept().await?;
+        let mut text = String::from(GREETING);
+        for (name, _) in listeners {
+            text.push('\n');
+            text.push_str(name);
+        }
+        let fds: Vec<RawFd> = listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        stream.writable().await?;
+        sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(text.as_bytes())],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(io::Error::from)?;
+        let mut reply = [0u8; 6];
+        stream.read_exact(&mut reply).await?;
+        if &reply != b"ready\n" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "successor did not report ready",
+            ));
+        }
+        Ok(())
+    };
+    let result = tokio::time::timeout(timeout, handed)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "successor not ready in time",
+            ))
+        });
+    drop(cleanup);
+    match result {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+fn socket_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "drainpipe-handoff-{}-{nanos}.sock",
+        std::process::id()
+    ))
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The old and new ends in one process: names and sockets arrive intact,
+    // and the handed listener accepts connections queued on the original.
+    #[tokio::test]
+    async fn listeners_pass_with_their_names() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let path = socket_path();
+        let unix = UnixListener::bind(&path).unwrap();
+        let _cleanup = RemoveOnDrop(path.clone());
+        // A connection waiting in a's accept queue before the hand-off.
+        let waiting = std::net::TcpStream::connect(addr_a).unwrap();
+        let receiver = std::thread::spawn(move || {
+            // SAFETY (env): the test sets the variable for this one call.
+            unsafe { std::env::set_var(ENV, &path) };
+            let (handed, successor) = inherit().unwrap().unwrap();
+            successor.ready().unwrap();
+            handed
+        });
+        let (mut stream, _) = unix.accept().await.unwrap();
+        let text = format!("{GREETING}\nproxy {addr_a}\nadmin {addr_b}");
+        let fds = [a.as_raw_fd(), b.as_raw_fd()];
+        stream.writable().await.unwrap();
+        sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(text.as_bytes())],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut reply = [0u8; 6];
+        stream.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"ready\n");
+        let handed = receiver.join().unwrap();
+        assert_eq!(handed.len(), 2);
+        assert_eq!(handed[0].name, format!("proxy {addr_a}"));
+        assert_eq!(handed[0].listener.local_addr().unwrap(), addr_a);
+        assert_eq!(handed[1].listener.local_addr().unwrap(), addr_b);
+        drop((a, b));
+        handed[0].listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = handed[0].listener.accept().unwrap();
+        assert_eq!(accepted.peer_addr().unwrap(), waiting.local_addr().unwrap());
+    }
+}
