@@ -139,21 +139,21 @@ function render(s) {
     cell(tr, l.accepted ? (l.requests / l.accepted).toFixed(2) : '0.00', k + '-per-connection');
     lb.appendChild(tr);
   }
+  // Closed connections: one row per reason, one column per listener.
   const ch = document.querySelector('#closed thead');
   const cb = document.querySelector('#closed tbody');
   ch.innerHTML = ''; cb.innerHTML = '';
-  if (s.listeners.length) {
-    const hr = document.createElement('tr');
-    const th = document.createElement('th'); th.textContent = 'listener'; hr.appendChild(th);
-    for (const r of Object.keys(s.listeners[0].closed_by)) {
-      const h = document.createElement('th'); h.textContent = r; hr.appendChild(h);
-    }
-    ch.appendChild(hr);
-  }
+  const hr = document.createElement('tr');
+  const th = document.createElement('th'); th.textContent = 'reason'; hr.appendChild(th);
   for (const l of s.listeners) {
+    const h = document.createElement('th'); h.textContent = l.name; hr.appendChild(h);
+  }
+  ch.appendChild(hr);
+  const reasons = s.listeners.length ? Object.keys(s.listeners[0].closed_by) : [];
+  for (const r of reasons) {
     const tr = document.createElement('tr');
-    cell(tr, l.name);
-    for (const [r, n] of Object.entries(l.closed_by)) cell(tr, n, l.name + '-closed-' + r);
+    cell(tr, r);
+    for (const l of s.listeners) cell(tr, l.closed_by[r], l.name + '-closed-' + r);
     cb.appendChild(tr);
   }
   const pb = document.querySelector('#proxies tbody');
