@@ -48,7 +48,22 @@ def main():
     time.sleep(2)
     after = rss_kib(pid)
     per = (after - before) / count
-    print(f"connections={count} rss_before_kib={before} rss_after_kib={after} kib_per_connection={per:.2f}")
+    # A server that closed idle connections before the measurement would look
+    # smaller than it is: count the connections still open (no EOF pending).
+    still_open = 0
+    for c in conns:
+        c.setblocking(False)
+        try:
+            if c.recv(1, socket.MSG_PEEK):
+                still_open += 1  # unexpected bytes, but the connection is open
+        except BlockingIOError:
+            still_open += 1
+        except OSError:
+            pass
+    print(
+        f"connections={count} rss_before_kib={before} rss_after_kib={after} "
+        f"kib_per_connection={per:.2f} still_open={still_open}"
+    )
     for c in conns:
         c.close()
 

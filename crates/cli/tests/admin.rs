@@ -234,18 +234,21 @@ fn admin_endpoints_and_the_live_status_page() {
         eprintln!("status page screenshot: {}", screenshot.display());
     }
 
-    // SIGTERM: readiness turns 503 while the drain runs (the admin listener
-    // closes last). The open keep-alive connection `a` is idle, so it closes at
-    // once; readiness is checked right after the signal.
-    let _ = Command::new("kill")
-        .args(["-TERM", &proxy.0.id().to_string()])
-        .status();
-    std::thread::sleep(Duration::from_millis(50));
-    if let Ok(mut s) = TcpStream::connect(admin) {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let (status, body) = request(&mut s, "/ready", true);
-        assert_eq!((status, body.as_str()), (503, "draining\n"));
-    }
+    // SIGTERM: readiness turns 503 at once while the drain runs. A slow request
+    // in flight keeps the drain (and so the admin listener, which closes last)
+    // going while readiness is checked.
+    write!(a, "GET /delay/1500 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-TERM", &proxy.0.id().to_string()]).status();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(admin, "/ready"), (503, "draining\n".into()));
+    let (_, metrics) = get(admin, "/metrics");
+    assert_eq!(metric(&metrics, "drainpipe_ready"), 0);
+    // The slow request still completes, told to close.
+    let mut rest = String::new();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    a.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\r\nconnection: close\r\n") && rest.ends_with("Hello, World!"), "{rest}");
 }
 
 // The access log: off by default, one flag turns it on; one line per request

@@ -392,3 +392,173 @@ impl RawConn {
         let _ = self.stream.write_all(bytes).await;
     }
 }
+
+/// One request as a [`recording_upstream`] parsed it (strictly, with the
+/// protocol core's server role).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The upstream connection it came on (numbered from 0 in accept order).
+    pub conn: usize,
+    pub method: String,
+    pub target: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    /// How its body was framed on the wire.
+    pub framing: drainpipe::proto::Framing,
+    pub body: Vec<u8>,
+    /// The trailer section of a chunked body, if any.
+    pub trailers: Option<http::HeaderMap>,
+    /// Whether the whole message (body included) arrived.
+    pub complete: bool,
+}
+
+impl Seen {
+    /// Every value of field `name`, as text.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+}
+
+/// What a [`recording_upstream`] saw.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub addr: Option<SocketAddr>,
+    /// Every request head received, in order (also incomplete ones).
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    /// Every byte received, per connection.
+    pub raw: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// Protocol errors in what was received (the sender broke HTTP/1.1).
+    pub errors: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("started")
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.raw.lock().unwrap().len()
+    }
+
+    pub fn bytes_received(&self) -> usize {
+        self.raw.lock().unwrap().iter().map(Vec::len).sum()
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+}
+
+/// An upstream that logs every request it receives, parsed strictly by the
+/// protocol core (so anything ambiguous a proxy forwards shows up as an
+/// error), and answers each complete one with `200` and `ok`. Connections idle
+/// for `WAIT` are closed.
+pub async fn recording_upstream() -> Recorder {
+    use bytes::Buf;
+    use drainpipe::proto::{BodySize, Config, Connection, Event, Role, WriteBuf};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rec = Recorder {
+        addr: Some(listener.local_addr().unwrap()),
+        ..Recorder::default()
+    };
+    let shared = rec.clone();
+    tokio::spawn(async move {
+        let config = Arc::new(Config::default());
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let rec = shared.clone();
+            let conn_no = {
+                let mut raw = rec.raw.lock().unwrap();
+                raw.push(Vec::new());
+                raw.len() - 1
+            };
+            let config = config.clone();
+            tokio::spawn(async move {
+                let mut conn = Connection::new(Role::Server, config);
+                let mut out = WriteBuf::new();
+                let mut current: Option<usize> = None;
+                let mut chunk = vec![0u8; 65536];
+                loop {
+                    let event = conn.next_event();
+                    match event {
+                        Ok(Event::Request { head, body }) => {
+                            let mut seen = rec.seen.lock().unwrap();
+                            seen.push(Seen {
+                                conn: conn_no,
+                                method: head.method().to_string(),
+                                target: head.uri().to_string(),
+                                version: head.version(),
+                                headers: head.headers().clone(),
+                                framing: body,
+                                body: Vec::new(),
+                                trailers: None,
+                                complete: false,
+                            });
+                            current = Some(seen.len() - 1);
+                        }
+                        Ok(Event::Data(d)) => {
+                            if let Some(i) = current {
+                                rec.seen.lock().unwrap()[i].body.extend_from_slice(&d);
+                            }
+                        }
+                        Ok(Event::End { trailers }) => {
+                            if let Some(i) = current.take() {
+                                let mut seen = rec.seen.lock().unwrap();
+                                seen[i].complete = true;
+                                seen[i].trailers = trailers;
+                            }
+                            let (mut parts, ()) = http::Response::new(()).into_parts();
+                            parts.status = http::StatusCode::OK;
+                            if conn
+                                .send_response(&parts, BodySize::Exact(2), &mut out)
+                                .is_ok()
+                            {
+                                let _ = conn.send_data(bytes::Bytes::from_static(b"ok"), &mut out);
+                                let _ = conn.send_end(None, &mut out);
+                            }
+                            let bytes = out.copy_to_bytes(out.remaining());
+                            if stream.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Event::NeedData) => {
+                            if conn.saw_eof() {
+                                return;
+                            }
+                            match tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
+                                Ok(Ok(0)) => conn.receive_eof(),
+                                Ok(Ok(n)) => {
+                                    rec.raw.lock().unwrap()[conn_no].extend_from_slice(&chunk[..n]);
+                                    conn.receive(&chunk[..n]);
+                                }
+                                Ok(Err(_)) | Err(_) => return,
+                            }
+                        }
+                        Ok(Event::Paused | Event::Closed) => return,
+                        Ok(_) => {}
+                        Err(e) => {
+                            // A peer that closes inside a body is not a protocol
+                            // error on the wire (the request stays incomplete).
+                            if !matches!(e.kind(), drainpipe::proto::ErrorKind::Truncated { .. }) {
+                                rec.errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("conn {conn_no}: {e}"));
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    rec
+}
