@@ -56,6 +56,30 @@ pub enum Command {
         #[arg(long, conflicts_with = "config")]
         access_log: bool,
     },
+    /// Run an explicit (forward) HTTP proxy: absolute-form requests and
+    /// CONNECT tunnels; private addresses and CONNECT ports other than 443
+    /// denied unless allowed.
+    Forward {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3128")]
+        listen: SocketAddr,
+        /// Allow loopback and private destinations.
+        #[arg(long)]
+        allow_private: bool,
+        /// Allow CONNECT to this port too (443 always is); repeat for several.
+        #[arg(long = "allow-port", value_name = "PORT")]
+        allow_port: Vec<u16>,
+        /// A file of `user:password` lines: clients must authenticate
+        /// (Proxy-Authorization: Basic).
+        #[arg(long)]
+        credentials: Option<std::path::PathBuf>,
+        /// Address of the admin listener.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Log a line per request.
+        #[arg(long)]
+        access_log: bool,
+    },
     /// Ask a running drainpipe (by process id) to hand its listening sockets
     /// to a new process and drain: a zero-downtime upgrade (same as SIGUSR2).
     Upgrade {

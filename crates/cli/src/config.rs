@@ -27,7 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drainpipe::client::{Client, Origin};
-use drainpipe::proxy::{Balance, Ejection, Forwarding, Group, HealthCheck, Proxy, Route};
+use drainpipe::proxy::{
+    Balance, Credentials, Ejection, ForwardProxy, Forwarding, Group, HealthCheck, Policy, Proxy,
+    Route,
+};
 use drainpipe::server::Server;
 use serde::Deserialize;
 
@@ -63,6 +66,28 @@ pub struct Config {
     /// Whether to log a line per request.
     #[serde(default)]
     pub access_log: bool,
+    /// An explicit (forward) proxy.
+    pub forward: Option<ForwardConf>,
+}
+
+/// The explicit (forward) proxy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConf {
+    /// `ADDR:PORT` it listens on.
+    pub listen: SocketAddr,
+    /// Whether loopback and private addresses may be reached.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Ports CONNECT may reach (default: 443 only).
+    #[serde(default = "https_port")]
+    pub allow_ports: Vec<u16>,
+    /// A file of `user:password` lines; when set, clients must authenticate.
+    pub credentials: Option<std::path::PathBuf>,
+}
+
+fn https_port() -> Vec<u16> {
+    vec![443]
 }
 
 /// One listener.
@@ -326,6 +351,34 @@ impl Config {
         })
     }
 
+    /// The configuration `drainpipe forward --listen ADDR …` stands for.
+    pub fn quick_forward(
+        listen: SocketAddr,
+        allow_private: bool,
+        allow_ports: &[u16],
+        credentials: Option<std::path::PathBuf>,
+        admin: Option<SocketAddr>,
+        access_log: bool,
+    ) -> Result<Config, String> {
+        let mut ports = https_port();
+        ports.extend_from_slice(allow_ports);
+        let config = Config {
+            forward: Some(ForwardConf {
+                listen,
+                allow_private,
+                allow_ports: ports,
+                credentials,
+            }),
+            admin: admin.map(|listen| ListenConf { listen }),
+            access_log,
+            ..Config::default()
+        };
+        config.check("--credentials").map_err(|e| {
+            e.replacen("--credentials: forward.credentials: ", "--credentials: ", 1)
+        })?;
+        Ok(config)
+    }
+
     /// Reads and checks `path`. The error is one line naming the file and the
     /// key.
     pub fn load(path: &Path) -> Result<Config, String> {
@@ -389,6 +442,18 @@ impl Config {
             }
             if !r.path.starts_with('/') {
                 return Err(format!("{name}: route[{i}].path: must start with '/'"));
+            }
+        }
+        if let Some(f) = &self.forward {
+            if let Some(path) = &f.credentials {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "{name}: forward.credentials: cannot read {}: {e}",
+                        path.display()
+                    )
+                })?;
+                Credentials::parse(&text)
+                    .map_err(|e| format!("{name}: forward.credentials: {}: {e}", path.display()))?;
             }
         }
         if !self.route.is_empty() && self.listener.is_empty() {
@@ -455,8 +520,23 @@ impl Config {
         b
     }
 
-    /// The proxy service (starts health checks: call inside the runtime).
-    pub fn proxy(&self) -> Proxy {
+    /// The forward proxy service, if configured.
+    pub fn forward_proxy(&self) -> Option<ForwardProxy> {
+        let f = self.forward.as_ref()?;
+        let credentials = f.credentials.as_ref().map(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            Credentials::parse(&text).expect("checked when loaded")
+        });
+        let policy = Policy {
+            allow_private: f.allow_private,
+            connect_ports: f.allow_ports.clone(),
+            ..Policy::default()
+        };
+        Some(ForwardProxy::new(self.client(), policy, credentials))
+    }
+
+    /// The client for upstream requests, from `[client]`.
+    fn client(&self) -> Client {
         let c = &self.client;
         let mut client = Client::builder().response_timeout(c.response_timeout);
         if let Some(d) = c.connect_timeout {
@@ -471,13 +551,18 @@ impl Config {
         if c.max_per_host.is_some() {
             client = client.max_per_host(c.max_per_host);
         }
+        client.build()
+    }
+
+    /// The proxy service (starts health checks: call inside the runtime).
+    pub fn proxy(&self) -> Proxy {
         let groups: Vec<(String, Arc<Group>)> = self
             .upstream
             .iter()
             .map(|u| (u.name.clone(), Arc::new(group(u))))
             .collect();
         let mut builder = Proxy::builder()
-            .client(client.build())
+            .client(self.client())
             .preserve_host(self.proxy.preserve_host)
             .forwarding(Forwarding {
                 via: (!self.proxy.via.is_empty()).then(|| self.proxy.via.clone()),
@@ -630,6 +715,36 @@ timeout = "1m"
             );
             assert_eq!(err.lines().count(), 1, "{err:?}");
         }
+    }
+
+    #[test]
+    fn forward_section() {
+        let c = Config::parse(
+            "[forward]\nlisten = \"127.0.0.1:3128\"\nallow_private = true\nallow_ports = [443, 8443]\n",
+            "fwd.toml",
+        )
+        .unwrap();
+        let f = c.forward.as_ref().unwrap();
+        assert!(f.allow_private);
+        assert_eq!(f.allow_ports, [443, 8443]);
+        let err = Config::parse(
+            "[forward]\nlisten = \"127.0.0.1:3128\"\nallow_port = [1]\n",
+            "fwd.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("fwd.toml: forward.allow_port: unknown field"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[forward]\nlisten = \"127.0.0.1:3128\"\ncredentials = \"/nonexistent\"\n",
+            "fwd.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("fwd.toml: forward.credentials: cannot read /nonexistent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -93,6 +93,24 @@ fn main() -> ExitCode {
                 .await
             }
             Some(Command::Upgrade { pid }) => run::upgrade(pid),
+            Some(Command::Forward {
+                listen,
+                allow_private,
+                allow_port,
+                credentials,
+                admin,
+                access_log,
+            }) => {
+                let config = Config::quick_forward(
+                    listen,
+                    allow_private,
+                    &allow_port,
+                    credentials,
+                    admin,
+                    access_log,
+                )?;
+                run::config(config).await
+            }
             Some(Command::Bench(bench)) => bench::run(bench).await,
             None => run::config(Config::parse(DEFAULT_CONFIG, "config/default.toml")?).await,
         }

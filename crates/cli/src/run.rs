@@ -110,6 +110,10 @@ pub async fn config(config: Config) -> Result<(), String> {
     for l in &config.listener {
         proxies.push(listeners.take("proxy", l.listen)?);
     }
+    let forward = match &config.forward {
+        Some(f) => Some(listeners.take("forward", f.listen)?),
+        None => None,
+    };
     let admin = match &config.admin {
         Some(a) => Some(listeners.take("admin", a.listen)?),
         None => None,
@@ -147,6 +151,21 @@ pub async fn config(config: Config) -> Result<(), String> {
             let proxy = proxy.clone();
             serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
         }
+    }
+    if let (Some(listener), Some(service)) = (forward, config.forward_proxy()) {
+        let server = config.server().honour_proxy_connection(true).build();
+        registry = registry.server("forward", server.stats());
+        println!(
+            "drainpipe forward proxy listening on http://{}",
+            local(&listener)
+        );
+        let until = wait(stopped.clone());
+        serving.spawn(async move {
+            (
+                "forward".into(),
+                server.serve(listener, service, until).await,
+            )
+        });
     }
     let (admin_stop, admin_stopped) = watch::channel(false);
     let admin_task = admin.map(|listener| {

@@ -239,7 +239,9 @@ fn admin_endpoints_and_the_live_status_page() {
     // going while readiness is checked.
     write!(a, "GET /delay/1500 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let _ = Command::new("kill").args(["-TERM", &proxy.0.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &proxy.0.id().to_string()])
+        .status();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(get(admin, "/ready"), (503, "draining\n".into()));
     let (_, metrics) = get(admin, "/metrics");
@@ -248,7 +250,10 @@ fn admin_endpoints_and_the_live_status_page() {
     let mut rest = String::new();
     a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     a.read_to_string(&mut rest).unwrap();
-    assert!(rest.contains("\r\nconnection: close\r\n") && rest.ends_with("Hello, World!"), "{rest}");
+    assert!(
+        rest.contains("\r\nconnection: close\r\n") && rest.ends_with("Hello, World!"),
+        "{rest}"
+    );
 }
 
 // The access log: off by default, one flag turns it on; one line per request

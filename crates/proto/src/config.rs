@@ -32,6 +32,10 @@ pub struct Config {
     /// pipeline depth). When reached, [`Event::Paused`](crate::Event::Paused)
     /// asks the driver to stop reading.
     pub max_pipelined: usize,
+    /// Server: read `Proxy-Connection` as the client hop's `Connection` (the
+    /// Netscape convention browsers use with a proxy they know about, RFC 9112
+    /// Appendix C.2.2). Only an explicit (forward) proxy turns this on.
+    pub honour_proxy_connection: bool,
     /// Keep-alive policy.
     pub keep_alive: KeepAlive,
 }
@@ -72,6 +76,7 @@ impl Default for Config {
             max_body_bytes: None,
             max_discard_bytes: 64 * 1024,
             max_pipelined: 16,
+            honour_proxy_connection: false,
             keep_alive: KeepAlive::default(),
         }
     }

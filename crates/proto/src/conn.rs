@@ -207,7 +207,12 @@ impl Connection {
         let req = parse_request(head, &self.config)?;
         let framing = body_framing(Message::Request, req.version(), req.headers())?;
         self.check_declared_length(framing)?;
-        let tokens = ConnectionTokens::of(req.headers());
+        let mut tokens = ConnectionTokens::of(req.headers());
+        if self.config.honour_proxy_connection {
+            for v in req.headers().get_all("proxy-connection") {
+                tokens.add(v.as_bytes());
+            }
+        }
         self.started = self.started.saturating_add(1);
         let limit_reached = self
             .config
@@ -542,7 +547,10 @@ impl Connection {
 
         let mark = out.tail_len();
         let tail = out.tail_mut();
-        write::status_line(status, tail);
+        match head.extensions.get::<write::ReasonPhrase>() {
+            Some(reason) => write::status_line_with(status, reason.as_bytes(), tail),
+            None => write::status_line(status, tail),
+        }
         let fields = write_caller_fields(&head.headers, tail);
         let result = (|| {
             let fields = fields?;

@@ -746,3 +746,47 @@ fn resumed_connection_keeps_counting() {
         "the third request is the last"
     );
 }
+
+// RFC 9112 Appendix C.2.2: an explicit proxy may read Proxy-Connection as the
+// client hop's Connection; others ignore it.
+#[test]
+fn proxy_connection_counts_only_when_asked() {
+    let req = b"GET http://a/ HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n";
+    let mut plain = server();
+    feed(&mut plain, req);
+    assert!(s(&respond(&mut plain, 200, &[], b"")).contains("connection: close"));
+    let mut explicit = server_with(Config {
+        honour_proxy_connection: true,
+        ..Config::default()
+    });
+    feed(&mut explicit, req);
+    assert!(s(&respond(&mut explicit, 200, &[], b"")).contains("connection: keep-alive"));
+    let mut explicit = server_with(Config {
+        honour_proxy_connection: true,
+        ..Config::default()
+    });
+    feed(
+        &mut explicit,
+        b"GET http://a/ HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",
+    );
+    assert!(s(&respond(&mut explicit, 200, &[], b"")).contains("connection: close"));
+}
+
+#[test]
+fn custom_reason_phrase() {
+    let mut srv = server();
+    feed(&mut srv, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n");
+    let mut res = http::Response::new(());
+    res.extensions_mut()
+        .insert(drainpipe_proto::head::write::ReasonPhrase::new("Connection established").unwrap());
+    let (parts, ()) = res.into_parts();
+    let mut out = WriteBuf::new();
+    srv.send_response(&parts, BodySize::Exact(0), &mut out)
+        .unwrap();
+    srv.send_end(None, &mut out).unwrap();
+    assert_eq!(
+        s(&wire(&mut out)),
+        "HTTP/1.1 200 Connection established\r\n\r\n"
+    );
+    assert!(drainpipe_proto::head::write::ReasonPhrase::new("bad\r\nx").is_none());
+}

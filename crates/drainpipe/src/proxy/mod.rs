@@ -22,6 +22,7 @@
 //! connection only; the upstream connection goes back to its pool, and an
 //! upstream close does not close the client's connection.
 
+pub mod explicit;
 mod forward;
 mod tunnel;
 pub mod upstream;
@@ -38,6 +39,7 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
+pub use explicit::{Credentials, ForwardProxy, Policy};
 pub use forward::{request_fields, response_fields, Forwarding};
 pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 
@@ -381,6 +383,24 @@ pub struct ProxyBody {
 enum Kind {
     Upstream(ResponseBody),
     Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// No body.
+    pub(crate) fn empty() -> Self {
+        ProxyBody {
+            inner: Kind::Full(None),
+            _in_flight: None,
+        }
+    }
+
+    /// An upstream's body, streamed.
+    pub(crate) fn upstream(body: ResponseBody) -> Self {
+        ProxyBody {
+            inner: Kind::Upstream(body),
+            _in_flight: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ProxyBody {

@@ -164,6 +164,13 @@ impl Builder {
         self
     }
 
+    /// Reads `Proxy-Connection` as the client's `Connection` (an explicit
+    /// forward proxy's clients send it). Default off.
+    pub fn honour_proxy_connection(mut self, on: bool) -> Self {
+        self.proto().honour_proxy_connection = on;
+        self
+    }
+
     /// Largest request head; beyond it `431`. Default 32 KiB.
     pub fn max_head_bytes(mut self, n: usize) -> Self {
         self.proto().max_head_bytes = n;

@@ -29,6 +29,34 @@ pub fn status_line(status: StatusCode, dst: &mut BytesMut) {
     dst.put_slice(line);
 }
 
+/// A reason phrase to send instead of the status code's canonical one (put it
+/// in a response's extensions), e.g. `200 Connection established`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonPhrase(&'static str);
+
+impl ReasonPhrase {
+    /// A phrase of visible characters, spaces and tabs; `None` otherwise.
+    pub fn new(text: &'static str) -> Option<Self> {
+        text.bytes()
+            .all(|b| b == b'\t' || b == b' ' || (0x21..0x7f).contains(&b))
+            .then_some(ReasonPhrase(text))
+    }
+
+    /// The phrase.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Writes `HTTP/1.1 <code> <reason>\r\n` with a chosen reason phrase.
+pub fn status_line_with(status: StatusCode, reason: &[u8], dst: &mut BytesMut) {
+    dst.put_slice(b"HTTP/1.1 ");
+    dst.put_slice(status.as_str().as_bytes());
+    dst.put_u8(b' ');
+    dst.put_slice(reason);
+    dst.put_slice(b"\r\n");
+}
+
 /// Writes `<method> <target> HTTP/1.x\r\n`.
 pub fn request_line(method: &Method, target: &[u8], version: Version, dst: &mut BytesMut) {
     dst.put_slice(method.as_str().as_bytes());
