@@ -18,11 +18,14 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 
 use crate::error::BodyError;
+use crate::server::ConnInfo;
 
-/// A received body, streamed from the connection.
+/// A received body, streamed from the connection. It also carries the
+/// [`ConnInfo`] of the connection it arrived on.
 pub struct Incoming {
     inner: Option<Arc<Slot>>,
     size: SizeHint,
+    conn: Option<ConnInfo>,
 }
 
 impl fmt::Debug for Incoming {
@@ -73,7 +76,19 @@ impl Incoming {
         Incoming {
             inner: None,
             size: SizeHint::with_exact(0),
+            conn: None,
         }
+    }
+
+    /// The connection the request arrived on (id, the request's number on
+    /// it, the client's address), when a drainpipe server received it.
+    pub fn conn_info(&self) -> Option<ConnInfo> {
+        self.conn
+    }
+
+    pub(crate) fn with_conn(mut self, conn: ConnInfo) -> Self {
+        self.conn = Some(conn);
+        self
     }
 
     /// A body fed through a [`Sender`]; `len` is the length when known.
@@ -87,6 +102,7 @@ impl Incoming {
             Incoming {
                 inner: Some(slot.clone()),
                 size,
+                conn: None,
             },
             Sender { slot },
         )

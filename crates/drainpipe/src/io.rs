@@ -31,13 +31,16 @@ pub(crate) fn poll_read_buf(
     if buf.is_empty() {
         std::task::ready!(stream.poll_read_ready(cx))?;
     }
+    if buf.capacity() == 0 {
+        *buf = pool::take();
+    }
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     match tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf) {
         Poll::Pending => {
             if buf.is_empty() {
-                *buf = BytesMut::new();
+                pool::give(std::mem::take(buf));
             }
             Poll::Pending
         }
@@ -71,7 +74,62 @@ pub(crate) fn poll_write_buf(
     Poll::Ready(Ok(()))
 }
 
+/// Writes what `out` holds without waiting: `Ok(true)` when all of it went
+/// out, `Ok(false)` when the socket is full (the rest needs
+/// [`write_buf`]).
+pub(crate) fn try_write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Result<bool> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = out.chunks_vectored(&mut slices);
+        match stream.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => out.advance(written),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 /// Writes everything in `out`.
 pub(crate) async fn write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Result<()> {
     poll_fn(|cx| poll_write_buf(stream, out, cx)).await
+}
+
+/// Buffers of [`READ_CHUNK`] bytes kept per thread, so connections give theirs
+/// back whenever they go idle without paying an allocation for the next
+/// request.
+pub(crate) mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::READ_CHUNK;
+
+    /// Most buffers kept per thread (`KEEP` × `READ_CHUNK` bytes at most).
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer with room for a read.
+    pub(crate) fn take() -> BytesMut {
+        FREE.with(|f| f.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+    }
+
+    /// Gives an empty buffer back (dropped if the pool is full or it is small).
+    pub(crate) fn give(mut buf: BytesMut) {
+        if buf.capacity() < READ_CHUNK / 2 {
+            return;
+        }
+        buf.clear();
+        FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.len() < KEEP {
+                f.push(buf);
+            }
+        });
+    }
 }

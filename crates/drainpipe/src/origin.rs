@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 
 use crate::body::Incoming;
 use crate::error::BoxError;
-use crate::server::{Abort, ConnInfo};
+use crate::server::Abort;
 
 const HELLO: &[u8] = b"Hello, World!";
 /// Filler for generated bodies: 64 KiB of `x`, sliced, never copied.
@@ -42,14 +42,49 @@ pub struct Origin;
 impl tower_service::Service<Request<Incoming>> for Origin {
     type Response = Response<OriginBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<OriginBody>, Infallible>> + Send>>;
+    type Future = OriginFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        Box::pin(async move { Ok(route(req).await) })
+        // Without a body to read, `/` answers at once: no future to box.
+        let bodiless = http_body::Body::is_end_stream(req.body());
+        if bodiless && req.uri().path() == "/" {
+            return OriginFuture(Some(Ready::Now(Some(text(
+                StatusCode::OK,
+                Bytes::from_static(HELLO),
+            )))));
+        }
+        OriginFuture(Some(Ready::Later(Box::pin(route(req)))))
+    }
+}
+
+/// The origin's response future: ready at once for `/` without a body,
+/// boxed for the rest.
+pub struct OriginFuture(Option<Ready>);
+
+enum Ready {
+    Now(Option<Response<OriginBody>>),
+    Later(Pin<Box<dyn Future<Output = Response<OriginBody>> + Send>>),
+}
+
+impl std::fmt::Debug for OriginFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OriginFuture")
+    }
+}
+
+impl Future for OriginFuture {
+    type Output = Result<Response<OriginBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Some(Ready::Now(res)) => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            Some(Ready::Later(fut)) => fut.as_mut().poll(cx).map(Ok),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -90,7 +125,7 @@ async fn route(req: Request<Incoming>) -> Response<OriginBody> {
             res
         }
         ("conn", None, _) => {
-            let info = req.extensions().get::<ConnInfo>().copied();
+            let info = req.body().conn_info();
             let line = match info {
                 Some(i) => format!("conn={} request={}\n", i.id, i.request),
                 None => "conn=? request=?\n".to_string(),

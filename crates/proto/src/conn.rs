@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, StatusCode, Version};
 
 use crate::config::Config;
@@ -204,14 +204,14 @@ impl Connection {
 
     /// Server: a request head arrived.
     fn request_head(&mut self, head: &Bytes) -> Result<Event, Error> {
-        let req = parse_request(head, &self.config)?;
-        let framing = body_framing(Message::Request, req.version(), req.headers())?;
+        let (req, facts) = parse_request(head, &self.config)?;
+        let framing = body_framing(Message::Request, req.version(), req.headers(), &facts)?;
         self.check_declared_length(framing)?;
-        let mut tokens = ConnectionTokens::of(req.headers());
+        let mut tokens = facts.connection;
         if self.config.honour_proxy_connection {
-            for v in req.headers().get_all("proxy-connection") {
-                tokens.add(v.as_bytes());
-            }
+            let p = facts.proxy_connection;
+            tokens.close |= p.close;
+            tokens.keep_alive |= p.keep_alive;
         }
         self.started = self.started.saturating_add(1);
         let limit_reached = self
@@ -230,8 +230,8 @@ impl Connection {
             method: MethodClass::of(req.method()),
             version: req.version(),
             close,
-            upgrade: tokens.upgrade && req.headers().contains_key(header::UPGRADE),
-            continue_pending: req.version() == Version::HTTP_11 && expects_continue(req.headers()),
+            upgrade: tokens.upgrade && facts.upgrade,
+            continue_pending: req.version() == Version::HTTP_11 && facts.expect_continue,
             request_done: false,
         });
         self.recv = Recv::Body {
@@ -246,7 +246,7 @@ impl Connection {
 
     /// Client: a response head arrived for the oldest request in flight.
     fn response_head(&mut self, head: &Bytes) -> Result<Event, Error> {
-        let res = parse_response(head, &self.config)?;
+        let (res, facts) = parse_response(head, &self.config)?;
         let exchange = *self.exchanges.front().expect("checked by read_head");
         let status = res.status();
         if status == StatusCode::SWITCHING_PROTOCOLS && !exchange.upgrade {
@@ -262,13 +262,17 @@ impl Connection {
             },
             res.version(),
             res.headers(),
+            &facts,
         )?;
         self.check_declared_length(framing)?;
         let switch = status == StatusCode::SWITCHING_PROTOCOLS
             || (exchange.method == MethodClass::Connect && status.is_success());
-        let tokens = ConnectionTokens::of(res.headers());
-        let keep = persist::response_keeps_alive(res.version(), tokens, framing);
-        self.peer_keep_alive = KeepAliveParams::of(res.headers());
+        let keep = persist::response_keeps_alive(res.version(), facts.connection, framing);
+        self.peer_keep_alive = if facts.keep_alive {
+            KeepAliveParams::of(res.headers())
+        } else {
+            KeepAliveParams::default()
+        };
         if !keep || switch {
             self.keep_alive = false;
         }
@@ -514,6 +518,19 @@ impl Connection {
         body: BodySize,
         out: &mut WriteBuf,
     ) -> Result<Framing, Error> {
+        self.send_response_dated(head, body, None, out)
+    }
+
+    /// [`Connection::send_response`], adding `Date: <date>` when the head has
+    /// no `Date` of its own (the driver keeps the current date, formatted once
+    /// a second; RFC 9110 §6.6.1).
+    pub fn send_response_dated(
+        &mut self,
+        head: &response::Parts,
+        body: BodySize,
+        date: Option<&HeaderValue>,
+        out: &mut WriteBuf,
+    ) -> Result<Framing, Error> {
         if self.role != Role::Server {
             return Err(Error::local(ErrorKind::IllegalCall(
                 "send_response on a client connection",
@@ -554,6 +571,9 @@ impl Connection {
         let fields = write_caller_fields(&head.headers, tail);
         let result = (|| {
             let fields = fields?;
+            if let (Some(date), false) = (date, fields.has_date) {
+                write::field(b"date", date.as_bytes(), tail);
+            }
             let bodiless = exchange.method == MethodClass::Head
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED
@@ -849,6 +869,13 @@ impl Connection {
         self.started
     }
 
+    /// Server: whether the request last received may switch protocols (it
+    /// asked to upgrade, or it is CONNECT), so its response may hand the
+    /// connection over.
+    pub fn request_may_switch(&self) -> bool {
+        self.exchanges.back().is_some_and(Exchange::may_switch)
+    }
+
     /// Client: the `Keep-Alive` parameters the last response advertised.
     pub fn peer_keep_alive(&self) -> KeepAliveParams {
         self.peer_keep_alive
@@ -884,6 +911,7 @@ struct CallerFields {
     tokens: ConnectionTokens,
     has_host: bool,
     has_upgrade: bool,
+    has_date: bool,
     expects_continue: bool,
 }
 
@@ -915,6 +943,8 @@ fn write_caller_fields(headers: &HeaderMap, dst: &mut BytesMut) -> Result<Caller
             f.has_host = true;
         } else if *name == header::UPGRADE {
             f.has_upgrade = true;
+        } else if *name == header::DATE {
+            f.has_date = true;
         } else if *name == header::EXPECT {
             f.expects_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
@@ -933,13 +963,6 @@ fn write_framing(framing: Framing, dst: &mut BytesMut) {
         Framing::Chunked => write::field(b"transfer-encoding", b"chunked", dst),
         Framing::None | Framing::UntilClose => {}
     }
-}
-
-fn expects_continue(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::EXPECT)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Methods whose requests are defined to carry content, so an empty body is sent

@@ -83,6 +83,63 @@ impl ConnectionTokens {
     }
 }
 
+/// What the fields of one head say about framing and persistence, gathered
+/// in the one pass that builds the header map (no lookup by name afterwards for
+/// fields that are absent, which in most requests is all of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadFacts {
+    /// `Host` lines.
+    pub hosts: u32,
+    /// The `Connection` tokens.
+    pub connection: ConnectionTokens,
+    /// The `Proxy-Connection` tokens.
+    pub proxy_connection: ConnectionTokens,
+    /// A `Transfer-Encoding` line is present.
+    pub transfer_encoding: bool,
+    /// A `Content-Length` line is present.
+    pub content_length: bool,
+    /// An `Upgrade` line is present.
+    pub upgrade: bool,
+    /// A `Keep-Alive` line is present.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` is present.
+    pub expect_continue: bool,
+}
+
+impl HeadFacts {
+    /// Gathers the facts of `headers` in one pass.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut facts = HeadFacts::default();
+        for (name, value) in headers {
+            facts.note(name, value);
+        }
+        facts
+    }
+
+    /// Notes one field line.
+    pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == header::HOST {
+            self.hosts += 1;
+        } else if *name == header::CONNECTION {
+            self.connection.add(value.as_bytes());
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == header::CONTENT_LENGTH {
+            self.content_length = true;
+        } else if *name == header::UPGRADE {
+            self.upgrade = true;
+        } else if *name == header::EXPECT {
+            self.expect_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        } else {
+            match name.as_str() {
+                "keep-alive" => self.keep_alive = true,
+                "proxy-connection" => self.proxy_connection.add(value.as_bytes()),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The message's `Content-Length`, read across all lines.
 ///
 /// Repeated identical values (`5, 5` or two lines of `5`) are one length

@@ -3,7 +3,7 @@
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind};
-use crate::fields::{self, TransferCoding};
+use crate::fields::{self, HeadFacts, TransferCoding};
 
 /// How a message body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,7 @@ pub fn body_framing(
     message: Message<'_>,
     version: Version,
     headers: &HeaderMap,
+    facts: &HeadFacts,
 ) -> Result<Framing, Error> {
     // 1. A response to HEAD, and any 1xx, 204 or 304 response, ends after its
     //    head whatever its fields say.
@@ -84,8 +85,12 @@ pub fn body_framing(
         }
     }
 
-    let coding = fields::transfer_coding(headers)?;
-    let has_content_length = headers.contains_key(http::header::CONTENT_LENGTH);
+    let coding = if facts.transfer_encoding {
+        fields::transfer_coding(headers)?
+    } else {
+        TransferCoding::Absent
+    };
+    let has_content_length = facts.content_length;
 
     // 3. Transfer-Encoding and Content-Length together: RFC 9112 lets TE win and
     //    requires closing afterwards; drainpipe refuses the message outright.
@@ -110,8 +115,10 @@ pub fn body_framing(
     // 5. An invalid Content-Length (not digits, overflow, differing values) is an
     //    unrecoverable framing error.
     // 6. A valid Content-Length gives the length.
-    if let Some(n) = fields::content_length(headers)? {
-        return Ok(Framing::Length(n));
+    if has_content_length {
+        if let Some(n) = fields::content_length(headers)? {
+            return Ok(Framing::Length(n));
+        }
     }
 
     match message {

@@ -86,6 +86,30 @@ impl WriteBuf {
         }
     }
 
+    /// Takes the storage out when nothing is waiting, for a driver that keeps
+    /// buffers in a pool (so an idle connection holds none and a busy one does
+    /// not allocate for each response).
+    pub fn take_storage(&mut self) -> Option<BytesMut> {
+        if !self.is_empty() || self.tail.capacity() == 0 {
+            return None;
+        }
+        self.queue = VecDeque::new();
+        Some(std::mem::take(&mut self.tail))
+    }
+
+    /// Gives storage to a buffer that has none (it is cleared first).
+    pub fn give_storage(&mut self, mut storage: BytesMut) {
+        if self.tail.capacity() == 0 && self.tail.is_empty() {
+            storage.clear();
+            self.tail = storage;
+        }
+    }
+
+    /// Bytes the contiguous tail can take before it grows.
+    pub fn spare_capacity(&self) -> usize {
+        self.tail.capacity() - self.tail.len()
+    }
+
     /// Drops everything waiting.
     pub fn clear(&mut self) {
         self.queue.clear();

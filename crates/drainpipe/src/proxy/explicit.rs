@@ -36,7 +36,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use super::{forward, plain, Forwarding, ProxyBody};
 use crate::body::Incoming;
 use crate::client::{Client, Failure, Origin, RequestBody};
-use crate::server::ConnInfo;
 use crate::upgrade::{on_upgrade, tunnel, Upgraded};
 
 /// Where an explicit proxy may take its clients.
@@ -278,7 +277,7 @@ impl ForwardProxy {
         addr: SocketAddr,
     ) -> Response<ProxyBody> {
         let received = req.version();
-        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+        let peer = req.body().conn_info().map(|c| c.peer);
         let (mut head, body) = req.into_parts();
         forward::request_fields(
             &mut head.headers,

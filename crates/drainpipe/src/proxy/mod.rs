@@ -46,7 +46,6 @@ pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 use crate::body::Incoming;
 use crate::client::{retry, Client, Failure, RequestBody, ResponseBody};
 use crate::error::Error;
-use crate::server::ConnInfo;
 use upstream::InFlight;
 
 /// A route: requests for `host` (any host when `None`) whose path starts with
@@ -213,7 +212,7 @@ impl Proxy {
         };
         let group = route.group.clone();
         let received = req.version();
-        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+        let peer = req.body().conn_info().map(|c| c.peer);
         let on_upgrade = crate::upgrade::on_upgrade(&mut req);
         let (mut head, body) = req.into_parts();
         let tunnel = on_upgrade.is_some() && head.method != http::Method::CONNECT;

@@ -3,9 +3,9 @@
 //!
 //! The loop, in order:
 //! 1. pull events from `proto::Connection`;
-//! 2. a request → [`Driver::exchange`] (boxed, so an idle connection's task
-//!    stays small): call the handler while feeding it the request body on
-//!    demand, then stream the response into the outgoing queue;
+//! 2. a request → [`Driver::exchange`]: call the handler while feeding it the
+//!    request body on demand, then stream the response into the outgoing
+//!    queue;
 //! 3. need-data → write what is queued (pipelined responses leave together, at
 //!    most `max_batch` per write), then read with the timeout that applies:
 //!    head (from the first byte; 408), idle (silent close), body;
@@ -29,13 +29,14 @@ use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::drain::{CloseReason, InState, Phase, Shared};
 use super::park::{Parker, Resume};
 use super::{date, Abort, ConnInfo};
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
-use crate::io::{poll_read_buf, poll_write_buf, read_buf, write_buf};
+use crate::io::{poll_read_buf, poll_write_buf, pool, read_buf, try_write_buf, write_buf};
 use crate::sock;
 use crate::upgrade::{OnUpgrade, Pending, Upgraded};
 
@@ -103,15 +104,16 @@ where
         aborted: false,
         body_error: None,
         upgrade: None,
+        timer: Box::pin(sleep_until(Instant::now() + shared.config.head_timeout)),
+        drain_wait: None,
         can_park: parker.is_some(),
     };
     if !fresh {
         // Resumed from the parker because bytes arrived: a head is starting.
         driver.head_deadline = Some(Instant::now() + shared.config.head_timeout);
     }
-    let mut phase = shared.subscribe();
     let stop = tokio::select! {
-        stop = driver.serve(&mut phase) => stop,
+        stop = driver.serve() => stop,
         () = wait_for_cut(&mut cut) => Stop::Close(CloseReason::Cut),
     };
     let reason = match stop {
@@ -172,18 +174,6 @@ where
     Exit::Closed(reason)
 }
 
-/// When a connection with nothing in flight closes in the current phase:
-/// never while running or closing (`drain_delay`: it may still carry a request,
-/// whose response says close), at its spread moment once draining, at once
-/// when cut.
-fn drain_moment(phase: &mut watch::Receiver<Phase>, id: u64, spread: Duration) -> Option<Instant> {
-    match *phase.borrow_and_update() {
-        Phase::Running | Phase::Closing => None,
-        Phase::Draining => Some(Instant::now() + spread_delay(id, spread)),
-        Phase::Cut => Some(Instant::now()),
-    }
-}
-
 /// A delay in `[0, spread)` picked from a connection's id (scrambled, so
 /// neighbouring ids land far apart).
 pub(crate) fn spread_delay(id: u64, spread: Duration) -> Duration {
@@ -219,6 +209,10 @@ struct Driver<'a, S> {
     body_error: Option<proto::Error>,
     /// Where the connection goes if the current request switches protocols.
     upgrade: Option<Pending>,
+    /// The connection's one timer (head, idle, body deadlines; parking).
+    timer: Pin<Box<Sleep>>,
+    /// Resolves when a drain begins (registered once, kept across reads).
+    drain_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// Feeds one request body to its handler.
@@ -236,7 +230,7 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    async fn serve(&mut self, phase: &mut watch::Receiver<Phase>) -> Stop {
+    async fn serve(&mut self) -> Stop {
         loop {
             match self.conn.next_event() {
                 Ok(Event::Request { head, body }) => {
@@ -244,7 +238,7 @@ where
                     self.head_deadline = None;
                     let exchanged = {
                         let _writing = InState::enter(&self.shared.stats.writing);
-                        Box::pin(self.exchange(head, body)).await
+                        self.exchange(head, body).await
                     };
                     if let Err(reason) = exchanged {
                         return reason.into();
@@ -274,7 +268,7 @@ where
                         // (an unread body) is discarded by the graceful close.
                         return self.close_reason().into();
                     }
-                    if let Err(stop) = self.read_more(phase).await {
+                    if let Err(stop) = self.read_more().await {
                         return stop;
                     }
                 }
@@ -315,7 +309,7 @@ where
     /// Waits for more input with the timeout that applies, or for a drain
     /// while nothing is in flight. An idle connection that stays quiet for
     /// `park_after` is parked instead (when the deadline is further away).
-    async fn read_more(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<(), Stop> {
+    async fn read_more(&mut self) -> Result<(), Stop> {
         let config = &self.shared.config;
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
@@ -349,8 +343,17 @@ where
         };
         let can_drain = self.conn.in_flight() == 0;
         if idle {
+            // An idle connection holds no buffer: both go back to the pool.
+            let recv = std::mem::take(self.conn.recv_buf());
+            pool::give(recv);
             self.conn.release_buffers();
-            self.out.release();
+            if let Some(storage) = self.out.take_storage() {
+                pool::give(storage);
+            }
+        }
+        if can_drain && self.drain_wait.is_none() {
+            let token = self.shared.draining.clone();
+            self.drain_wait = Some(Box::pin(token.cancelled_owned()));
         }
         let state = InState::enter(if idle {
             &self.shared.stats.idle
@@ -359,35 +362,42 @@ where
         });
         let spread = config.drain_spread;
         let id = self.resume.id;
-        let Driver { stream, conn, .. } = self;
+        let Driver {
+            stream,
+            conn,
+            timer,
+            drain_wait,
+            ..
+        } = self;
         // A drain closes a connection with nothing in flight at a moment spread
         // over the drain window, so its clients do not all reconnect at once.
-        let mut drain_at = if can_drain {
-            drain_moment(phase, id, spread)
-        } else {
-            None
-        };
+        let mut drain_at: Option<Instant> = None;
         let result = loop {
             let wake = [Some(deadline), park_at, drain_at]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(deadline);
+            // One timer per connection, moved rather than re-created: pushing
+            // its deadline later is a single atomic store.
+            timer.as_mut().reset(wake);
+            let draining = async {
+                if let Some(wait) = drain_wait.as_mut() {
+                    wait.as_mut().await;
+                }
+            };
             tokio::select! {
                 biased;
                 read = read_buf(stream, conn.recv_buf()) => break Ok(read),
-                () = sleep_until(wake) => {
+                () = timer.as_mut() => {
                     break if drain_at.is_some_and(|at| at <= wake) {
                         Ok(Ok(usize::MAX))
                     } else {
                         Err(park_at.is_some_and(|at| at <= wake))
                     };
                 }
-                changed = phase.changed(), if can_drain && drain_at.is_none() => {
-                    if changed.is_err() {
-                        break Ok(Ok(usize::MAX));
-                    }
-                    drain_at = drain_moment(phase, id, spread);
+                () = draining, if can_drain && drain_at.is_none() => {
+                    drain_at = Some(Instant::now() + spread_delay(id, spread));
                 }
             }
         };
@@ -441,6 +451,12 @@ where
             .stats
             .bytes_out
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        // Most writes complete at once: a timer only when the socket is full.
+        match try_write_buf(&self.stream, &mut self.out) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) => return Err(CloseReason::Io),
+        }
         match tokio::time::timeout(
             self.shared.config.write_timeout,
             write_buf(&self.stream, &mut self.out),
@@ -470,6 +486,12 @@ where
             let _ = self.conn.next_event();
             (Incoming::empty(), None)
         };
+        let info = ConnInfo {
+            id: self.resume.id,
+            request: self.conn.requests_started(),
+            peer: self.resume.peer,
+        };
+        let body = body.with_conn(info);
         let access = self.shared.config.access_log.then(|| {
             (
                 head.method().clone(),
@@ -478,18 +500,16 @@ where
             )
         });
         let mut req = head.map(|()| body);
-        if may_switch(&req) {
+        if self.conn.request_may_switch() {
             let (on_upgrade, pending) = OnUpgrade::pair();
             req.extensions_mut().insert(on_upgrade);
             self.upgrade = Some(pending);
         } else {
             self.upgrade = None;
         }
-        req.extensions_mut().insert(ConnInfo {
-            id: self.resume.id,
-            request: self.conn.requests_started(),
-            peer: self.resume.peer,
-        });
+        if self.shared.config.conn_info_extension {
+            req.extensions_mut().insert(info);
+        }
 
         if let Err(e) = poll_fn(|cx| self.service.poll_ready(cx)).await {
             tracing::error!(error = %e.into(), "service not ready");
@@ -540,14 +560,11 @@ where
             }
             return Err(CloseReason::ProtocolError);
         }
-        let (mut parts, body) = res.into_parts();
+        let (parts, body) = res.into_parts();
         if parts.extensions.get::<Abort>().is_some() {
             self.aborted = true;
             self.out.clear();
             return Err(CloseReason::HandlerError);
-        }
-        if !parts.headers.contains_key(DATE) {
-            parts.headers.insert(DATE, date::now());
         }
         if self.shared.is_draining() {
             self.conn.close_after_current();
@@ -557,7 +574,14 @@ where
             .size_hint()
             .exact()
             .map_or(BodySize::Unknown, BodySize::Exact);
-        let framing = match self.conn.send_response(&parts, size, &mut self.out) {
+        let date = date::now();
+        if self.out.is_empty() && self.out.spare_capacity() == 0 {
+            self.out.give_storage(pool::take());
+        }
+        let framing = match self
+            .conn
+            .send_response_dated(&parts, size, Some(&date), &mut self.out)
+        {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "handler response refused");
@@ -740,14 +764,6 @@ where
             let _ = self.conn.send_end(None, &mut self.out);
         }
     }
-}
-
-/// Whether a request may switch protocols: `upgrade` named in `Connection`
-/// with an `Upgrade` field, or CONNECT.
-fn may_switch<B>(req: &Request<B>) -> bool {
-    req.method() == http::Method::CONNECT
-        || (req.headers().contains_key(http::header::UPGRADE)
-            && proto::ConnectionTokens::of(req.headers()).upgrade)
 }
 
 /// Polls with a panic caught: `Err(())` if `f` panicked.

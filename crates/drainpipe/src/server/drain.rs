@@ -210,6 +210,8 @@ pub(crate) struct Shared {
     drained_cut: AtomicUsize,
     all_closed: Notify,
     next_conn_id: AtomicU64,
+    /// Cancelled when the `Draining` phase begins (connections wait on it).
+    pub(crate) draining: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -223,6 +225,7 @@ impl Shared {
             drained_cut: AtomicUsize::new(0),
             all_closed: Notify::new(),
             next_conn_id: AtomicU64::new(1),
+            draining: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -290,6 +293,7 @@ impl Shared {
         let open_at_start = self.active.load(Ordering::Acquire);
         self.stats.draining.store(true, Ordering::Relaxed);
         self.phase.send_replace(Phase::Draining);
+        self.draining.cancel();
         let wait_all = async {
             loop {
                 let notified = self.all_closed.notified();

@@ -73,6 +73,7 @@ pub struct Config {
     pub(crate) drain_delay: Duration,
     pub(crate) drain_spread: Duration,
     pub(crate) access_log: bool,
+    pub(crate) conn_info_extension: bool,
     pub(crate) linger: Linger,
     pub(crate) max_batch: usize,
     pub(crate) park_after: Option<Duration>,
@@ -98,6 +99,7 @@ impl Default for Config {
             drain_delay: Duration::ZERO,
             drain_spread: Duration::ZERO,
             access_log: false,
+            conn_info_extension: false,
             linger: Linger::default(),
             max_batch: 16,
             park_after: Some(Duration::from_secs(1)),
@@ -240,6 +242,15 @@ impl Builder {
         self
     }
 
+    /// Also puts each request's [`ConnInfo`] in its extensions (it is always
+    /// available from the body, [`Incoming::conn_info`]; the extension is for
+    /// frameworks that replace the body type, like axum). Off by default: it
+    /// costs an allocation per request.
+    pub fn conn_info_extension(mut self, on: bool) -> Self {
+        self.config.conn_info_extension = on;
+        self
+    }
+
     /// How a closing connection lingers (see [`Linger`]).
     pub fn linger(mut self, linger: Linger) -> Self {
         self.config.linger = linger;
@@ -323,8 +334,9 @@ impl Server {
     }
 }
 
-/// Facts about the connection a request arrived on, found in every request's
-/// extensions.
+/// Facts about the connection a request arrived on: from the request body
+/// ([`Incoming::conn_info`]), or the request's extensions when
+/// [`Builder::conn_info_extension`] is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnInfo {
     /// The connection's id, unique within the process.

@@ -17,11 +17,12 @@
 use std::mem::MaybeUninit;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::config::{Config, FIELDS_CAP};
 use crate::error::{Error, ErrorKind};
+use crate::fields::HeadFacts;
 
 /// Looks for the end of a head (the byte after its empty line) in `buf`.
 ///
@@ -68,7 +69,7 @@ pub fn check_incomplete_head(buf: &[u8], is_request: bool, config: &Config) -> R
 }
 
 /// Parses a complete request head (as delimited by [`find_head_end`]).
-pub fn parse_request(head: &Bytes, config: &Config) -> Result<Request<()>, Error> {
+pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, HeadFacts), Error> {
     if head.len() > config.max_head_bytes {
         return Err(Error::remote(ErrorKind::HeadTooLarge {
             limit: config.max_head_bytes,
@@ -105,19 +106,19 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<Request<()>, Error
     } else {
         Version::HTTP_10
     };
-    let headers = to_header_map(head, parsed.headers)?;
-    check_host(&headers, version)?;
+    let (headers, facts) = to_header_map(head, parsed.headers)?;
+    check_host(facts.hosts, version)?;
 
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
-    Ok(req)
+    Ok((req, facts))
 }
 
 /// Parses a complete response head (as delimited by [`find_head_end`]).
-pub fn parse_response(head: &Bytes, config: &Config) -> Result<Response<()>, Error> {
+pub fn parse_response(head: &Bytes, config: &Config) -> Result<(Response<()>, HeadFacts), Error> {
     if head.len() > config.max_head_bytes {
         return Err(Error::remote(ErrorKind::HeadTooLarge {
             limit: config.max_head_bytes,
@@ -140,12 +141,12 @@ pub fn parse_response(head: &Bytes, config: &Config) -> Result<Response<()>, Err
     } else {
         Version::HTTP_10
     };
-    let headers = to_header_map(head, parsed.headers)?;
+    let (headers, facts) = to_header_map(head, parsed.headers)?;
     let mut res = Response::new(());
     *res.status_mut() = status;
     *res.version_mut() = version;
     *res.headers_mut() = headers;
-    Ok(res)
+    Ok((res, facts))
 }
 
 /// Parses a field block (a trailer section) ending in an empty line.
@@ -153,30 +154,37 @@ pub fn parse_fields(block: &Bytes, max_fields: usize) -> Result<HeaderMap, Error
     let max_fields = max_fields.min(FIELDS_CAP);
     let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
     match httparse::parse_headers(block, &mut slots[..max_fields]) {
-        Ok(httparse::Status::Complete((_, fields))) => to_header_map(block, fields),
+        Ok(httparse::Status::Complete((_, fields))) => {
+            to_header_map(block, fields).map(|(map, _)| map)
+        }
         Ok(httparse::Status::Partial) => Err(Error::remote(ErrorKind::BadFieldName)),
         Err(e) => Err(Error::remote(map_httparse(e, block, max_fields))),
     }
 }
 
-fn to_header_map(head: &Bytes, fields: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
+/// Builds the header map and gathers the [`HeadFacts`] in the same pass.
+fn to_header_map(
+    head: &Bytes,
+    fields: &[httparse::Header<'_>],
+) -> Result<(HeaderMap, HeadFacts), Error> {
     let mut map = HeaderMap::with_capacity(fields.len());
+    let mut facts = HeadFacts::default();
     for field in fields {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| Error::remote(ErrorKind::BadFieldName))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| Error::remote(ErrorKind::BadFieldValue))?;
+        facts.note(&name, &value);
         map.append(name, value);
     }
-    Ok(map)
+    Ok((map, facts))
 }
 
 /// RFC 9112 §3.2: exactly one `Host` in a request; HTTP/1.1 requires it.
-fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Error> {
-    let mut hosts = headers.get_all(HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (None, _) if version == Version::HTTP_11 => Err(Error::remote(ErrorKind::MissingHost)),
-        (Some(_), Some(_)) => Err(Error::remote(ErrorKind::DuplicateHost)),
+fn check_host(hosts: u32, version: Version) -> Result<(), Error> {
+    match hosts {
+        0 if version == Version::HTTP_11 => Err(Error::remote(ErrorKind::MissingHost)),
+        2.. => Err(Error::remote(ErrorKind::DuplicateHost)),
         _ => Ok(()),
     }
 }
