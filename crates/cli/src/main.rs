@@ -1,6 +1,7 @@
 //! The `drainpipe` binary: parses arguments, sets up logging and the runtime,
 //! and hands over to the library. No logic lives here.
 
+mod alloc;
 mod args;
 mod bench;
 mod config;
@@ -13,11 +14,6 @@ use clap::Parser;
 
 use args::{Args, Command};
 use config::Config;
-
-/// mimalloc: faster than glibc's malloc for the many small, short-lived
-/// allocations of request handling, and it gives freed pages back to the system.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The repository's default configuration, run when no command is given.
 const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
@@ -70,6 +66,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        alloc::spawn_housekeeping();
         match args.command {
             Some(Command::Origin {
                 listen,

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 /// Most iovecs handed to one `writev`.
-const MAX_IOVECS: usize = 64;
+const MAX_IOVECS: usize = 32;
 
 /// Reads once into `buf`: the count read, 0 at EOF.
 ///

@@ -345,10 +345,32 @@ impl HopByHop {
 
 /// Removes every hop-by-hop field from `headers` (see [`HopByHop`]), returning
 /// the `Connection` tokens it held so the caller can still act on them.
+///
+/// One pass over the fields finds which hop-by-hop names are present; only
+/// those are removed (most messages carry none, so nothing is hashed).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> ConnectionTokens {
-    let tokens = ConnectionTokens::of(headers);
-    let set = HopByHop::of(headers);
-    for name in FIXED_HOP_BY_HOP.iter().chain(set.named()) {
+    let mut present: Vec<HeaderName> = Vec::new();
+    let mut tokens = ConnectionTokens::default();
+    let mut names_listed = false;
+    for (name, value) in headers.iter() {
+        if *name == header::CONNECTION {
+            tokens.add(value.as_bytes());
+            names_listed = true;
+        } else if name.as_str() == "proxy-connection" {
+            names_listed = true;
+        }
+        if FIXED_HOP_BY_HOP.contains(name) && !present.contains(name) {
+            present.push(name.clone());
+        }
+    }
+    if names_listed {
+        for name in HopByHop::of(headers).named() {
+            if !present.contains(name) {
+                present.push(name.clone());
+            }
+        }
+    }
+    for name in &present {
         headers.remove(name);
     }
     tokens

@@ -55,7 +55,8 @@ pub fn request_fields(
     add_via(headers, forwarding, received);
     if forwarding.x_forwarded {
         if let Some(peer) = peer {
-            append_list(headers, X_FORWARDED_FOR, &peer.ip().to_string());
+            let mut buf = [0u8; 48];
+            append_list(headers, X_FORWARDED_FOR, &[ip_text(peer.ip(), &mut buf)]);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if let Some(host) = headers.get(header::HOST).cloned() {
@@ -84,24 +85,63 @@ pub fn response_fields(
 
 fn add_via(headers: &mut HeaderMap, forwarding: &Forwarding, received: Version) {
     if let Some(name) = &forwarding.via {
-        let version = if received == Version::HTTP_10 {
-            "1.0"
+        let version: &[u8] = if received == Version::HTTP_10 {
+            b"1.0 "
         } else {
-            "1.1"
+            b"1.1 "
         };
-        append_list(headers, header::VIA, &format!("{version} {name}"));
+        append_list(headers, header::VIA, &[version, name.as_bytes()]);
     }
 }
 
-/// Appends `item` to a comma-separated list field (one line).
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {item}"),
-        _ => item.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+/// Appends an item (given in parts) to a comma-separated list field, on one
+/// line; no formatting machinery, one small copy.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &[&[u8]]) {
+    let mut value = Vec::with_capacity(64);
+    if let Some(existing) = headers.get(&name).filter(|v| !v.is_empty()) {
+        value.extend_from_slice(existing.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    for part in item {
+        value.extend_from_slice(part);
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     }
+}
+
+/// An IP address as text, written into a stack buffer (IPv4 by hand: it is on
+/// every forwarded request).
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    let n = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            n
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        }
+    };
+    &buf[..n]
 }
 
 #[cfg(test)]
@@ -185,6 +225,22 @@ mod tests {
         assert_eq!(r["upgrade"], "websocket");
         assert!(!r.contains_key("connection"));
         assert_eq!(r["via"], "1.1 drainpipe");
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.3.255",
+            "192.168.100.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 48];
+            assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

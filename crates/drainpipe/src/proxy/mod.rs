@@ -225,11 +225,6 @@ impl Proxy {
         );
         head.version = http::Version::HTTP_11;
         let idempotent = retry::is_idempotent(&head.method, &head.headers);
-        let path = head
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
 
         let mut body = RequestBody::stream(body);
         let mut spare = if idempotent { body.try_clone() } else { None };
@@ -251,11 +246,8 @@ impl Proxy {
             tried.push(index);
             let upstream = in_flight.upstream().clone();
             let origin = upstream.origin().clone();
-            let uri = format!("http://{origin}{path}");
-            match uri.parse() {
-                Ok(uri) => head.uri = uri,
-                Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target"),
-            }
+            // The request goes to `origin` as is: its target is written in
+            // origin-form from the URI's path and query.
             if !self.inner.preserve_host || !head.headers.contains_key(HOST) {
                 if let Ok(v) = HeaderValue::from_str(&origin.to_string()) {
                     head.headers.insert(HOST, v);

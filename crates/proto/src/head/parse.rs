@@ -125,8 +125,26 @@ pub fn parse_response(head: &Bytes, config: &Config) -> Result<(Response<()>, He
         }));
     }
     let max_fields = config.max_fields.min(FIELDS_CAP);
-    let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
-    let mut parsed = httparse::Response::new(&mut slots[..max_fields]);
+    // httparse wants initialised slots for responses: size them to the head
+    // (most responses have a handful of fields) instead of clearing 128.
+    if memchr::memchr_iter(b'\n', head).count() <= SMALL_HEAD {
+        let mut slots = [httparse::EMPTY_HEADER; SMALL_HEAD];
+        response_in(head, &mut slots[..max_fields.min(SMALL_HEAD)], max_fields)
+    } else {
+        let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
+        response_in(head, &mut slots[..max_fields], max_fields)
+    }
+}
+
+/// Field lines a head may have for the small slot array.
+const SMALL_HEAD: usize = 16;
+
+fn response_in<'h>(
+    head: &'h Bytes,
+    slots: &mut [httparse::Header<'h>],
+    max_fields: usize,
+) -> Result<(Response<()>, HeadFacts), Error> {
+    let mut parsed = httparse::Response::new(slots);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Error::remote(ErrorKind::BadStartLine)),
@@ -167,7 +185,9 @@ fn to_header_map(
     head: &Bytes,
     fields: &[httparse::Header<'_>],
 ) -> Result<(HeaderMap, HeadFacts), Error> {
-    let mut map = HeaderMap::with_capacity(fields.len());
+    // Room for a few more: a proxy adds Via and X-Forwarded-* without a
+    // rehash.
+    let mut map = HeaderMap::with_capacity(fields.len() + 4);
     let mut facts = HeadFacts::default();
     for field in fields {
         let name = HeaderName::from_bytes(field.name.as_bytes())
