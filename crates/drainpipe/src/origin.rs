@@ -90,9 +90,10 @@ impl Future for OriginFuture {
 
 async fn route(req: Request<Incoming>) -> Response<OriginBody> {
     let path = req.uri().path();
-    let (first, arg) = match path[1..].split_once('/') {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (first, arg) = match path.split_once('/') {
         Some((first, arg)) => (first, Some(arg)),
-        None => (&path[1..], None),
+        None => (path, None),
     };
     let number = arg.and_then(|a| a.parse::<u64>().ok());
     match (first, arg, number) {

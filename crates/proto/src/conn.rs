@@ -403,7 +403,16 @@ impl Connection {
 
         let mark = out.tail_len();
         let tail = out.tail_mut();
-        write::request_line(&head.method, target.as_bytes(), version, tail);
+        // RFC 9112 §3.2.1: an empty path is sent as "/".
+        let slash = !is_connect && target != "*" && !target.starts_with('/');
+        if slash {
+            let mut with_slash = String::with_capacity(target.len() + 1);
+            with_slash.push('/');
+            with_slash.push_str(target);
+            write::request_line(&head.method, with_slash.as_bytes(), version, tail);
+        } else {
+            write::request_line(&head.method, target.as_bytes(), version, tail);
+        }
         let fields = write_caller_fields(&head.headers, tail);
         let result = (|| {
             let fields = fields?;
@@ -921,15 +930,19 @@ fn write_caller_fields(headers: &HeaderMap, dst: &mut BytesMut) -> Result<Caller
     let mut f = CallerFields::default();
     for (name, value) in headers {
         if *name == header::CONTENT_LENGTH {
-            let n = fields::parse_decimal(value.as_bytes()).ok_or(Error::local(
-                ErrorKind::IllegalCall("an invalid Content-Length field"),
-            ))?;
-            if f.content_length.is_some_and(|m| m != n) {
-                return Err(Error::local(ErrorKind::IllegalCall(
-                    "conflicting Content-Length fields",
-                )));
+            // A list of identical values is one length (RFC 9110 §8.6); what
+            // goes out is the single value the connection writes itself.
+            for element in value.as_bytes().split(|&b| b == b',') {
+                let n = fields::parse_decimal(fields::trim(element)).ok_or(Error::local(
+                    ErrorKind::IllegalCall("an invalid Content-Length field"),
+                ))?;
+                if f.content_length.is_some_and(|m| m != n) {
+                    return Err(Error::local(ErrorKind::IllegalCall(
+                        "conflicting Content-Length fields",
+                    )));
+                }
+                f.content_length = Some(n);
             }
-            f.content_length = Some(n);
             continue;
         }
         if *name == header::CONNECTION {

@@ -45,7 +45,9 @@ pub enum ErrorKind {
     BadStartLine,
     /// The method is not a valid token (400).
     BadMethod,
-    /// The request target is not a valid URI (400).
+    /// The request target is not a valid URI, or not of a form the method
+    /// allows: authority-form is for CONNECT only, asterisk-form for OPTIONS
+    /// only (RFC 9112 §3.2) (400).
     BadTarget,
     /// An HTTP version other than 1.0 and 1.1 (505).
     UnsupportedVersion,
@@ -62,6 +64,8 @@ pub enum ErrorKind {
     MissingHost,
     /// A request with more than one `Host` field (RFC 9112 §3.2) (400).
     DuplicateHost,
+    /// A `Host` value that is not `uri-host [ ":" port ]` (RFC 9112 §3.2) (400).
+    BadHost,
     /// `Content-Length` is not a decimal number, overflows, or its values differ
     /// (RFC 9112 §6.3 step 5) (400).
     BadContentLength,
@@ -168,6 +172,7 @@ impl fmt::Display for ErrorKind {
             ObsFold => f.write_str("obsolete line folding in a field"),
             MissingHost => f.write_str("HTTP/1.1 request without Host"),
             DuplicateHost => f.write_str("more than one Host field"),
+            BadHost => f.write_str("invalid Host value"),
             BadContentLength => f.write_str("invalid or conflicting Content-Length"),
             ContentLengthAndTransferEncoding => {
                 f.write_str("both Content-Length and Transfer-Encoding")

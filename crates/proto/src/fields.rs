@@ -33,6 +33,11 @@ pub fn all_elements<'a>(
         .flat_map(|v| list_elements(v.as_bytes()))
 }
 
+/// `s` without leading and trailing spaces and tabs (optional whitespace).
+pub fn trim(s: &[u8]) -> &[u8] {
+    trim_ows(s)
+}
+
 fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -104,6 +109,8 @@ pub struct HeadFacts {
     pub keep_alive: bool,
     /// `Expect: 100-continue` is present.
     pub expect_continue: bool,
+    /// A `Host` value is not `uri-host [ ":" port ]`.
+    pub bad_host: bool,
 }
 
 impl HeadFacts {
@@ -120,6 +127,7 @@ impl HeadFacts {
     pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         if *name == header::HOST {
             self.hosts += 1;
+            self.bad_host |= !valid_host(value.as_bytes());
         } else if *name == header::CONNECTION {
             self.connection.add(value.as_bytes());
         } else if *name == header::TRANSFER_ENCODING {
@@ -138,6 +146,40 @@ impl HeadFacts {
             }
         }
     }
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986
+/// §3.2.2): a registered name or IPv4 address of unreserved, percent-encoded
+/// and sub-delimiter characters, or a bracketed IP literal, then optional
+/// digits after one colon. Empty is allowed (a target without authority).
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.vV-_~!$&'()*+,;=".contains(b))
+        {
+            return false;
+        }
+        match &rest[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&b""[..], port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &b""[..]),
+        }
+    };
+    port.iter().all(u8::is_ascii_digit)
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
 }
 
 /// The message's `Content-Length`, read across all lines.
@@ -478,6 +520,29 @@ mod tests {
             te(&[" , "]).unwrap_err().kind(),
             &ErrorKind::BadTransferEncoding
         );
+    }
+
+    // RFC 9112 §3.2 / RFC 3986 §3.2.2.
+    #[test]
+    fn host_values() {
+        for good in [
+            "a",
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:80",
+            "",
+            "a-b_c~d%20",
+            "host:",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "a b", "a/b", "a@b", "a:b:c", "a:b", "[::1", "[]", "[::1]x", "a?b", "a#b", "\t",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

@@ -268,6 +268,30 @@ fn head_strictness_table() {
             400,
         ),
         (
+            "RFC 9112 §3.2.3: authority-form only with CONNECT",
+            "GET example.com:80 HTTP/1.1\r\nHost: example.com\r\n\r\n".into(),
+            ErrorKind::BadTarget,
+            400,
+        ),
+        (
+            "RFC 9112 §3.2.3: CONNECT only with authority-form",
+            "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n".into(),
+            ErrorKind::BadTarget,
+            400,
+        ),
+        (
+            "RFC 9112 §3.2.4: asterisk-form only with OPTIONS",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n".into(),
+            ErrorKind::BadTarget,
+            400,
+        ),
+        (
+            "RFC 9112 §3.2: Host must be uri-host [\":\" port]",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n".into(),
+            ErrorKind::BadHost,
+            400,
+        ),
+        (
             "RFC 9110 §9.1: method must be a token",
             "G(T / HTTP/1.1\r\nHost: a\r\n\r\n".into(),
             ErrorKind::BadMethod,
@@ -277,6 +301,18 @@ fn head_strictness_table() {
     for (rule, raw, kind, status) in rows {
         let got = request_framing(&raw);
         assert_eq!(got, Err((kind, status)), "{rule}");
+    }
+}
+
+#[test]
+fn valid_target_forms_are_accepted() {
+    for raw in [
+        "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        "GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /x?y HTTP/1.1\r\nHost: a:8080\r\n\r\n",
+    ] {
+        assert_eq!(request_framing(raw), Ok(Framing::None), "{raw:?}");
     }
 }
 

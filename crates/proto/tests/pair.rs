@@ -790,3 +790,22 @@ fn custom_reason_phrase() {
     );
     assert!(drainpipe_proto::head::write::ReasonPhrase::new("bad\r\nx").is_none());
 }
+
+// RFC 9112 §3.2.1: an empty path goes out as "/"; RFC 9110 §8.6: a caller's
+// list of identical Content-Length values is one length.
+#[test]
+fn client_normalises_path_and_content_length_list() {
+    let mut c = client();
+    let bytes = request(&mut c, get("http://a?q=1"));
+    assert_eq!(s(&bytes), "GET /?q=1 HTTP/1.1\r\nhost: a\r\n\r\n");
+    let mut c = client();
+    let req = http::Request::post("http://a/")
+        .header("content-length", "5, 5")
+        .body(&b"hello"[..])
+        .unwrap();
+    let bytes = request(&mut c, req);
+    assert_eq!(
+        s(&bytes),
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello"
+    );
+}

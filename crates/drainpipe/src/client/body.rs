@@ -3,6 +3,7 @@
 //! until its end, then gives it back to the pool).
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -130,6 +131,10 @@ impl From<Vec<u8>> for RequestBody {
 pub struct ResponseBody {
     pub(crate) checkout: Option<Checkout>,
     pub(crate) size: SizeHint,
+    /// Longest wait for the next piece of the body (the client's response
+    /// timeout); the timer is armed while waiting.
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    pub(crate) timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
@@ -137,6 +142,8 @@ impl ResponseBody {
         ResponseBody {
             checkout: None,
             size: SizeHint::with_exact(0),
+            idle_timeout: None,
+            timer: None,
         }
     }
 }
@@ -161,7 +168,25 @@ impl Body for ResponseBody {
         let Some(checkout) = this.checkout.as_mut() else {
             return Poll::Ready(None);
         };
-        match std::task::ready!(checkout.conn_mut().poll_body(cx)) {
+        let polled = checkout.conn_mut().poll_body(cx);
+        let Poll::Ready(polled) = polled else {
+            if let Some(limit) = this.idle_timeout {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    // The upstream stalled mid-body: the connection is dropped
+                    // and the body ends in an error, never cleanly.
+                    this.checkout = None;
+                    return Poll::Ready(Some(Err(Error::new(crate::error::Kind::Timeout(
+                        "response body read",
+                    )))));
+                }
+            }
+            return Poll::Pending;
+        };
+        this.timer = None;
+        match polled {
             Ok(Some(BodyFrame::Data(data))) => {
                 let n = data.len() as u64;
                 match this.size.upper() {

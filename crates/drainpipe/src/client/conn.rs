@@ -104,6 +104,11 @@ impl Conn {
             BodyKind::Empty => {}
             BodyKind::Full(bytes) => self.data(bytes)?,
             BodyKind::Stream(mut stream) => {
+                // Request buffering, bounded: the head and the body's first
+                // 64 KiB (all of it, if smaller) go out only once they have
+                // arrived, so a body that breaks its framing early (a smuggling
+                // attempt, a bad chunk) never reaches the upstream; a larger
+                // body then streams through in 64 KiB steps.
                 if framing != Framing::None {
                     while let Some(frame) =
                         poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_frame(cx)).await

@@ -107,8 +107,9 @@ impl Builder {
         self
     }
 
-    /// Time allowed from the request written to the response head. Default:
-    /// none.
+    /// Time allowed from the request written to the response head, and then
+    /// between two pieces of the response body (an upstream that stalls
+    /// mid-body is cut). Default: none.
     pub fn response_timeout(mut self, d: Option<Duration>) -> Self {
         self.config.response_timeout = d;
         self
@@ -338,6 +339,8 @@ impl Client {
             let body = ResponseBody {
                 checkout: Some(checkout),
                 size,
+                idle_timeout: self.inner.config.response_timeout,
+                timer: None,
             };
             return Ok(res.map(|()| body));
         }

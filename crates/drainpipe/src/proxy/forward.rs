@@ -98,7 +98,8 @@ fn add_via(headers: &mut HeaderMap, forwarding: &Forwarding, received: Version) 
 /// line; no formatting machinery, one small copy.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &[&[u8]]) {
     let mut value = Vec::with_capacity(64);
-    if let Some(existing) = headers.get(&name).filter(|v| !v.is_empty()) {
+    // Every earlier line keeps its entries, in order.
+    for existing in headers.get_all(&name).iter().filter(|v| !v.is_empty()) {
         value.extend_from_slice(existing.as_bytes());
         value.extend_from_slice(b", ");
     }

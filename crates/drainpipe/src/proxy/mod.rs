@@ -207,6 +207,24 @@ impl tower_service::Service<Request<Incoming>> for Proxy {
 
 impl Proxy {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        if req.method() == http::Method::CONNECT {
+            // A reverse proxy opens no tunnels (the forward proxy does).
+            let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served here");
+            res.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+            );
+            return res;
+        }
+        // RFC 9112 §3.2.2: with an absolute-form target, the target's authority
+        // is the host; a received Host is ignored (and replaced).
+        if let Some(authority) = req.uri().authority() {
+            if let Ok(host) =
+                HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or(""))
+            {
+                req.headers_mut().insert(HOST, host);
+            }
+        }
         let Some(route) = self.route(&req) else {
             return plain(StatusCode::NOT_FOUND, "no route for this request");
         };

@@ -88,8 +88,11 @@ where
     sock::set_nodelay(&stream);
     let mut cut = shared.subscribe();
     let fresh = resume.requests_started == 0;
+    let head_deadline = resume
+        .head_deadline
+        .unwrap_or_else(|| Instant::now() + shared.config.head_timeout);
     let mut driver = Driver {
-        head_deadline: Some(Instant::now() + shared.config.head_timeout),
+        head_deadline: Some(head_deadline),
         stream,
         conn: Connection::resume(
             Role::Server,
@@ -109,7 +112,7 @@ where
         can_park: parker.is_some(),
     };
     if !fresh {
-        // Resumed from the parker because bytes arrived: a head is starting.
+        // Resumed from the parker because bytes arrived: a next head starts.
         driver.head_deadline = Some(Instant::now() + shared.config.head_timeout);
     }
     let stop = tokio::select! {
@@ -135,6 +138,9 @@ where
             let parker = parker.expect("parking only with a parker");
             let resume = Resume {
                 requests_started: driver.conn.requests_started(),
+                head_deadline: driver
+                    .head_deadline
+                    .filter(|_| driver.conn.requests_started() == 0),
                 ..driver.resume
             };
             match parker.park(driver.stream, resume, deadline, expiry) {

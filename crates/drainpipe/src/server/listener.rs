@@ -90,6 +90,7 @@ where
                     id: shared.conn_id(),
                     requests_started: 0,
                     peer,
+                    head_deadline: None,
                     permit,
                 };
                 spawn_connection(

@@ -40,6 +40,9 @@ pub(crate) struct Resume {
     pub(crate) id: u64,
     pub(crate) requests_started: u32,
     pub(crate) peer: SocketAddr,
+    /// When the first request head must be complete (counted from accept, so
+    /// parking a silent new connection does not extend it).
+    pub(crate) head_deadline: Option<Instant>,
     /// The connection's slot under `max_connections`, held until it closes.
     #[allow(dead_code)]
     pub(crate) permit: OwnedSemaphorePermit,

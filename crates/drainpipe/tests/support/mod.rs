@@ -433,6 +433,8 @@ pub struct Recorder {
     pub raw: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     /// Protocol errors in what was received (the sender broke HTTP/1.1).
     pub errors: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections open now (accepted and not yet closed by either side).
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Recorder {
@@ -454,6 +456,34 @@ impl Recorder {
 
     pub fn errors(&self) -> Vec<String> {
         self.errors.lock().unwrap().clone()
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts a connection open until dropped.
+struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes; returns
+/// whether it held.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -481,7 +511,10 @@ pub async fn recording_upstream() -> Recorder {
                 raw.len() - 1
             };
             let config = config.clone();
+            rec.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let guard = OpenGuard(rec.open.clone());
             tokio::spawn(async move {
+                let _guard = guard;
                 let mut conn = Connection::new(Role::Server, config);
                 let mut out = WriteBuf::new();
                 let mut current: Option<usize> = None;

@@ -101,13 +101,14 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
         Method::from_bytes(method.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadMethod))?;
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| Error::remote(ErrorKind::BadTarget))?;
+    check_target_form(&method, target, &uri)?;
     let version = if minor == 1 {
         Version::HTTP_11
     } else {
         Version::HTTP_10
     };
     let (headers, facts) = to_header_map(head, parsed.headers)?;
-    check_host(facts.hosts, version)?;
+    check_host(&facts, version)?;
 
     let mut req = Request::new(());
     *req.method_mut() = method;
@@ -200,12 +201,33 @@ fn to_header_map(
     Ok((map, facts))
 }
 
-/// RFC 9112 §3.2: exactly one `Host` in a request; HTTP/1.1 requires it.
-fn check_host(hosts: u32, version: Version) -> Result<(), Error> {
-    match hosts {
+/// RFC 9112 §3.2: exactly one `Host` in a request, with a valid value;
+/// HTTP/1.1 requires it.
+fn check_host(facts: &HeadFacts, version: Version) -> Result<(), Error> {
+    match facts.hosts {
         0 if version == Version::HTTP_11 => Err(Error::remote(ErrorKind::MissingHost)),
         2.. => Err(Error::remote(ErrorKind::DuplicateHost)),
+        _ if facts.bad_host => Err(Error::remote(ErrorKind::BadHost)),
         _ => Ok(()),
+    }
+}
+
+/// RFC 9112 §3.2: CONNECT takes the authority-form and only it; the
+/// asterisk-form is for OPTIONS only; everything else is origin-form
+/// (`/path`) or absolute-form (`scheme://…`).
+fn check_target_form(method: &Method, target: &str, uri: &Uri) -> Result<(), Error> {
+    let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    let ok = if *method == Method::CONNECT {
+        authority_form && !target.contains('/')
+    } else if target == "*" {
+        *method == Method::OPTIONS
+    } else {
+        !authority_form && (target.starts_with('/') || uri.scheme().is_some())
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::remote(ErrorKind::BadTarget))
     }
 }
 
