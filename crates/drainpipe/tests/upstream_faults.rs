@@ -559,7 +559,11 @@ async fn an_upstream_stalling_mid_body_is_cut() {
     // (0.8 s here); the read gives up after WAIT (5 s).
     let started = std::time::Instant::now();
     let bytes = read_to_close(&mut c).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "cut after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut after {:?}",
+        started.elapsed()
+    );
     assert_cut_short("/stall-body", &bytes);
     drop(c);
     rig.assert_no_leak(baseline).await;

@@ -3,9 +3,9 @@
 //!
 //! The loop, in order:
 //! 1. pull events from `proto::Connection`;
-//! 2. a request → [`Driver::exchange`] (boxed, so an idle connection's task
-//!    stays small): call the handler while feeding it the request body on
-//!    demand, then stream the response into the outgoing queue;
+//! 2. a request → [`Driver::exchange`]: call the handler while feeding it the
+//!    request body on demand, then stream the response into the outgoing
+//!    queue;
 //! 3. need-data → write what is queued (pipelined responses leave together, at
 //!    most `max_batch` per write), then read with the timeout that applies:
 //!    head (from the first byte; 408), idle (silent close), body;
@@ -244,10 +244,10 @@ where
                     self.head_deadline = None;
                     let exchanged = {
                         let _writing = InState::enter(&self.shared.stats.writing);
-                        // Boxed: a request's state (the handler's future, its
-                        // body) lives only while it is handled, so an idle
-                        // connection's task stays small.
-                        Box::pin(self.exchange(head, body)).await
+                        // Not boxed: moving a request's state into the heap
+                        // costs more than it saves; an idle connection gives
+                        // its whole task up when it is parked.
+                        self.exchange(head, body).await
                     };
                     if let Err(reason) = exchanged {
                         return reason.into();
