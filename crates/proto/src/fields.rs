@@ -158,11 +158,7 @@ pub fn valid_host(value: &[u8]) -> bool {
             return false;
         };
         let literal = &rest[..close];
-        if literal.is_empty()
-            || !literal
-                .iter()
-                .all(|b| b.is_ascii_hexdigit() || b":.vV-_~!$&'()*+,;=".contains(b))
-        {
+        if literal.is_empty() || !literal.iter().all(|&b| IP_LITERAL[usize::from(b)]) {
             return false;
         }
         match &rest[close + 1..] {
@@ -176,10 +172,36 @@ pub fn valid_host(value: &[u8]) -> bool {
             None => (value, &b""[..]),
         }
     };
-    port.iter().all(u8::is_ascii_digit)
-        && host
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
+    port.iter().all(u8::is_ascii_digit) && host.iter().all(|&b| REG_NAME[usize::from(b)])
+}
+
+/// Bytes of a registered name or IPv4 address: unreserved, `%` of a
+/// percent-encoding, sub-delims (RFC 3986 §3.2.2).
+const REG_NAME: [bool; 256] = byte_class(b"-._~%!$&'()*+,;=", false);
+
+/// Bytes inside `[ ]`: an IPv6 address or an `IPvFuture` (RFC 3986 §3.2.2).
+const IP_LITERAL: [bool; 256] = byte_class(b":.vV-_~!$&'()*+,;=", true);
+
+/// A byte lookup table: ASCII letters and digits (or only hex digits), plus
+/// `extra`. One load per byte on the request path instead of a search.
+const fn byte_class(extra: &[u8], hex_only: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if hex_only {
+            c.is_ascii_hexdigit()
+        } else {
+            c.is_ascii_alphanumeric()
+        };
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
 }
 
 /// The message's `Content-Length`, read across all lines.
