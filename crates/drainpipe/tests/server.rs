@@ -132,6 +132,59 @@ async fn close_honoured_from_both_sides() {
     c.expect_eof().await;
 }
 
+/// Polls `cond` every 10 ms for up to 2 s.
+async fn eventually(cond: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+// RFC 9112 §9.6: a client that announced its last request sends nothing
+// more, so the server closes at once instead of lingering for the client's
+// EOF; a client that said close but pipelined more gets a lingering close
+// (and its response intact).
+#[tokio::test]
+async fn announced_last_request_closes_without_lingering() {
+    // A linger long enough that only a plain close can pass the checks.
+    let linger = drainpipe::Linger {
+        timeout: Duration::from_secs(30),
+        max_bytes: 1 << 20,
+    };
+    let srv = TestServer::origin(builder().linger(linger)).await;
+    for request in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut c = Raw::connect(srv.addr).await;
+        c.send(request).await;
+        assert_eq!(c.response().await.body_str(), "Hello, World!");
+        c.expect_eof().await;
+        // The client keeps its socket open; the server is gone all the same.
+        let gone = eventually(|| srv.stats.open.load(Ordering::SeqCst) == 0).await;
+        assert!(gone, "server still holds the connection");
+        assert_eq!(srv.stats.lingering.load(Ordering::SeqCst), 0);
+        drop(c);
+    }
+
+    // Close announced, then a request anyway: the server lingers until the
+    // client closes, and the response arrives whole.
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(c.response().await.body_str(), "Hello, World!");
+    c.expect_eof().await;
+    let lingering = eventually(|| srv.stats.lingering.load(Ordering::SeqCst) == 1).await;
+    assert!(lingering, "server did not linger");
+    drop(c);
+    assert!(eventually(|| srv.stats.open.load(Ordering::SeqCst) == 0).await);
+}
+
 // The last of max_requests carries close, and graceful close keeps every
 // response: 10 pipelined, the server closes after the 3rd with 7 unread.
 #[tokio::test]

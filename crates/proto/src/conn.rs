@@ -41,6 +41,9 @@ pub struct Connection {
     started: u32,
     /// Client: the `Keep-Alive` parameters of the last response.
     peer_keep_alive: KeepAliveParams,
+    /// Server: the last request announced the close itself and no byte has
+    /// come after it (see [`Connection::peer_sent_last`]).
+    peer_said_last: bool,
 }
 
 impl Connection {
@@ -57,6 +60,7 @@ impl Connection {
             keep_alive: true,
             started: 0,
             peer_keep_alive: KeepAliveParams::default(),
+            peer_said_last: false,
         }
     }
 
@@ -123,7 +127,7 @@ impl Connection {
             Recv::Closed => Ok(Event::Closed),
             Recv::Switched => Ok(Event::Paused),
             Recv::Done => {
-                self.buf.clear();
+                self.discard_input();
                 Ok(Event::Paused)
             }
             Recv::Head { .. } => self.read_head(),
@@ -147,7 +151,7 @@ impl Connection {
             if !self.keep_alive {
                 // A close was decided: no further request is read.
                 self.recv = Recv::Done;
-                self.buf.clear();
+                self.discard_input();
                 return Ok(Event::Paused);
             }
             if self.exchanges.len() >= self.config.max_pipelined.max(1)
@@ -219,10 +223,11 @@ impl Connection {
             .keep_alive
             .max_requests
             .is_some_and(|max| self.started >= max);
+        self.peer_said_last = !persist::message_keeps_alive(req.version(), tokens);
         let close = !self.keep_alive
             || !self.config.keep_alive.enabled
             || limit_reached
-            || !persist::message_keeps_alive(req.version(), tokens);
+            || self.peer_said_last;
         if close {
             self.keep_alive = false;
         }
@@ -839,6 +844,30 @@ impl Connection {
             (Role::Server, Send::Done) => true,
             (Role::Server, Send::Head) => no_more_input && self.exchanges.is_empty(),
             (Role::Server, Send::Body { .. }) => false,
+        }
+    }
+
+    /// Server: whether the client has nothing more to send. Its last request
+    /// announced the close itself (HTTP/1.0 without `keep-alive`, or
+    /// `Connection: close`; RFC 9112 §9.6: a client that sends close sends no
+    /// further request), that request was read whole, and no byte came after
+    /// it. Closing the socket then meets no unread input and cannot turn into
+    /// a reset over the response, so it needs no lingering; when the server
+    /// decided the close (a limit, a drain, an error) the client may have
+    /// pipelined more and this is `false`.
+    pub fn peer_sent_last(&self) -> bool {
+        self.role == Role::Server
+            && self.peer_said_last
+            && matches!(self.recv, Recv::Done)
+            && self.buf.is_empty()
+    }
+
+    /// Drops received bytes no request will be read from; a peer that
+    /// announced its last request but sent more did not keep its word.
+    fn discard_input(&mut self) {
+        if !self.buf.is_empty() {
+            self.peer_said_last = false;
+            self.buf.clear();
         }
     }
 

@@ -119,6 +119,8 @@ fn http10_without_keep_alive_closes() {
         "HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx"
     );
     assert!(srv.must_close());
+    // The client announced its last request and sent nothing after it.
+    assert!(srv.peer_sent_last());
 
     // A client reading an HTTP/1.0 response without keep-alive does not reuse.
     let mut c = client();
@@ -263,8 +265,63 @@ fn client_close_is_honoured_and_nothing_after_it_is_read() {
     );
     assert!(srv.must_close());
     assert_eq!(events(&mut srv), [Ev::Paused]);
+    // It said close but sent more: the closing server must linger.
+    assert!(!srv.peer_sent_last());
     feed(&mut c, &res);
     assert!(c.must_close());
+}
+
+// RFC 9112 §9.6: a client that announced its last request sends nothing
+// more, so only then may a server close without lingering.
+#[test]
+fn peer_sent_last_only_when_the_client_announced_it() {
+    // Connection: close, read whole, nothing after it.
+    let mut srv = server();
+    feed(
+        &mut srv,
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    respond(&mut srv, 200, &[], b"");
+    assert!(srv.must_close() && srv.peer_sent_last());
+
+    // The body is not read yet: input is still expected.
+    let mut srv = server();
+    feed(
+        &mut srv,
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 3\r\n\r\nab",
+    );
+    assert!(!srv.peer_sent_last());
+
+    // The server decided the close (a handler's close): the client may have
+    // more requests on the way.
+    let mut srv = server();
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    respond(&mut srv, 200, &[("connection", "close")], b"");
+    assert!(srv.must_close() && !srv.peer_sent_last());
+
+    // HTTP/1.0 asking for keep-alive, closed by the server's request limit.
+    let mut srv = server_with(Config {
+        keep_alive: KeepAlive {
+            max_requests: Some(1),
+            ..KeepAlive::default()
+        },
+        ..Config::default()
+    });
+    feed(
+        &mut srv,
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    respond(&mut srv, 200, &[], b"");
+    assert!(srv.must_close() && !srv.peer_sent_last());
+
+    // A client never qualifies.
+    let mut c = client();
+    request(&mut c, get("http://a/"));
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(c.must_close() && !c.peer_sent_last());
 }
 
 #[test]

@@ -175,6 +175,13 @@ where
         )
         .await;
     }
+    if driver.conn.peer_sent_last() {
+        // The client announced its last request and sent nothing after it:
+        // a plain close meets no unread input, so no reset can hit the
+        // response and there is nothing to linger for.
+        drop(driver.stream);
+        return Exit::Closed(reason);
+    }
     let _lingering = InState::enter(&shared.stats.lingering);
     sock::graceful_close(driver.stream, shared.config.linger).await;
     Exit::Closed(reason)

@@ -12,6 +12,7 @@
 //!  park.rs       idle connections leave their task for one shared epoll set
 //!  drain.rs      phase (running → draining → cut), counts, the report
 //!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
+//!                (a plain close when the client announced its last request)
 //! ```
 //!
 //! Every persistence rule (keep-alive, HTTP/1.0 `Keep-Alive`, `Connection:
