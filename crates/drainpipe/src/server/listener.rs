@@ -85,6 +85,7 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
+                forget_assumed_readiness(&stream);
                 shared.opened();
                 let resume = Resume {
                     id: shared.conn_id(),
@@ -115,6 +116,19 @@ where
         }
     }
     parking.map(|(_, task)| task)
+}
+
+/// tokio marks a just-accepted socket readable before the reactor has seen
+/// it, so the first read is tried at once; a client that has not sent its
+/// request yet (most new connections under load) makes that read find nothing,
+/// one wasted `recv` per connection. Clearing the assumption lets the
+/// registration's first event say whether a request is there, as nginx
+/// waits for it. Called in the same poll as the accept: the reactor cannot
+/// have recorded a real event for this socket yet, so none is lost.
+fn forget_assumed_readiness(stream: &TcpStream) {
+    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
 }
 
 /// Runs a connection in its own task, until it closes or parks.
