@@ -3,7 +3,7 @@
 //! checks, passive ejection after consecutive failures).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -72,7 +72,11 @@ pub struct Upstream {
     origin: Origin,
     in_flight: AtomicUsize,
     fails: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
+    /// When it was created: the origin of `ejected_until`.
+    created: Instant,
+    /// Milliseconds after `created` until which it is left out (0: never
+    /// ejected). An atomic, so choosing an upstream takes no lock.
+    ejected_until: AtomicU64,
     healthy: AtomicBool,
     checks_passed: AtomicU32,
     checks_failed: AtomicU32,
@@ -86,7 +90,8 @@ impl Upstream {
             origin,
             in_flight: AtomicUsize::new(0),
             fails: AtomicU32::new(0),
-            ejected_until: Mutex::new(None),
+            created: Instant::now(),
+            ejected_until: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             checks_passed: AtomicU32::new(0),
             checks_failed: AtomicU32::new(0),
@@ -116,15 +121,12 @@ impl Upstream {
 
     /// Whether it is left out after failures.
     pub fn is_ejected(&self) -> bool {
-        let mut until = self.ejected_until.lock().unwrap();
-        match *until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                *until = None;
-                false
-            }
-            None => false,
-        }
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && self.millis_since_created() < until
+    }
+
+    fn millis_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn usable(&self) -> bool {
@@ -141,7 +143,11 @@ impl Upstream {
         let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
         if fails >= ejection.max_fails {
             self.fails.store(0, Ordering::Relaxed);
-            *self.ejected_until.lock().unwrap() = Some(Instant::now() + ejection.eject_for);
+            let until = self
+                .millis_since_created()
+                .saturating_add(u64::try_from(ejection.eject_for.as_millis()).unwrap_or(u64::MAX))
+                .max(1);
+            self.ejected_until.store(until, Ordering::Relaxed);
             tracing::warn!(upstream = %self.origin, fails, "upstream ejected");
         }
     }
@@ -234,38 +240,34 @@ impl Group {
     /// ones by the balancing rule; if none is fit, any untried one (better a
     /// try than a certain 502). `None` when all were tried.
     pub(crate) fn pick(&self, tried: &[usize]) -> Option<(usize, InFlight)> {
-        let untried: Vec<usize> = (0..self.upstreams.len())
-            .filter(|i| !tried.contains(i))
-            .collect();
-        if untried.is_empty() {
-            return None;
-        }
-        let fit: Vec<usize> = untried
-            .iter()
-            .copied()
-            .filter(|&i| self.upstreams[i].usable())
-            .collect();
-        let candidates = if fit.is_empty() { untried } else { fit };
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let index = match self.balance {
-            Balance::RoundRobin => candidates[turn % candidates.len()],
-            Balance::LeastConnections => {
-                let least = candidates
-                    .iter()
-                    .map(|&i| self.upstreams[i].in_flight())
-                    .min()
-                    .unwrap_or(0);
-                let tied: Vec<usize> = candidates
-                    .into_iter()
-                    .filter(|&i| self.upstreams[i].in_flight() == least)
-                    .collect();
-                tied[turn % tied.len()]
-            }
-        };
+        let untried = |i: usize| !tried.contains(&i);
+        let index = self
+            .choose(turn, |i| untried(i) && self.upstreams[i].usable())
+            .or_else(|| self.choose(turn, untried))?;
         let upstream = self.upstreams[index].clone();
         upstream.in_flight.fetch_add(1, Ordering::Relaxed);
         upstream.requests.fetch_add(1, Ordering::Relaxed);
         Some((index, InFlight(upstream)))
+    }
+
+    /// The upstream the balancing rule gives for `turn` among those
+    /// `eligible`, in one pass with each load read once (other tasks change
+    /// the loads meanwhile): round robin takes the first eligible one from
+    /// position `turn` on; least connections the least loaded, ties going
+    /// to the first from that position.
+    fn choose(&self, turn: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = self.upstreams.len();
+        let mut in_turn = (0..n)
+            .map(|k| (turn.wrapping_add(k)) % n)
+            .filter(|&i| eligible(i));
+        match self.balance {
+            Balance::RoundRobin => in_turn.next(),
+            Balance::LeastConnections => in_turn
+                .enumerate()
+                .min_by_key(|&(order, i)| (self.upstreams[i].in_flight(), order))
+                .map(|(_, i)| i),
+        }
     }
 
     /// The upstream at `index` once more (a retry on a fresh connection).
@@ -368,5 +370,27 @@ mod tests {
         // With every fit upstream tried, an unfit one is still tried.
         assert_eq!(g.pick(&[0, 2]).unwrap().0, 1);
         assert!(g.pick(&[0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn least_connections_ties_take_turns() {
+        let g = group(3, Balance::LeastConnections);
+        // Nothing held: every pick is a tie, broken in turn.
+        let picks: Vec<usize> = (0..6).map(|_| g.pick(&[]).unwrap().0).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn ejection_ends() {
+        let g = group(2, Balance::RoundRobin).ejection(Ejection {
+            max_fails: 1,
+            eject_for: Duration::from_millis(50),
+        });
+        g.upstreams[0].failed(&g.ejection);
+        assert!(g.upstreams[0].is_ejected());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!g.upstreams[0].is_ejected());
+        let picks: Vec<usize> = (0..2).map(|_| g.pick(&[]).unwrap().0).collect();
+        assert!(picks.contains(&0), "{picks:?}");
     }
 }
