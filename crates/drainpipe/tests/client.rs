@@ -88,6 +88,23 @@ async fn max_idle_per_host_is_enforced() {
     assert_eq!(client.open_connections(&origin_of(&srv)), 1);
 }
 
+// No idle connections allowed: every request opens one, and the pool keeps
+// none (the server sees each connection end).
+#[tokio::test]
+async fn max_idle_per_host_zero_keeps_nothing() {
+    let srv = TestServer::origin(Server::builder()).await;
+    let client = Client::builder().max_idle_per_host(0).build();
+    for _ in 0..3 {
+        assert!(text(&client, &srv.url("/conn"))
+            .await
+            .ends_with("request=1\n"));
+        assert_eq!(client.idle_connections(&origin_of(&srv)), 0);
+        assert_eq!(client.open_connections(&origin_of(&srv)), 0);
+    }
+    assert_eq!(client.stats().opened.load(Ordering::Relaxed), 3);
+    assert_eq!(srv.stats.accepted.load(Ordering::Relaxed), 3);
+}
+
 #[tokio::test]
 async fn idle_timeout_and_max_lifetime_retire_connections() {
     let srv = TestServer::origin(Server::builder()).await;

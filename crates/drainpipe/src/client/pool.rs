@@ -177,6 +177,13 @@ impl Pool {
                 Err(Handoff::Slot) => unreachable!(),
             }
         }
+        if self.config.max_idle_per_host == 0 {
+            // Nothing may wait idle: this one closes.
+            state.open -= 1;
+            drop(state);
+            drop(conn);
+            return;
+        }
         if state.idle.len() >= self.config.max_idle_per_host {
             // Too many idle: the coldest goes.
             state.idle.remove(0);
