@@ -233,8 +233,11 @@ impl Shared {
         self.phase.subscribe()
     }
 
+    /// Whether a shutdown has begun (every response now says close). Read
+    /// for every response, so it is one atomic load, not a look at the phase
+    /// channel (a lock shared by all connections).
     pub(crate) fn is_draining(&self) -> bool {
-        *self.phase.borrow() != Phase::Running
+        self.stats.draining.load(Ordering::Acquire)
     }
 
     /// A new connection id.
@@ -280,7 +283,7 @@ impl Shared {
     /// `drain_delay` is set, every response says close while the listener
     /// still accepts (load balancers notice and move traffic away).
     pub(crate) fn begin_closing(&self) {
-        self.stats.draining.store(true, Ordering::Relaxed);
+        self.stats.draining.store(true, Ordering::Release);
         if !self.config.drain_delay.is_zero() {
             self.phase.send_replace(Phase::Closing);
         }
@@ -291,7 +294,7 @@ impl Shared {
     pub(crate) async fn drain(&self) -> DrainReport {
         let started = Instant::now();
         let open_at_start = self.active.load(Ordering::Acquire);
-        self.stats.draining.store(true, Ordering::Relaxed);
+        self.stats.draining.store(true, Ordering::Release);
         self.phase.send_replace(Phase::Draining);
         self.draining.cancel();
         let wait_all = async {
