@@ -1051,12 +1051,12 @@ async fn a_body_that_turns_bad_midstream_never_completes_upstream() {
 }
 
 // RFC 9112 §3.2.2: absolute-form is sent on in origin-form; userinfo never
-// travels.
+// travels (it is refused: see the next test).
 #[tokio::test]
 async fn absolute_form_is_forwarded_in_origin_form() {
     let upstream = recording_upstream().await;
     let srv = proxy_to(upstream.addr()).await;
-    let cases: [(&str, &str); 4] = [
+    let cases: [(&str, &str); 3] = [
         (
             "GET http://example.com/x?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
             "/x?q=1",
@@ -1064,10 +1064,6 @@ async fn absolute_form_is_forwarded_in_origin_form() {
         (
             "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
             "/",
-        ),
-        (
-            "GET http://user:pw@example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            "/x",
         ),
         (
             "GET HTTP://EXAMPLE.COM:80/y HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -1089,6 +1085,31 @@ async fn absolute_form_is_forwarded_in_origin_form() {
             );
         }
     }
+}
+
+// RFC 9110 §4.2.4: userinfo in an http target is to be treated as an error.
+// Refused with 400 before routing: no connection upstream, no byte sent.
+#[tokio::test]
+async fn userinfo_in_the_target_is_refused_and_the_upstream_sees_nothing() {
+    let upstream = recording_upstream().await;
+    let srv = proxy_to(upstream.addr()).await;
+    for request in [
+        "GET http://user:pw@example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        "GET http://user@example.com/x HTTP/1.0\r\n\r\n",
+    ] {
+        let mut c = Raw::connect(srv.addr).await;
+        c.send(request.as_bytes()).await;
+        let r = c.response().await;
+        assert_eq!(r.status, 400, "{request:?}");
+        assert_eq!(
+            r.header("connection").as_deref(),
+            Some("close"),
+            "{request:?}"
+        );
+        assert!(c.closes_within(WAIT).await, "{request:?}: left open");
+    }
+    assert_eq!(upstream.connections(), 0);
+    assert_eq!(upstream.bytes_received(), 0);
 }
 
 // RFC 9112 §3.2.2: "When a proxy receives a request with an absolute-form of

@@ -478,7 +478,7 @@ fn known_shapes_keep_the_proxy_path_invariants() {
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding, te\r\nTE: trailers\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
         b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-A\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n",
-        b"GET http://u:p@example.com/x HTTP/1.0\r\nProxy-Connection: keep-alive, X-A\r\nX-A: 1\r\n\r\n",
+        b"GET http://example.com/x HTTP/1.0\r\nProxy-Connection: keep-alive, X-A\r\nX-A: 1\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
         b"PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
     ];

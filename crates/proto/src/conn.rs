@@ -421,12 +421,11 @@ impl Connection {
         let fields = write_caller_fields(&head.headers, tail);
         let result = (|| {
             let fields = fields?;
+            // The caller's Host, written above, is sent as given; without one,
+            // the target's authority is the host.
             if !fields.has_host {
-                match head.uri.authority() {
-                    Some(authority) => {
-                        let host = authority.as_str().rsplit('@').next().unwrap_or("");
-                        write::field(b"host", host.as_bytes(), tail);
-                    }
+                match fields::request_host(&head.uri, &head.headers) {
+                    Some(host) => write::field(b"host", host, tail),
                     None if version == Version::HTTP_11 => {
                         return Err(Error::local(ErrorKind::Unsendable(
                             "no Host field and no authority in the URI",

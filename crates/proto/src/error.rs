@@ -49,6 +49,10 @@ pub enum ErrorKind {
     /// allows: authority-form is for CONNECT only, asterisk-form for OPTIONS
     /// only (RFC 9112 §3.2) (400).
     BadTarget,
+    /// The request target carries userinfo (`user:password@`), which
+    /// RFC 9110 §4.2.4 deprecates in `http` URIs and says to treat as an
+    /// error: it would travel in clear text and must never reach `Host` (400).
+    UserinfoInTarget,
     /// An HTTP version other than 1.0 and 1.1 (505).
     UnsupportedVersion,
     /// The status code is not three digits (response; 502 for a proxy).
@@ -165,6 +169,7 @@ impl fmt::Display for ErrorKind {
             BadStartLine => f.write_str("malformed start line"),
             BadMethod => f.write_str("invalid method"),
             BadTarget => f.write_str("invalid request target"),
+            UserinfoInTarget => f.write_str("userinfo in the request target"),
             UnsupportedVersion => f.write_str("unsupported HTTP version"),
             BadStatus => f.write_str("invalid status code"),
             BadFieldName => f.write_str("invalid field name (or whitespace before the colon)"),

@@ -8,8 +8,11 @@
 //! - [`KeepAliveParams`]: `Keep-Alive: timeout=, max=` (RFC 2068 §19.7.1.1).
 //! - [`HopByHop`]: the one hop-by-hop set (RFC 9110 §7.6.1), and
 //!   [`strip_hop_by_hop`].
+//! - [`request_host`]: the host a request is for — the target's authority
+//!   over `Host` (RFC 9112 §3.2.2), never with userinfo.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Uri;
 
 use crate::error::{Error, ErrorKind};
 
@@ -173,6 +176,27 @@ pub fn valid_host(value: &[u8]) -> bool {
         }
     };
     port.iter().all(u8::is_ascii_digit) && host.iter().all(|&b| REG_NAME[usize::from(b)])
+}
+
+/// The `Host` value of a request: the authority of its target when it has
+/// one (absolute-form; RFC 9112 §3.2.2 has a proxy ignore a received `Host`
+/// then), without any userinfo and its `@` (RFC 9112 §3.2, RFC 9110 §4.2.4);
+/// otherwise the `Host` field. `None` when there is neither.
+///
+/// A received request with userinfo never gets this far (it is refused with
+/// [`ErrorKind::UserinfoInTarget`]); a URI built by a caller may have it, and
+/// it is dropped here.
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    match uri.authority() {
+        Some(authority) => {
+            let authority = authority.as_str();
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            Some(host.as_bytes())
+        }
+        None => headers.get(header::HOST).map(HeaderValue::as_bytes),
+    }
 }
 
 /// Bytes of a registered name or IPv4 address: unreserved, `%` of a
@@ -565,6 +589,33 @@ mod tests {
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?}");
         }
+    }
+
+    // RFC 9112 §3.2.2: an absolute-form target's authority is the host,
+    // whatever Host says; userinfo never is part of it.
+    #[test]
+    fn request_host_prefers_the_target_and_drops_userinfo() {
+        let host = |target: &str, fields: &[(&str, &str)]| {
+            let uri: Uri = target.parse().unwrap();
+            let h = map(fields);
+            request_host(&uri, &h).map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        let field = [("host", "field.example")];
+        assert_eq!(host("/x", &field).as_deref(), Some("field.example"));
+        assert_eq!(host("/x", &[]), None);
+        assert_eq!(
+            host("http://target.example:8080/x", &field).as_deref(),
+            Some("target.example:8080")
+        );
+        assert_eq!(
+            host("http://user:pw@target.example/x", &field).as_deref(),
+            Some("target.example")
+        );
+        assert_eq!(host("http://u@[::1]:80", &[]).as_deref(), Some("[::1]:80"));
+        assert_eq!(
+            host("example.com:443", &field).as_deref(),
+            Some("example.com:443")
+        );
     }
 
     #[test]

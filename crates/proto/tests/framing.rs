@@ -286,6 +286,24 @@ fn head_strictness_table() {
             400,
         ),
         (
+            "RFC 9110 §4.2.4: userinfo in an absolute-form target",
+            "GET http://user:pw@a/x HTTP/1.1\r\nHost: a\r\n\r\n".into(),
+            ErrorKind::UserinfoInTarget,
+            400,
+        ),
+        (
+            "RFC 9110 §4.2.4: userinfo without a password, HTTP/1.0",
+            "GET http://user@a:8080/ HTTP/1.0\r\n\r\n".into(),
+            ErrorKind::UserinfoInTarget,
+            400,
+        ),
+        (
+            "RFC 9110 §4.2.4: userinfo in an authority-form target",
+            "CONNECT user@a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".into(),
+            ErrorKind::UserinfoInTarget,
+            400,
+        ),
+        (
             "RFC 9112 §3.2: Host must be uri-host [\":\" port]",
             "GET / HTTP/1.1\r\nHost: a b\r\n\r\n".into(),
             ErrorKind::BadHost,
@@ -311,6 +329,9 @@ fn valid_target_forms_are_accepted() {
         "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
         "GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET /x?y HTTP/1.1\r\nHost: a:8080\r\n\r\n",
+        // '@' is userinfo only inside an authority.
+        "GET /a@b?c=d@e HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a/b@c HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
         assert_eq!(request_framing(raw), Ok(Framing::None), "{raw:?}");
     }

@@ -191,7 +191,7 @@ impl ForwardProxy {
         if is_connect {
             self.connect(req, addr).await
         } else {
-            self.forward(req, &authority, addr).await
+            self.forward(req, addr).await
         }
     }
 
@@ -270,12 +270,7 @@ impl ForwardProxy {
         res
     }
 
-    async fn forward(
-        &self,
-        req: Request<Incoming>,
-        authority: &http::uri::Authority,
-        addr: SocketAddr,
-    ) -> Response<ProxyBody> {
+    async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
         let peer = req.body().conn_info().map(|c| c.peer);
         let (mut head, body) = req.into_parts();
@@ -287,7 +282,10 @@ impl ForwardProxy {
             false,
         );
         head.version = http::Version::HTTP_11;
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        // RFC 9112 §3.2.2: the target's authority is the Host sent on.
+        if let Some(host) = proto::fields::request_host(&head.uri, &head.headers)
+            .and_then(|h| HeaderValue::from_bytes(h).ok())
+        {
             head.headers.insert(HOST, host);
         }
         let path = head

@@ -216,11 +216,12 @@ impl Proxy {
             );
             return res;
         }
-        // RFC 9112 §3.2.2: with an absolute-form target, the target's authority
-        // is the host; a received Host is ignored (and replaced).
-        if let Some(authority) = req.uri().authority() {
-            if let Ok(host) =
-                HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or(""))
+        // RFC 9112 §3.2.2: the Host sent on is the request's host as proto
+        // defines it. Only an absolute-form target can make that differ from
+        // the received Host (which it then replaces).
+        if req.uri().authority().is_some() {
+            if let Some(host) = proto::fields::request_host(req.uri(), req.headers())
+                .and_then(|h| HeaderValue::from_bytes(h).ok())
             {
                 req.headers_mut().insert(HOST, host);
             }

@@ -7,6 +7,8 @@
 //!   from one that does not);
 //! - obs-fold is named as such (RFC 9112 §5.2);
 //! - the head, the field count and the request target are bounded (431, 431, 414);
+//! - a request target carries no userinfo (RFC 9110 §4.2.4: an error, so it is
+//!   never sent on, nor taken for the host);
 //! - a request carries exactly one `Host`, and an HTTP/1.1 request at least one
 //!   (RFC 9112 §3.2);
 //! - versions other than HTTP/1.0 and HTTP/1.1 get 505.
@@ -102,6 +104,7 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| Error::remote(ErrorKind::BadTarget))?;
     check_target_form(&method, target, &uri)?;
+    check_no_userinfo(&uri)?;
     let version = if minor == 1 {
         Version::HTTP_11
     } else {
@@ -228,6 +231,18 @@ fn check_target_form(method: &Method, target: &str, uri: &Uri) -> Result<(), Err
         Ok(())
     } else {
         Err(Error::remote(ErrorKind::BadTarget))
+    }
+}
+
+/// RFC 9110 §4.2.4: userinfo (`user:password@host`) in an `http` target is
+/// to be treated as an error. Only an authority can hold it (absolute- and
+/// authority-form); `@` is its delimiter there and nowhere else.
+fn check_no_userinfo(uri: &Uri) -> Result<(), Error> {
+    match uri.authority() {
+        Some(authority) if authority.as_str().contains('@') => {
+            Err(Error::remote(ErrorKind::UserinfoInTarget))
+        }
+        _ => Ok(()),
     }
 }
 
