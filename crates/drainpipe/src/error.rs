@@ -156,16 +156,6 @@ impl Error {
             Kind::Connect | Kind::ConnectTimeout | Kind::PoolTimeout | Kind::Request(_)
         )
     }
-
-    /// Whether replaying the request is safe in itself, before idempotency is
-    /// considered: nothing was sent, or the connection was a reused one that the
-    /// server closed before answering (RFC 9112 §9.3.1).
-    pub fn is_retryable_failure(&self) -> bool {
-        matches!(
-            self.inner.kind,
-            Kind::Connect | Kind::ConnectTimeout | Kind::ClosedBeforeResponse { reused: true, .. }
-        )
-    }
 }
 
 impl fmt::Debug for Error {

@@ -1,8 +1,12 @@
 //! The explicit (forward) proxy as a library, over sockets on 127.0.0.1:
-//! what it refuses before anything goes upstream. (`crates/cli/tests/forward.rs`
-//! drives the binary with real clients.)
+//! what it refuses before anything goes upstream, and its retry of a stale
+//! pooled connection. (`crates/cli/tests/forward.rs` drives the binary with
+//! real clients.)
 
 mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use drainpipe::client::Client;
 use drainpipe::proxy::{ForwardProxy, Policy};
@@ -62,4 +66,83 @@ async fn userinfo_in_the_target_is_refused_and_nothing_reaches_the_origin() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/x");
     assert_eq!(seen[0].values("host"), [format!("127.0.0.1:{port}")]);
+}
+
+/// An origin that answers the first request on a connection and closes when
+/// the second arrives, unanswered: the keep-alive race, as the pooled
+/// connection is reused. Logs each request line.
+async fn racing_origin() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let addr = raw_server(move |_, mut c| {
+        let seen = seen.clone();
+        async move {
+            if let Some(r) = c.request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(r.lines().next().unwrap().to_string());
+                c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+            if let Some(r) = c.request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(r.lines().next().unwrap().to_string());
+            }
+        }
+    })
+    .await;
+    (addr, log)
+}
+
+// DESIGN (client retry rules): a GET that lands on a pooled connection the
+// origin closed just then goes once more on a new connection; the client of
+// the proxy sees the answer, not a 502. A POST is never replayed.
+#[tokio::test]
+async fn stale_pooled_connection_is_retried_once_for_an_idempotent_request() {
+    let (origin, seen) = racing_origin().await;
+    let (srv, proxy) = forward_proxy().await;
+    let get = format!("GET http://{origin}/r HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(get.as_bytes()).await;
+    let r = c.response().await;
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    // The origin connection is pooled; this GET reuses it and meets the close.
+    c.send(get.as_bytes()).await;
+    let r = c.response().await;
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (200, "ok"),
+        "retried on a new connection: {}",
+        r.head
+    );
+    let stats = proxy.client().stats();
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.opened.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /r HTTP/1.1"; 3],
+        "the first, the lost one, the retry"
+    );
+
+    // A POST on the (again pooled, again closing) connection is not
+    // replayed: 502, and the origin saw it once.
+    c.send(
+        format!(
+            "POST http://{origin}/p HTTP/1.1\r\nHost: {origin}\r\nContent-Length: 4\r\n\r\ndata"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 1);
+    let posts = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "the POST reached the origin once");
 }

@@ -1,7 +1,8 @@
 //! The HTTP/1.x client: a pool per origin, safe retries, opt-in pipelining.
 //!
 //! ```text
-//!  Client::request ──▶ pool.rs   checkout: warmest idle connection (EOF-checked),
+//!  Client::request ─▶ Client::send   (also the reverse and forward proxies')
+//!        │           ─▶ pool.rs  checkout: warmest idle connection (EOF-checked),
 //!        │                       or a new one (connect.rs), or wait in line
 //!        │           ─▶ conn.rs  write the request, read the response head
 //!        │  failed before any response byte on a reused connection, and the
@@ -34,7 +35,7 @@
 
 mod body;
 mod conn;
-mod connect;
+pub(crate) mod connect;
 mod pool;
 pub mod retry;
 
@@ -284,37 +285,59 @@ impl Client {
         B: Into<RequestBody>,
     {
         let (head, body) = req.into_parts();
-        let body: RequestBody = body.into();
         let origin = Origin::of(&head.uri)?;
+        match self
+            .send(&origin, &head, body.into(), &self.inner.stats.retries)
+            .await
+        {
+            Ok(res) => Ok(res),
+            Err(Failure::NotSent(e, _) | Failure::Sent(e)) => Err(e),
+        }
+    }
+
+    /// Sends a request to `origin` under the retry rules ([`retry`]); the one
+    /// place they are applied, for [`Client::request`] and both proxies.
+    ///
+    /// The first attempt takes a pooled connection when one is idle. When that
+    /// connection turns out closed before any byte of the response arrived and
+    /// the request is idempotent with a replayable body (and retries are on),
+    /// it is sent once more on a new connection, counted in `retries`. A
+    /// failure to connect gives the body back unsent ([`Failure::NotSent`]), so
+    /// a caller may take it to another upstream.
+    ///
+    /// The request goes out in origin-form (its URI's path and query); `Host`
+    /// is the caller's, else the URI's authority.
+    pub(crate) async fn send(
+        &self,
+        origin: &Origin,
+        head: &http::request::Parts,
+        body: RequestBody,
+        retries: &AtomicU64,
+    ) -> Result<Response<ResponseBody>, Failure> {
         let idempotent = retry::is_idempotent(&head.method, &head.headers);
-        let mut spare = if self.inner.config.retry && idempotent {
+        let spare = if self.inner.config.retry && idempotent {
             body.try_clone()
         } else {
             None
         };
-        let mut body = body;
-        let mut fresh = false;
-        loop {
-            let e = match self.send_once(&origin, &head, body, fresh).await {
-                Ok(res) => return Ok(res),
-                Err(Failure::NotSent(e, _)) | Err(Failure::Sent(e)) => e,
-            };
-            match spare.take() {
-                Some(again) if retry::may_retry(&e, idempotent, true) => {
-                    tracing::debug!(error = %e, "retrying on a new connection");
-                    self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    body = again;
-                    fresh = true;
-                }
-                _ => return Err(e),
-            }
-        }
+        // Only a sent request can meet a stale connection; a failure to
+        // connect goes back to the caller with its body.
+        let e = match self.send_once(origin, head, body, false).await {
+            Err(Failure::Sent(e)) if retry::may_retry(&e, idempotent) => e,
+            other => return other,
+        };
+        let Some(again) = spare else {
+            return Err(Failure::Sent(e));
+        };
+        tracing::debug!(%origin, error = %e, "stale pooled connection; retrying on a new connection");
+        retries.fetch_add(1, Ordering::Relaxed);
+        self.send_once(origin, head, again, true).await
     }
 
     /// One attempt: a connection from the pool (a new one if `fresh`), the
     /// request, the response head. A failure to connect gives the body back,
     /// unsent, so a caller may try it elsewhere.
-    pub(crate) async fn send_once(
+    async fn send_once(
         &self,
         origin: &Origin,
         head: &http::request::Parts,

@@ -25,9 +25,12 @@ pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     ) || headers.contains_key("idempotency-key")
 }
 
-/// Whether a request that failed with `error` may be sent again.
-pub fn may_retry(error: &Error, idempotent: bool, replayable: bool) -> bool {
-    idempotent && replayable && error.is_reused_connection()
+/// Whether a request that failed with `error` may be sent again, given
+/// whether it is idempotent ([`is_idempotent`]). Its body must also be
+/// replayable: the caller asks that of the body itself (a copy kept for the
+/// retry), not here.
+pub fn may_retry(error: &Error, idempotent: bool) -> bool {
+    idempotent && error.is_reused_connection()
 }
 
 #[cfg(test)]
@@ -69,15 +72,14 @@ mod tests {
             expected: Some(10),
             received: 3,
         });
-        assert!(may_retry(&stale, true, true));
-        assert!(!may_retry(&stale, false, true), "not idempotent");
-        assert!(!may_retry(&stale, true, false), "body not replayable");
+        assert!(may_retry(&stale, true));
+        assert!(!may_retry(&stale, false), "not idempotent");
         assert!(
-            !may_retry(&fresh, true, true),
+            !may_retry(&fresh, true),
             "a new connection's failure is real"
         );
         assert!(
-            !may_retry(&truncated, true, true),
+            !may_retry(&truncated, true),
             "bytes of the response arrived"
         );
     }

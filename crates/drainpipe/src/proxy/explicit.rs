@@ -9,7 +9,8 @@
 //!                           unless allowed; CONNECT ports allow-listed (403)
 //!          ─▶ absolute-form rewrite (hop-by-hop out, Proxy-Connection out,
 //!                           Host from the target), send in origin-form through
-//!                           the pool to the address just checked
+//!                           the pool to the address just checked (a stale
+//!                           pooled connection retried as the client does)
 //!          ─▶ CONNECT       connect, `200 Connection established`, then bytes
 //!                           both ways, half-close passed through
 //! ```
@@ -33,8 +34,9 @@ use base64::Engine;
 use http::header::{HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use super::{forward, plain, Forwarding, ProxyBody};
+use super::{forward, gateway_error, plain, Forwarding, ProxyBody};
 use crate::body::Incoming;
+use crate::client::connect::connect;
 use crate::client::{Client, Failure, Origin, RequestBody};
 use crate::upgrade::{on_upgrade, tunnel, Upgraded};
 
@@ -231,27 +233,25 @@ impl ForwardProxy {
                 "CONNECT without a connection to hand over",
             );
         };
-        let stream = match tokio::time::timeout(
-            self.inner.policy.connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("cannot connect to {addr}: {e}"),
-                )
-            }
-            Err(_) => {
+        let target = Origin {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        let stream = match connect(&target, self.inner.policy.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) if e.is_timeout() => {
                 return plain(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!("connecting to {addr} timed out"),
                 )
             }
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cannot connect to {addr}: {e}"),
+                )
+            }
         };
-        let _ = stream.set_nodelay(true);
         let up = Upgraded {
             stream,
             read_buf: bytes::Bytes::new(),
@@ -288,24 +288,20 @@ impl ForwardProxy {
         {
             head.headers.insert(HOST, host);
         }
-        let path = head
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        // Sent to the address that passed the policy, not to the name again.
+        // Sent in origin-form (the URI's path and query) to the address that
+        // passed the policy, not to the name again.
         let origin = Origin {
             host: addr.ip().to_string(),
             port: addr.port(),
         };
-        head.uri = match format!("http://{origin}{path}").parse() {
-            Ok(uri) => uri,
-            Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target"),
-        };
-        match self
-            .inner
-            .client
-            .send_once(&origin, &head, RequestBody::stream(body), false)
+        let client = &self.inner.client;
+        match client
+            .send(
+                &origin,
+                &head,
+                RequestBody::stream(body),
+                &client.stats().retries,
+            )
             .await
         {
             Ok(res) => {
@@ -319,12 +315,7 @@ impl ForwardProxy {
                 head.version = http::Version::HTTP_11;
                 Response::from_parts(head, ProxyBody::upstream(body))
             }
-            Err(Failure::NotSent(e, _)) | Err(Failure::Sent(e)) if e.is_timeout() => {
-                plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
-            }
-            Err(Failure::NotSent(e, _)) | Err(Failure::Sent(e)) => {
-                plain(StatusCode::BAD_GATEWAY, &format!("upstream failed: {e}"))
-            }
+            Err(Failure::NotSent(e, _) | Failure::Sent(e)) => gateway_error(&e),
         }
     }
 }
