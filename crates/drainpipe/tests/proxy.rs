@@ -445,6 +445,29 @@ async fn stale_upstream_connection_retries_idempotent_only() {
     assert_eq!(posts, 1, "the POST reached the upstream once");
 }
 
+// DESIGN: idempotent retry to the next upstream on a stale pooled
+// connection. Round robin sends the 1st request to the racing upstream A, the
+// 2nd to B; the 3rd meets A's stale connection and goes on to B.
+#[tokio::test]
+async fn stale_upstream_connection_retries_on_the_next_upstream() {
+    let (a, seen) = racing_upstream().await;
+    let b = TestServer::origin(Server::builder()).await;
+    let (srv, proxy) = proxy_to(group(&[a, b.addr], Balance::RoundRobin)).await;
+    let mut c = Raw::connect(srv.addr).await;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let r = c.response().await;
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        bodies.push(r.body_str());
+    }
+    assert_eq!(bodies, ["ok", "Hello, World!", "Hello, World!"]);
+    assert_eq!(proxy.stats().retries.load(Ordering::Relaxed), 1);
+    // A saw its first request and the one its stale connection swallowed.
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(b.stats.requests.load(Ordering::Relaxed), 2);
+}
+
 #[tokio::test]
 async fn upstream_timeout_is_a_504() {
     let upstream = TestServer::origin(Server::builder()).await;

@@ -61,6 +61,11 @@ pub(crate) enum Failure {
     NotSent(Error, RequestBody),
     /// The request went out, at least in part.
     Sent(Error),
+    /// The retry rules allow sending it again ([`retry`]): a reused
+    /// connection failed before any byte of the response and the request is
+    /// idempotent; here is its body once more. Where it goes is the caller's
+    /// choice (the same origin on a new connection, or another upstream).
+    Stale(Error, RequestBody),
 }
 
 /// The client's settings; see [`Builder`].
@@ -287,32 +292,52 @@ impl Client {
         let (head, body) = req.into_parts();
         let origin = Origin::of(&head.uri)?;
         match self
-            .send(&origin, &head, body.into(), &self.inner.stats.retries)
+            .send_retrying(&origin, &head, body.into(), &self.inner.stats.retries)
             .await
         {
             Ok(res) => Ok(res),
-            Err(Failure::NotSent(e, _) | Failure::Sent(e)) => Err(e),
+            Err(Failure::NotSent(e, _) | Failure::Sent(e) | Failure::Stale(e, _)) => Err(e),
         }
     }
 
-    /// Sends a request to `origin` under the retry rules ([`retry`]); the one
-    /// place they are applied, for [`Client::request`] and both proxies.
-    ///
-    /// The first attempt takes a pooled connection when one is idle. When that
-    /// connection turns out closed before any byte of the response arrived and
-    /// the request is idempotent with a replayable body (and retries are on),
-    /// it is sent once more on a new connection, counted in `retries`. A
-    /// failure to connect gives the body back unsent ([`Failure::NotSent`]), so
-    /// a caller may take it to another upstream.
-    ///
-    /// The request goes out in origin-form (its URI's path and query); `Host`
-    /// is the caller's, else the URI's authority.
-    pub(crate) async fn send(
+    /// Sends a request to `origin` once more after [`Failure::Stale`]: the
+    /// same origin on a new connection. Used by [`Client::request`] and the
+    /// forward proxy; the reverse proxy tries the next upstream instead.
+    pub(crate) async fn send_retrying(
         &self,
         origin: &Origin,
         head: &http::request::Parts,
         body: RequestBody,
         retries: &AtomicU64,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        match self.send(origin, head, body, false).await {
+            Err(Failure::Stale(e, again)) => {
+                tracing::debug!(%origin, error = %e, "stale pooled connection; retrying on a new connection");
+                retries.fetch_add(1, Ordering::Relaxed);
+                match self.send(origin, head, again, true).await {
+                    // At most once.
+                    Err(Failure::Stale(e, _)) => Err(Failure::Sent(e)),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// One attempt under the retry rules ([`retry`]), the one place they are
+    /// applied: a connection from the pool (a new one if `fresh`), the
+    /// request, the response head.
+    ///
+    /// A failure to connect gives the body back unsent ([`Failure::NotSent`]).
+    /// A pooled connection found closed before any byte of the response,
+    /// with an idempotent request and a replayable body (and retries on),
+    /// gives [`Failure::Stale`] with the body to send again.
+    pub(crate) async fn send(
+        &self,
+        origin: &Origin,
+        head: &http::request::Parts,
+        body: RequestBody,
+        fresh: bool,
     ) -> Result<Response<ResponseBody>, Failure> {
         let idempotent = retry::is_idempotent(&head.method, &head.headers);
         let spare = if self.inner.config.retry && idempotent {
@@ -320,18 +345,13 @@ impl Client {
         } else {
             None
         };
-        // Only a sent request can meet a stale connection; a failure to
-        // connect goes back to the caller with its body.
-        let e = match self.send_once(origin, head, body, false).await {
-            Err(Failure::Sent(e)) if retry::may_retry(&e, idempotent) => e,
-            other => return other,
-        };
-        let Some(again) = spare else {
-            return Err(Failure::Sent(e));
-        };
-        tracing::debug!(%origin, error = %e, "stale pooled connection; retrying on a new connection");
-        retries.fetch_add(1, Ordering::Relaxed);
-        self.send_once(origin, head, again, true).await
+        match self.send_once(origin, head, body, fresh).await {
+            Err(Failure::Sent(e)) if retry::may_retry(&e, idempotent) => match spare {
+                Some(again) => Err(Failure::Stale(e, again)),
+                None => Err(Failure::Sent(e)),
+            },
+            other => other,
+        }
     }
 
     /// One attempt: a connection from the pool (a new one if `fresh`), the

@@ -296,7 +296,7 @@ impl ForwardProxy {
         };
         let client = &self.inner.client;
         match client
-            .send(
+            .send_retrying(
                 &origin,
                 &head,
                 RequestBody::stream(body),
@@ -315,7 +315,9 @@ impl ForwardProxy {
                 head.version = http::Version::HTTP_11;
                 Response::from_parts(head, ProxyBody::upstream(body))
             }
-            Err(Failure::NotSent(e, _) | Failure::Sent(e)) => gateway_error(&e),
+            Err(Failure::NotSent(e, _) | Failure::Sent(e) | Failure::Stale(e, _)) => {
+                gateway_error(&e)
+            }
         }
     }
 }

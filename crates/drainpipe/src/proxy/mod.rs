@@ -26,13 +26,6 @@
 pub mod explicit;
 mod forward;
 mod tunnel;
-// `Group::pick_again` served the proxy's own stale-connection retry, now the
-// client's (`Client::send`); it goes with the next change to upstream.rs, and
-// this expectation with it.
-#[expect(
-    dead_code,
-    reason = "Group::pick_again is unused since the client retries stale connections"
-)]
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -255,10 +248,20 @@ impl Proxy {
         let mut body = RequestBody::stream(body);
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<Error> = None;
-        // The client retries a stale pooled connection itself (once, on a
-        // new connection to the same upstream); what comes back unsent, a
-        // failed connect, goes on to the next upstream.
-        while let Some((index, in_flight)) = group.pick(&tried) {
+        // A failed connect or a stale pooled connection (the client's retry
+        // rules allowed a replay) goes on to the next upstream; when none is
+        // left, a stale one's upstream gets the request once more on a new
+        // connection.
+        let mut again: Option<usize> = None;
+        loop {
+            let (index, in_flight) = match group.pick(&tried) {
+                Some(picked) => picked,
+                None => match again.take() {
+                    Some(index) => (index, group.pick_again(index)),
+                    None => break,
+                },
+            };
+            let fresh = tried.contains(&index);
             tried.push(index);
             let upstream = in_flight.upstream().clone();
             let origin = upstream.origin().clone();
@@ -269,12 +272,7 @@ impl Proxy {
                     head.headers.insert(HOST, v);
                 }
             }
-            match self
-                .inner
-                .client
-                .send(&origin, &head, body, &self.inner.stats.retries)
-                .await
-            {
+            match self.inner.client.send(&origin, &head, body, fresh).await {
                 Ok(res) => {
                     upstream.succeeded();
                     self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +288,16 @@ impl Proxy {
                 Err(Failure::Sent(e)) => {
                     upstream.failed(&group.ejection);
                     return self.gateway_error(&e);
+                }
+                Err(Failure::Stale(e, replay)) => {
+                    // The connection was stale, not the upstream at fault:
+                    // no mark towards ejection.
+                    tracing::debug!(upstream = %origin, error = %e, "stale upstream connection; retrying");
+                    body = replay;
+                    last_error = Some(e);
+                    if !fresh {
+                        again = Some(index);
+                    }
                 }
             }
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
