@@ -59,17 +59,8 @@ pub(crate) fn poll_write_buf(
     out: &mut WriteBuf,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    while !out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let n = out.chunks_vectored(&mut slices);
-        match stream.try_write_vectored(&slices[..n]) {
-            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            Ok(written) => out.advance(written),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::task::ready!(stream.poll_write_ready(cx))?;
-            }
-            Err(e) => return Poll::Ready(Err(e)),
-        }
+    while !try_write_buf(stream, out)? {
+        std::task::ready!(stream.poll_write_ready(cx))?;
     }
     Poll::Ready(Ok(()))
 }

@@ -22,13 +22,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{CONTENT_TYPE, DATE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Body;
 use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::drain::{CloseReason, InState, Phase, Shared};
@@ -65,6 +65,18 @@ enum Stop {
     },
 }
 
+/// What ended a wait for input.
+enum Woke {
+    /// A read finished (0: the client's EOF).
+    Read(std::io::Result<usize>),
+    /// This connection's moment in a drain's spread came.
+    Drain,
+    /// Idle long enough to be parked.
+    Park,
+    /// The deadline that applies passed.
+    Expired,
+}
+
 impl From<CloseReason> for Stop {
     fn from(reason: CloseReason) -> Self {
         Stop::Close(reason)
@@ -87,7 +99,9 @@ where
 {
     sock::set_nodelay(&stream);
     let mut cut = shared.subscribe();
-    let fresh = resume.requests_started == 0;
+    // A connection resumed from the parker after a request keeps no head
+    // deadline: its next head starts now. One parked before its first request
+    // keeps the first one (no reset by a trickle of bytes).
     let head_deadline = resume
         .head_deadline
         .unwrap_or_else(|| Instant::now() + shared.config.head_timeout);
@@ -107,14 +121,10 @@ where
         aborted: false,
         body_error: None,
         upgrade: None,
-        timer: Box::pin(sleep_until(Instant::now() + shared.config.head_timeout)),
+        timer: Box::pin(sleep_until(head_deadline)),
         drain_wait: None,
         can_park: parker.is_some(),
     };
-    if !fresh {
-        // Resumed from the parker because bytes arrived: a next head starts.
-        driver.head_deadline = Some(Instant::now() + shared.config.head_timeout);
-    }
     let stop = tokio::select! {
         stop = driver.serve() => stop,
         () = wait_for_cut(&mut cut) => Stop::Close(CloseReason::Cut),
@@ -122,7 +132,7 @@ where
     let reason = match stop {
         Stop::Close(reason) => reason,
         Stop::Upgrade(read_buf) => {
-            shared.closing(CloseReason::Upgraded);
+            shared.closing(CloseReason::Upgraded, driver.conn.requests_started());
             match driver.upgrade.take() {
                 Some(pending) => pending.fulfil(Upgraded {
                     stream: driver.stream,
@@ -146,18 +156,15 @@ where
             match parker.park(driver.stream, resume, deadline, expiry) {
                 Ok(()) => return Exit::Parked,
                 // Not parked (a drain began): this idle connection closes.
-                Err((stream, _resume)) => {
-                    shared.closing(CloseReason::Drain);
+                Err((stream, resume)) => {
+                    shared.closing(CloseReason::Drain, resume.requests_started);
                     sock::graceful_close(stream, shared.config.linger).await;
                     return Exit::Closed(CloseReason::Drain);
                 }
             }
         }
     };
-    shared.closing(reason);
-    shared
-        .stats
-        .record_requests_per_connection(driver.conn.requests_started());
+    shared.closing(reason, driver.conn.requests_started());
     if reason == CloseReason::Cut {
         let _ = sock::shutdown_write(&driver.stream);
         return Exit::Closed(reason);
@@ -232,8 +239,9 @@ struct Driver<'a, S> {
 struct Pump {
     /// `None` once the body ended or its reader went away.
     tx: Option<Sender>,
-    /// Armed while waiting for body bytes.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the connection's timer runs the body timeout (armed while
+    /// waiting for body bytes; the timer is free while a request is handled).
+    waiting: bool,
 }
 
 impl<S, B> Driver<'_, S>
@@ -388,7 +396,7 @@ where
         // A drain closes a connection with nothing in flight at a moment spread
         // over the drain window, so its clients do not all reconnect at once.
         let mut drain_at: Option<Instant> = None;
-        let result = loop {
+        let woke = loop {
             let wake = [Some(deadline), park_at, drain_at]
                 .into_iter()
                 .flatten()
@@ -404,12 +412,14 @@ where
             };
             tokio::select! {
                 biased;
-                read = read_buf(stream, conn.recv_buf()) => break Ok(read),
+                read = read_buf(stream, conn.recv_buf()) => break Woke::Read(read),
                 () = timer.as_mut() => {
                     break if drain_at.is_some_and(|at| at <= wake) {
-                        Ok(Ok(usize::MAX))
+                        Woke::Drain
+                    } else if park_at.is_some_and(|at| at <= wake) {
+                        Woke::Park
                     } else {
-                        Err(park_at.is_some_and(|at| at <= wake))
+                        Woke::Expired
                     };
                 }
                 () = draining, if can_drain && drain_at.is_none() => {
@@ -418,10 +428,10 @@ where
             }
         };
         drop(state);
-        match result {
-            Ok(Ok(0)) => self.conn.receive_eof(),
-            Ok(Ok(usize::MAX)) => self.conn.close_after_current(),
-            Ok(Ok(n)) => {
+        match woke {
+            Woke::Read(Ok(0)) => self.conn.receive_eof(),
+            Woke::Drain => self.conn.close_after_current(),
+            Woke::Read(Ok(n)) => {
                 self.shared
                     .stats
                     .bytes_in
@@ -430,20 +440,20 @@ where
                     self.head_deadline = Some(Instant::now() + self.shared.config.head_timeout);
                 }
             }
-            Ok(Err(e)) => {
+            Woke::Read(Err(e)) => {
                 return Err(match e.kind() {
                     std::io::ErrorKind::ConnectionReset => CloseReason::ClientClosed,
                     _ => CloseReason::Io,
                 }
                 .into())
             }
-            Err(true) => {
+            Woke::Park => {
                 return Err(Stop::Park {
                     deadline,
                     expiry: on_expiry,
                 })
             }
-            Err(false) => {
+            Woke::Expired => {
                 if let Some(status) = self.conn.time_out() {
                     self.answer_plain(
                         status,
@@ -494,7 +504,7 @@ where
                 body,
                 Some(Pump {
                     tx: Some(tx),
-                    timer: None,
+                    waiting: false,
                 }),
             )
         } else {
@@ -700,7 +710,7 @@ where
             match self.conn.next_event() {
                 Ok(Event::Data(data)) => {
                     tx.data(data);
-                    pump.timer = None;
+                    pump.waiting = false;
                 }
                 Ok(Event::End { trailers }) => {
                     tx.end(trailers);
@@ -714,7 +724,7 @@ where
                                 .stats
                                 .bytes_in
                                 .fetch_add(n as u64, Ordering::Relaxed);
-                            pump.timer = None;
+                            pump.waiting = false;
                         }
                         Poll::Ready(Err(e)) => {
                             tx.error(BodyError::io(e));
@@ -722,9 +732,12 @@ where
                             return Err(CloseReason::Io);
                         }
                         Poll::Pending => {
-                            let timeout = self.shared.config.body_timeout;
-                            let timer = pump.timer.get_or_insert_with(|| Box::pin(sleep(timeout)));
-                            if timer.as_mut().poll(cx).is_ready() {
+                            if !pump.waiting {
+                                let deadline = Instant::now() + self.shared.config.body_timeout;
+                                self.timer.as_mut().reset(deadline);
+                                pump.waiting = true;
+                            }
+                            if self.timer.as_mut().poll(cx).is_ready() {
                                 tx.error(Error::new(Kind::Timeout("request body read")));
                                 pump.tx = None;
                                 return Err(CloseReason::BodyTimeout);
@@ -768,12 +781,12 @@ where
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        res.headers_mut().insert(DATE, date::now());
         let (parts, ()) = res.into_parts();
         let body = Bytes::from(text);
+        let size = BodySize::Exact(body.len() as u64);
         if self
             .conn
-            .send_response(&parts, BodySize::Exact(body.len() as u64), &mut self.out)
+            .send_response_dated(&parts, size, Some(&date::now()), &mut self.out)
             .is_ok()
         {
             let _ = self.conn.send_data(body, &mut self.out);

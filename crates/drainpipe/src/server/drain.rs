@@ -252,9 +252,18 @@ impl Shared {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection decided to close (before its graceful close lingers).
-    pub(crate) fn closing(&self, reason: CloseReason) {
+    /// A connection that carried `requests` decided to close (before its
+    /// graceful close lingers): counted by reason and in the
+    /// requests-per-connection histogram.
+    pub(crate) fn closing(&self, reason: CloseReason, requests: u32) {
         self.stats.record_close(reason);
+        self.stats.record_requests_per_connection(requests);
+    }
+
+    /// A connection out of any task (a parked one) closes at once.
+    pub(crate) fn closed_now(&self, reason: CloseReason, requests: u32) {
+        self.closing(reason, requests);
+        self.closed(reason);
     }
 
     /// A connection task ends (after lingering).

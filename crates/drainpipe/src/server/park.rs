@@ -109,8 +109,8 @@ impl Parker {
             Ok(s) => s,
             // The socket is gone from tokio but unusable: nothing to give back.
             Err(_) => {
-                self.shared.closing(CloseReason::Io);
-                self.shared.closed(CloseReason::Io);
+                self.shared
+                    .closed_now(CloseReason::Io, resume.requests_started);
                 return Ok(());
             }
         };
@@ -165,12 +165,9 @@ impl Parker {
     /// Closes a parked connection (it is idle: nothing unread, nothing owed).
     fn close(&self, parked: Parked, reason: CloseReason) {
         let _ = parked.stream.shutdown(Shutdown::Write);
-        self.shared.closing(reason);
-        self.shared
-            .stats
-            .record_requests_per_connection(parked.resume.requests_started);
+        let requests = parked.resume.requests_started;
         drop(parked);
-        self.shared.closed(reason);
+        self.shared.closed_now(reason, requests);
     }
 
     async fn run(self: Arc<Self>, poll: mio::Poll, respawn: Respawn) {
@@ -201,10 +198,9 @@ impl Parker {
                             let Some(parked) = self.take(event.token().0) else { continue };
                             match TcpStream::from_std(parked.stream) {
                                 Ok(stream) => respawn(stream, parked.resume, &self),
-                                Err(_) => {
-                                    self.shared.closing(CloseReason::Io);
-                                    self.shared.closed(CloseReason::Io);
-                                }
+                                Err(_) => self
+                                    .shared
+                                    .closed_now(CloseReason::Io, parked.resume.requests_started),
                             }
                         }
                     }
@@ -280,9 +276,9 @@ impl Drop for Parker {
     fn drop(&mut self) {
         let slots = self.slots.get_mut().unwrap();
         for parked in slots.entries.drain(..).flatten() {
-            self.shared.closing(CloseReason::Cut);
-            self.shared.closed(CloseReason::Cut);
+            let requests = parked.resume.requests_started;
             drop(parked);
+            self.shared.closed_now(CloseReason::Cut, requests);
         }
     }
 }
