@@ -40,7 +40,7 @@ mod pool;
 pub mod retry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,7 +178,7 @@ impl Builder {
                 config: Arc::new(self.config),
                 pools: Arc::new(Mutex::new(HashMap::new())),
                 stats: Arc::new(Stats::default()),
-                reaper: Mutex::new(false),
+                reaper: AtomicBool::new(false),
             }),
         }
     }
@@ -208,7 +208,8 @@ struct Inner {
     config: Arc<Config>,
     pools: Pools,
     stats: Arc<Stats>,
-    reaper: Mutex<bool>,
+    /// Whether the idle reaper runs (started with the first pool).
+    reaper: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -255,22 +256,21 @@ impl Client {
         self.inner.pools.lock().unwrap().get(origin).cloned()
     }
 
-    fn pool(&self, origin: Origin) -> Arc<Pool> {
+    /// The pool for `origin`: a lookup; created (and the reaper started
+    /// with the first one) only on a miss.
+    fn pool(&self, origin: &Origin) -> Arc<Pool> {
         let mut pools = self.inner.pools.lock().unwrap();
-        let pool = pools
-            .entry(origin.clone())
-            .or_insert_with(|| {
-                Arc::new(Pool::new(
-                    origin,
-                    self.inner.config.clone(),
-                    self.inner.stats.clone(),
-                ))
-            })
-            .clone();
+        if let Some(pool) = pools.get(origin) {
+            return pool.clone();
+        }
+        let pool = Arc::new(Pool::new(
+            origin.clone(),
+            self.inner.config.clone(),
+            self.inner.stats.clone(),
+        ));
+        pools.insert(origin.clone(), pool.clone());
         drop(pools);
-        let mut started = self.inner.reaper.lock().unwrap();
-        if !*started {
-            *started = true;
+        if !self.inner.reaper.swap(true, Ordering::Relaxed) {
             let weak = Arc::downgrade(&self.inner.pools);
             let every = (self.inner.config.idle_timeout / 4)
                 .clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -364,7 +364,7 @@ impl Client {
         body: RequestBody,
         fresh: bool,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let pool = self.pool(origin.clone());
+        let pool = self.pool(origin);
         let mut checkout = match pool.checkout(fresh).await {
             Ok(c) => c,
             Err(e) => return Err(Failure::NotSent(e, body)),
@@ -447,7 +447,7 @@ impl Client {
             }
         }
         if let Some(origin) = origin {
-            let pool = self.pool(origin);
+            let pool = self.pool(&origin);
             let mut pending: VecDeque<_> = pending.into();
             while !pending.is_empty() {
                 self.pipeline_round(&pool, &mut pending, &mut results).await;

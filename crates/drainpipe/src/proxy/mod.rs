@@ -170,12 +170,9 @@ impl Proxy {
         let host = req
             .uri()
             .host()
-            .map(str::to_string)
             .or_else(|| {
-                req.headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+                let value = req.headers().get(HOST)?.to_str().ok()?;
+                Some(host_name(value))
             })
             .unwrap_or_default();
         let path = req.uri().path();
@@ -190,6 +187,15 @@ impl Proxy {
             .filter(|r| path.starts_with(&r.path_prefix))
             .max_by_key(|r| (r.path_prefix.len(), r.host.is_some()))
     }
+}
+
+/// The host name of a `Host` value: without its port, an IP literal with its
+/// brackets (`[::1]:8080` → `[::1]`, as `Uri::host` gives it).
+fn host_name(value: &str) -> &str {
+    if value.starts_with('[') {
+        return value.find(']').map_or(value, |end| &value[..=end]);
+    }
+    value.rsplit_once(':').map_or(value, |(name, _)| name)
 }
 
 impl tower_service::Service<Request<Incoming>> for Proxy {
@@ -264,15 +270,15 @@ impl Proxy {
             let fresh = tried.contains(&index);
             tried.push(index);
             let upstream = in_flight.upstream().clone();
-            let origin = upstream.origin().clone();
+            let origin = upstream.origin();
             // The request goes to `origin` as is: its target is written in
             // origin-form from the URI's path and query.
             if !self.inner.preserve_host || !head.headers.contains_key(HOST) {
-                if let Ok(v) = HeaderValue::from_str(&origin.to_string()) {
-                    head.headers.insert(HOST, v);
+                if let Some(host) = upstream.host_value() {
+                    head.headers.insert(HOST, host.clone());
                 }
             }
-            match self.inner.client.send(&origin, &head, body, fresh).await {
+            match self.inner.client.send(origin, &head, body, fresh).await {
                 Ok(res) => {
                     upstream.succeeded();
                     self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -448,5 +454,19 @@ impl http_body::Body for ProxyBody {
             Kind::Upstream(body) => body.size_hint(),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_name_drops_the_port_and_keeps_ip_literals_whole() {
+        assert_eq!(host_name("example.com:8080"), "example.com");
+        assert_eq!(host_name("example.com"), "example.com");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("127.0.0.1:80"), "127.0.0.1");
     }
 }

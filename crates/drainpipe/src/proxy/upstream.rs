@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::client::{Client, Origin};
@@ -70,6 +71,9 @@ impl Default for Ejection {
 #[derive(Debug)]
 pub struct Upstream {
     origin: Origin,
+    /// `Host` for requests sent to it when the client's is not kept (`None`
+    /// if its name cannot be one).
+    host_value: Option<HeaderValue>,
     in_flight: AtomicUsize,
     fails: AtomicU32,
     /// When it was created: the origin of `ejected_until`.
@@ -86,8 +90,10 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream at `origin`, healthy until shown otherwise.
     pub fn new(origin: Origin) -> Upstream {
+        let host_value = HeaderValue::from_str(&origin.to_string()).ok();
         Upstream {
             origin,
+            host_value,
             in_flight: AtomicUsize::new(0),
             fails: AtomicU32::new(0),
             created: Instant::now(),
@@ -102,6 +108,11 @@ impl Upstream {
     /// Where it is.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// Its `host:port` as a `Host` value (made once).
+    pub(crate) fn host_value(&self) -> Option<&HeaderValue> {
+        self.host_value.as_ref()
     }
 
     /// Requests in flight to it now.
