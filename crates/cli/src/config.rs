@@ -444,18 +444,7 @@ impl Config {
                 return Err(format!("{name}: route[{i}].path: must start with '/'"));
             }
         }
-        if let Some(f) = &self.forward {
-            if let Some(path) = &f.credentials {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!(
-                        "{name}: forward.credentials: cannot read {}: {e}",
-                        path.display()
-                    )
-                })?;
-                Credentials::parse(&text)
-                    .map_err(|e| format!("{name}: forward.credentials: {}: {e}", path.display()))?;
-            }
-        }
+        self.credentials(name)?;
         if !self.route.is_empty() && self.listener.is_empty() {
             return Err(format!(
                 "{name}: listener: routes are defined but no [[listener]] listens"
@@ -520,19 +509,37 @@ impl Config {
         b
     }
 
-    /// The forward proxy service, if configured.
-    pub fn forward_proxy(&self) -> Option<ForwardProxy> {
-        let f = self.forward.as_ref()?;
-        let credentials = f.credentials.as_ref().map(|path| {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            Credentials::parse(&text).expect("checked when loaded")
-        });
+    /// The forward proxy's credentials file, read and parsed (`None` when
+    /// none is configured); errors name `name`, the file and the problem.
+    fn credentials(&self, name: &str) -> Result<Option<Credentials>, String> {
+        let Some(path) = self.forward.as_ref().and_then(|f| f.credentials.as_ref()) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "{name}: forward.credentials: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        Credentials::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{name}: forward.credentials: {}: {e}", path.display()))
+    }
+
+    /// The forward proxy service, if configured. The credentials file is
+    /// read again here (it was checked when the configuration was loaded, and
+    /// may have changed since): a file gone bad is an error, not a panic.
+    pub fn forward_proxy(&self) -> Result<Option<ForwardProxy>, String> {
+        let Some(f) = self.forward.as_ref() else {
+            return Ok(None);
+        };
+        let credentials = self.credentials("config")?;
         let policy = Policy {
             allow_private: f.allow_private,
             connect_ports: f.allow_ports.clone(),
             ..Policy::default()
         };
-        Some(ForwardProxy::new(self.client(), policy, credentials))
+        Ok(Some(ForwardProxy::new(self.client(), policy, credentials)))
     }
 
     /// The client for upstream requests, from `[client]`.

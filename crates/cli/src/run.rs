@@ -152,7 +152,7 @@ pub async fn config(config: Config) -> Result<(), String> {
             serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
         }
     }
-    if let (Some(listener), Some(service)) = (forward, config.forward_proxy()) {
+    if let (Some(listener), Some(service)) = (forward, config.forward_proxy()?) {
         let server = config.server().honour_proxy_connection(true).build();
         registry = registry.server("forward", server.stats());
         println!(
