@@ -179,11 +179,7 @@ impl Proxy {
         self.inner
             .routes
             .iter()
-            .filter(|r| {
-                r.host
-                    .as_ref()
-                    .is_none_or(|h| h.eq_ignore_ascii_case(host))
-            })
+            .filter(|r| r.host.as_ref().is_none_or(|h| h.eq_ignore_ascii_case(host)))
             .filter(|r| path.starts_with(&r.path_prefix))
             .max_by_key(|r| (r.path_prefix.len(), r.host.is_some()))
     }
