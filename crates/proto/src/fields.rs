@@ -381,7 +381,7 @@ impl KeepAliveParams {
 /// The fields fixed as hop-by-hop by RFC 9110 §7.6.1 (and `Proxy-Connection`, the
 /// Netscape convention of RFC 9112 §C.2.2, and the proxy authentication pair
 /// which belongs to the next hop only, RFC 9110 §11.7).
-pub const FIXED_HOP_BY_HOP: [HeaderName; 9] = [
+pub static FIXED_HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
