@@ -238,6 +238,47 @@ async fn keep_alive_max_and_timeout_are_honoured() {
     assert_eq!(client.stats().retries.load(Ordering::Relaxed), 0);
 }
 
+// The timeout is the last response's: one without `Keep-Alive` lifts the
+// `timeout=1` of the one before, so the connection is still reused after
+// 1.5 s (this server keeps idle connections for 5 s).
+#[tokio::test]
+async fn keep_alive_timeout_is_cleared_by_a_response_without_it() {
+    let conns = Arc::new(AtomicUsize::new(0));
+    let seen = conns.clone();
+    let addr = raw_server(move |_, mut c| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        async move {
+            for keep_alive in ["Keep-Alive: timeout=1\r\n", "", ""] {
+                let next = tokio::time::timeout(Duration::from_secs(5), c.request());
+                let Ok(Some(_)) = next.await else { return };
+                let res = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{keep_alive}\r\nok");
+                c.send(res.as_bytes()).await;
+            }
+        }
+    })
+    .await;
+    let client = Client::builder()
+        .keep_alive_margin(Duration::from_millis(200))
+        .build();
+    let url = format!("http://{addr}/");
+    let run = async {
+        text(&client, &url).await;
+        text(&client, &url).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        text(&client, &url).await;
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the exchanges finish");
+    assert_eq!(
+        conns.load(Ordering::Relaxed),
+        1,
+        "the stale timeout=1 retired the connection"
+    );
+    assert_eq!(client.stats().reused.load(Ordering::Relaxed), 2);
+    assert_eq!(client.stats().retries.load(Ordering::Relaxed), 0);
+}
+
 // A pooled connection the server closed is detected before reuse (no error,
 // no retry needed).
 #[tokio::test]

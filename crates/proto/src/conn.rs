@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -41,6 +42,10 @@ pub struct Connection {
     started: u32,
     /// Client: the `Keep-Alive` parameters of the last response.
     peer_keep_alive: KeepAliveParams,
+    /// Client: the requests the connection may carry in all, by the last
+    /// `Keep-Alive: max` a response advertised (kept by responses without
+    /// one, so the count goes on down).
+    peer_request_limit: Option<u32>,
     /// Server: the last request announced the close itself and no byte has
     /// come after it (see [`Connection::peer_sent_last`]).
     peer_said_last: bool,
@@ -60,6 +65,7 @@ impl Connection {
             keep_alive: true,
             started: 0,
             peer_keep_alive: KeepAliveParams::default(),
+            peer_request_limit: None,
             peer_said_last: false,
         }
     }
@@ -278,6 +284,13 @@ impl Connection {
         } else {
             KeepAliveParams::default()
         };
+        if let Some(max) = self.peer_keep_alive.max {
+            // The response answers the oldest request in flight; those sent
+            // after it are counted against the limit as they were started.
+            let later = u32::try_from(self.exchanges.len() - 1).unwrap_or(u32::MAX);
+            let answered = self.started.saturating_sub(later);
+            self.peer_request_limit = Some(persist::peer_request_limit(answered, max));
+        }
         if !keep || switch {
             self.keep_alive = false;
         }
@@ -916,6 +929,35 @@ impl Connection {
     /// Client: the `Keep-Alive` parameters the last response advertised.
     pub fn peer_keep_alive(&self) -> KeepAliveParams {
         self.peer_keep_alive
+    }
+
+    /// Client: how many more requests the server accepts on this connection
+    /// beyond those already sent, by the last `Keep-Alive: max=M` it
+    /// advertised (`M` more after the request that response answered; later
+    /// responses without `max` do not lift it). `None` when no response
+    /// advertised a `max`.
+    pub fn peer_requests_left(&self) -> Option<u32> {
+        self.peer_request_limit
+            .map(|limit| limit.saturating_sub(self.started))
+    }
+
+    /// Client: until when this connection may be reused, by the server's
+    /// `Keep-Alive: timeout=T` on the last response, which the driver received
+    /// whole at `received_at` (see [`persist::reusable_until`]; `margin` is
+    /// taken off `T`). `None` when the last response gave no timeout, even if
+    /// an earlier one did.
+    pub fn peer_reusable_until(&self, received_at: Instant, margin: Duration) -> Option<Instant> {
+        persist::reusable_until(self.peer_keep_alive.timeout_secs, received_at, margin)
+    }
+
+    /// Client: whether the connection may carry another request now: it
+    /// persists ([`Connection::keep_alive`]), nothing is in flight
+    /// ([`Connection::is_idle`]), and the server's `Keep-Alive: max` is not
+    /// used up ([`Connection::peer_requests_left`]). The server's
+    /// `Keep-Alive: timeout` is a matter of time, which the driver checks with
+    /// [`Connection::peer_reusable_until`].
+    pub fn is_reusable(&self) -> bool {
+        self.keep_alive && self.is_idle() && self.peer_requests_left() != Some(0)
     }
 
     /// Whether the protocol switched (a `101`, or a 2xx to CONNECT).

@@ -55,7 +55,10 @@
 //!
 //! Afterwards ask [`Connection::must_close`] (close now, gracefully),
 //! [`Connection::is_idle`] (nothing in flight) and [`Connection::keep_alive`].
-//! A drain calls [`Connection::close_after_current`].
+//! A client pooling the connection asks [`Connection::is_reusable`] (which
+//! also honours the server's `Keep-Alive: max`) and, with the time it read the
+//! response, [`Connection::peer_reusable_until`] (the server's
+//! `Keep-Alive: timeout`). A drain calls [`Connection::close_after_current`].
 //!
 //! ## The two halves
 //!

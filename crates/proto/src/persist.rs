@@ -1,6 +1,8 @@
 //! Whether a connection lives on after a request/response pair (RFC 9112 §9.3),
 //! as plain functions of what each message said.
 
+use std::time::{Duration, Instant};
+
 use http::Version;
 
 use crate::fields::ConnectionTokens;
@@ -49,6 +51,31 @@ pub fn unread_body_allows_reuse(
 /// answered, for `Keep-Alive: max=M`; `served` counts requests including it.
 pub fn requests_left(max_requests: Option<u32>, served: u32) -> Option<u32> {
     max_requests.map(|max| max.saturating_sub(served))
+}
+
+/// Client: how many requests a connection may carry in all, by a server's
+/// `Keep-Alive: max=M` on the response to request number `answered` (counted
+/// from 1 on the connection): `M` more after that one (the same reading as
+/// [`requests_left`] on the server's side).
+pub fn peer_request_limit(answered: u32, max: u32) -> u32 {
+    answered.saturating_add(max)
+}
+
+/// Client: the moment from which an idle connection must no longer be reused,
+/// by a server's `Keep-Alive: timeout=T` on the last response, received at
+/// `received_at`: `T` later, less `margin`, so that a request never races the
+/// server's idle close. A `margin` of `T` or more makes the connection unfit
+/// for reuse at once.
+///
+/// `None` when the last response gave no timeout: an earlier response's
+/// timeout no longer applies.
+pub fn reusable_until(
+    timeout_secs: Option<u32>,
+    received_at: Instant,
+    margin: Duration,
+) -> Option<Instant> {
+    let timeout = Duration::from_secs(u64::from(timeout_secs?));
+    Some(received_at + timeout.saturating_sub(margin))
 }
 
 #[cfg(test)]
@@ -129,6 +156,37 @@ mod tests {
                 "{version:?} {t:?} {framing:?}"
             );
         }
+    }
+
+    #[test]
+    fn reusable_until_rule() {
+        let t0 = Instant::now();
+        let margin = Duration::from_secs(1);
+        assert_eq!(
+            reusable_until(Some(5), t0, margin),
+            Some(t0 + Duration::from_secs(4))
+        );
+        assert_eq!(
+            reusable_until(Some(3), t0, Duration::from_millis(1500)),
+            Some(t0 + Duration::from_millis(1500))
+        );
+        // A margin as long as the timeout, or longer: not reusable from the
+        // moment the response arrived.
+        assert_eq!(reusable_until(Some(1), t0, margin), Some(t0));
+        assert_eq!(reusable_until(Some(0), t0, margin), Some(t0));
+        assert_eq!(
+            reusable_until(Some(1), t0, Duration::ZERO),
+            Some(t0 + Duration::from_secs(1))
+        );
+        assert_eq!(reusable_until(None, t0, margin), None);
+    }
+
+    #[test]
+    fn peer_request_limit_rule() {
+        // `max=M` on the response to the first request: M more.
+        assert_eq!(peer_request_limit(1, 2), 3);
+        assert_eq!(peer_request_limit(4, 0), 4);
+        assert_eq!(peer_request_limit(u32::MAX, 1), u32::MAX);
     }
 
     #[test]

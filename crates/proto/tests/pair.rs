@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -107,6 +108,94 @@ keep-alive: timeout=5, max=2\r\n\r\nx"
     assert!(c.keep_alive());
     assert_eq!(c.peer_keep_alive().timeout_secs, Some(5));
     assert_eq!(c.peer_keep_alive().max, Some(2));
+}
+
+// The server's `Keep-Alive: timeout=T, max=M` as the client applies it: the
+// timeout of the last response only (one without it clears an earlier one),
+// the request limit counting down across responses without `max`.
+#[test]
+fn client_applies_the_last_keep_alive_timeout_and_counts_down_max() {
+    let t0 = Instant::now();
+    let margin = Duration::from_secs(1);
+    let later = t0 + Duration::from_secs(10);
+    let mut c = client();
+    assert_eq!(c.peer_requests_left(), None);
+    assert_eq!(c.peer_reusable_until(t0, margin), None);
+
+    request(&mut c, get("http://a/"));
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: timeout=5, max=2\r\n\r\n",
+    );
+    assert_eq!(
+        c.peer_reusable_until(t0, margin),
+        Some(t0 + Duration::from_secs(4)),
+        "T less the margin"
+    );
+    assert_eq!(
+        c.peer_requests_left(),
+        Some(2),
+        "max=M: M more after this one"
+    );
+    assert!(c.is_reusable());
+
+    // No Keep-Alive: the earlier timeout is gone; max counts down.
+    request(&mut c, get("http://a/"));
+    assert!(!c.is_reusable(), "a request in flight");
+    feed(&mut c, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(c.peer_reusable_until(later, margin), None);
+    assert_eq!(c.peer_requests_left(), Some(1));
+    assert!(c.is_reusable());
+
+    // A timeout again, without max: the new timeout, max still counting.
+    request(&mut c, get("http://a/"));
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: timeout=1\r\n\r\n",
+    );
+    assert_eq!(c.peer_reusable_until(later, margin), Some(later));
+    assert_eq!(
+        c.peer_reusable_until(later, Duration::from_millis(400)),
+        Some(later + Duration::from_millis(600))
+    );
+    assert_eq!(c.peer_requests_left(), Some(0));
+    assert!(
+        c.keep_alive() && c.is_idle() && !c.is_reusable(),
+        "max used up"
+    );
+
+    // A later max replaces the count.
+    let mut c = client();
+    request(&mut c, get("http://a/"));
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: max=0\r\n\r\n",
+    );
+    assert_eq!(c.peer_requests_left(), Some(0));
+    assert!(!c.is_reusable());
+}
+
+// A pipelined client: `max=M` counts from the request the response answers,
+// not from the last one sent.
+#[test]
+fn client_counts_keep_alive_max_from_the_answered_request() {
+    let mut c = client();
+    request(&mut c, get("http://a/1"));
+    request(&mut c, get("http://a/2"));
+    request(&mut c, get("http://a/3"));
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: max=3\r\n\r\n",
+    );
+    // Three more after the first: two of them are already sent.
+    assert_eq!(c.peer_requests_left(), Some(1));
+    feed(&mut c, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    feed(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: max=1\r\n\r\n",
+    );
+    assert_eq!(c.peer_requests_left(), Some(1));
+    assert!(c.is_reusable());
 }
 
 #[test]

@@ -26,12 +26,9 @@ pub(crate) struct Conn {
     out: WriteBuf,
     /// When it was opened (for the max lifetime).
     pub(crate) created: Instant,
-    /// Responses completed on it.
-    pub(crate) served: u32,
-    /// The server's `Keep-Alive: timeout` turned into a last moment to reuse it.
-    pub(crate) keep_alive_until: Option<Instant>,
-    /// The server's `Keep-Alive: max`: requests it will still take.
-    pub(crate) requests_left: Option<u32>,
+    /// When the last response was read whole (the server's
+    /// `Keep-Alive: timeout` runs from there).
+    response_ended: Option<Instant>,
 }
 
 /// How far a request got before it failed, for the error it becomes.
@@ -48,15 +45,15 @@ impl Conn {
             proto: proto::Connection::new(Role::Client, config),
             out: WriteBuf::new(),
             created: Instant::now(),
-            served: 0,
-            keep_alive_until: None,
-            requests_left: None,
+            response_ended: None,
         }
     }
 
     /// Whether the connection carried a response before (taken from the pool).
     pub(crate) fn is_reused(&self) -> bool {
-        self.served > 0
+        // Asked before a request goes out: every request started on it was
+        // answered (a connection is pooled only when nothing is in flight).
+        self.proto.requests_started() > 0
     }
 
     /// Sends a request and reads the response head. The body, if any, is read
@@ -178,7 +175,7 @@ impl Conn {
             match self.proto.next_event() {
                 Ok(Event::Data(data)) => return Poll::Ready(Ok(Some(BodyFrame::Data(data)))),
                 Ok(Event::End { trailers }) => {
-                    self.response_done();
+                    self.response_ended = Some(Instant::now());
                     return Poll::Ready(Ok(Some(BodyFrame::End(trailers))));
                 }
                 Ok(Event::NeedData) => {
@@ -209,20 +206,6 @@ impl Conn {
         }
     }
 
-    /// A response ended: count it and note what the server said about reuse.
-    fn response_done(&mut self) {
-        self.served += 1;
-        let params = self.proto.peer_keep_alive();
-        if let Some(t) = params.timeout_secs {
-            self.keep_alive_until = Some(Instant::now() + Duration::from_secs(u64::from(t)));
-        }
-        self.requests_left = match (self.requests_left, params.max) {
-            (_, Some(m)) => Some(m),
-            (Some(left), None) => Some(left.saturating_sub(1)),
-            (None, None) => None,
-        };
-    }
-
     /// Whether the protocol switched (a `101`, or a 2xx to CONNECT).
     pub(crate) fn is_switched(&self) -> bool {
         self.proto.is_switched()
@@ -239,9 +222,21 @@ impl Conn {
     }
 
     /// Whether the connection may carry another request: the server did not
-    /// close it, nothing is in flight, and it has requests left.
+    /// close it, nothing is in flight, and it has requests left
+    /// ([`proto::Connection::is_reusable`]).
     pub(crate) fn is_reusable(&self) -> bool {
-        self.proto.keep_alive() && self.proto.is_idle() && self.requests_left != Some(0)
+        self.proto.is_reusable()
+    }
+
+    /// The moment from which the connection must not be reused, by the
+    /// server's `Keep-Alive: timeout` on the last response, less `margin`
+    /// ([`proto::Connection::peer_reusable_until`]); `None` when the last
+    /// response gave no timeout.
+    pub(crate) fn reusable_until(&self, margin: Duration) -> Option<Instant> {
+        let ended = self.response_ended?;
+        self.proto
+            .peer_reusable_until(ended.into_std(), margin)
+            .map(Instant::from_std)
     }
 
     /// Whether the peer closed (or sent something unasked) while the connection

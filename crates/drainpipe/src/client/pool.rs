@@ -148,10 +148,12 @@ impl Pool {
         {
             return false;
         }
-        if let Some(until) = idle.conn.keep_alive_until {
-            if now + config.keep_alive_margin >= until {
-                return false;
-            }
+        if idle
+            .conn
+            .reusable_until(config.keep_alive_margin)
+            .is_some_and(|until| now >= until)
+        {
+            return false;
         }
         !idle.conn.is_closed_by_peer()
     }
