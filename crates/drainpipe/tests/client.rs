@@ -279,6 +279,56 @@ async fn keep_alive_timeout_is_cleared_by_a_response_without_it() {
     assert_eq!(client.stats().retries.load(Ordering::Relaxed), 0);
 }
 
+// The response timeout bounds each wait for the next piece of a body, not
+// the whole body: pieces 250 ms apart pass a 500 ms timeout however many
+// there are; a stall after them is cut 500 ms into it.
+#[tokio::test]
+async fn response_body_timeout_bounds_each_wait() {
+    let addr = raw_server(|_, mut c| async move {
+        let Some(req) = c.request().await else { return };
+        let stall = req.starts_with("GET /stall ");
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\na")
+            .await;
+        for piece in [b"b", b"c", b"d", b"e"] {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            c.send(piece).await;
+        }
+        if stall {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        c.send(b"f").await;
+    })
+    .await;
+    let client = Client::builder()
+        .response_timeout(Some(Duration::from_millis(500)))
+        .build();
+    let get = |path: &str| {
+        let req = http::Request::get(format!("http://{addr}{path}"))
+            .body(())
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let res = client.request(req).await.expect("response head");
+            res.into_body().collect().await.map(|b| b.to_bytes())
+        }
+    };
+    let paced = tokio::time::timeout(Duration::from_secs(5), get("/paced"))
+        .await
+        .expect("bounded");
+    assert_eq!(paced.expect("paced body"), "abcdef");
+    let started = std::time::Instant::now();
+    let stalled = tokio::time::timeout(Duration::from_secs(5), get("/stall"))
+        .await
+        .expect("bounded");
+    let e = stalled.expect_err("a stalled body is an error");
+    assert!(e.is_timeout(), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "cut {:?} after the request",
+        started.elapsed()
+    );
+}
+
 // A pooled connection the server closed is detected before reuse (no error,
 // no retry needed).
 #[tokio::test]

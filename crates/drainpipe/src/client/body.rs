@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
@@ -134,7 +135,47 @@ pub struct ResponseBody {
     /// Longest wait for the next piece of the body (the client's response
     /// timeout); the timer is armed while waiting.
     pub(crate) idle_timeout: Option<std::time::Duration>,
-    pub(crate) timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer of that wait, made at the first wait and reset for each later
+    /// one.
+    pub(crate) timer: Option<StallTimer>,
+}
+
+/// One response body's timer for the wait for its next piece: a single
+/// [`tokio::time::Sleep`], reset at the start of each wait instead of made
+/// anew.
+pub(crate) struct StallTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Whether `sleep` runs for the current wait (cleared when a piece
+    /// arrives).
+    armed: bool,
+}
+
+impl StallTimer {
+    /// Polls the timer of the current wait, arming it for `limit` from now if
+    /// this is the wait's first poll. Ready once the wait has lasted `limit`.
+    fn poll(timer: &mut Option<StallTimer>, limit: Duration, cx: &mut Context<'_>) -> Poll<()> {
+        let timer = match timer {
+            Some(t) => {
+                if !t.armed {
+                    t.sleep.as_mut().reset(tokio::time::Instant::now() + limit);
+                    t.armed = true;
+                }
+                t
+            }
+            None => timer.insert(StallTimer {
+                sleep: Box::pin(tokio::time::sleep(limit)),
+                armed: true,
+            }),
+        };
+        timer.sleep.as_mut().poll(cx)
+    }
+
+    /// A piece arrived: the current wait is over.
+    fn disarm(timer: &mut Option<StallTimer>) {
+        if let Some(t) = timer {
+            t.armed = false;
+        }
+    }
 }
 
 impl ResponseBody {
@@ -171,10 +212,7 @@ impl Body for ResponseBody {
         let polled = checkout.conn_mut().poll_body(cx);
         let Poll::Ready(polled) = polled else {
             if let Some(limit) = this.idle_timeout {
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if timer.as_mut().poll(cx).is_ready() {
+                if StallTimer::poll(&mut this.timer, limit, cx).is_ready() {
                     // The upstream stalled mid-body: the connection is dropped
                     // and the body ends in an error, never cleanly.
                     this.checkout = None;
@@ -185,7 +223,7 @@ impl Body for ResponseBody {
             }
             return Poll::Pending;
         };
-        this.timer = None;
+        StallTimer::disarm(&mut this.timer);
         match polled {
             Ok(Some(BodyFrame::Data(data))) => {
                 let n = data.len() as u64;
