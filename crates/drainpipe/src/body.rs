@@ -94,10 +94,7 @@ impl Incoming {
     /// A body fed through a [`Sender`]; `len` is the length when known.
     pub(crate) fn channel(len: Option<u64>) -> (Self, Sender) {
         let slot = Arc::new(Slot::default());
-        let size = match len {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        };
+        let size = size_hint_of(len);
         (
             Incoming {
                 inner: Some(slot.clone()),
@@ -136,14 +133,7 @@ impl http_body::Body for Incoming {
         let mut s = slot.state.lock().unwrap();
         if let Some(frame) = s.frame.take() {
             if let Some(d) = frame.data_ref() {
-                let taken = d.len() as u64;
-                match this.size.upper() {
-                    Some(upper) => this.size.set_exact(upper.saturating_sub(taken)),
-                    None => {
-                        let lower = this.size.lower().saturating_sub(taken);
-                        this.size.set_lower(lower);
-                    }
-                }
+                shrink_size_hint(&mut this.size, d.len() as u64);
             }
             if let Some(w) = s.writer.take() {
                 w.wake();
@@ -175,6 +165,28 @@ impl http_body::Body for Incoming {
 
     fn size_hint(&self) -> SizeHint {
         self.size
+    }
+}
+
+/// The size hint of a body of `len` bytes when the length is known (exact),
+/// else of unknown size.
+pub(crate) fn size_hint_of(len: Option<u64>) -> SizeHint {
+    match len {
+        Some(n) => SizeHint::with_exact(n),
+        None => SizeHint::default(),
+    }
+}
+
+/// Takes `taken` bytes just handed out off what `size` says is left: a size
+/// with an upper bound becomes exactly what remains below it, one without
+/// lowers its lower bound.
+pub(crate) fn shrink_size_hint(size: &mut SizeHint, taken: u64) {
+    match size.upper() {
+        Some(upper) => size.set_exact(upper.saturating_sub(taken)),
+        None => {
+            let lower = size.lower().saturating_sub(taken);
+            size.set_lower(lower);
+        }
     }
 }
 

@@ -226,14 +226,7 @@ impl Body for ResponseBody {
         StallTimer::disarm(&mut this.timer);
         match polled {
             Ok(Some(BodyFrame::Data(data))) => {
-                let n = data.len() as u64;
-                match this.size.upper() {
-                    Some(upper) => this.size.set_exact(upper.saturating_sub(n)),
-                    None => {
-                        let lower = this.size.lower().saturating_sub(n);
-                        this.size.set_lower(lower);
-                    }
-                }
+                crate::body::shrink_size_hint(&mut this.size, data.len() as u64);
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Ok(Some(BodyFrame::End(trailers))) => {
