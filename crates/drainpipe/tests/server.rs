@@ -575,3 +575,49 @@ async fn parked_connection_honours_idle_timeout_and_request_limit() {
     );
     assert_eq!(srv.stats.closed(CloseReason::IdleTimeout), 1);
 }
+
+// Every new connection's first request is read as soon as it arrives, on a
+// multi-threaded runtime where the reactor runs on another thread than the
+// accept loop: a readiness event that lands while a connection is being set
+// up must not be lost (it once was, leaving the request unread until the
+// connection was parked a second later, or closed by a drain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_new_connection_is_answered_at_once() {
+    let srv = TestServer::origin(builder().park_idle_after(None)).await;
+    let addr = srv.addr;
+    let slowest = tokio::task::spawn_blocking(move || {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut slowest = Duration::ZERO;
+                    for _ in 0..250 {
+                        let started = std::time::Instant::now();
+                        let mut s = std::net::TcpStream::connect(addr).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                            .unwrap();
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).unwrap();
+                        assert!(got.ends_with(b"Hello, World!"), "{got:?}");
+                        slowest = slowest.max(started.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a new connection waited {slowest:?} for its response"
+    );
+    assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 2000);
+    srv.drain().await;
+}

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -25,7 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accepts connections until `shutdown` resolves. Returns the parker's task,
 /// which the caller stops once the drain is over.
 pub(crate) async fn accept_until<S, B, F>(
-    listener: &TcpListener,
+    listener: TcpListener,
     service: S,
     shared: &Arc<Shared>,
     shutdown: F,
@@ -42,6 +44,20 @@ where
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
+    // Accepted with our own `accept` (see there), on the same registration.
+    let registered = listener.into_std().and_then(|l| {
+        // SAFETY: the AsyncFd owns the listener, so the descriptor it
+        // registers stays open, the same socket, until the AsyncFd drops.
+        unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)
+    });
+    let listener = match registered {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the listening socket; not accepting");
+            return None;
+        }
+    };
     let parking = if shared.config.park_after.is_some() {
         // A mutex makes the service shareable with the parker's task (it is
         // only cloned under it).
@@ -80,12 +96,11 @@ where
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                forget_assumed_readiness(&stream);
                 shared.opened();
                 let resume = Resume {
                     id: shared.conn_id(),
@@ -118,17 +133,34 @@ where
     parking.map(|(_, task)| task)
 }
 
-/// tokio marks a just-accepted socket readable before the reactor has seen
-/// it, so the first read is tried at once; a client that has not sent its
-/// request yet (most new connections under load) makes that read find nothing,
-/// one wasted `recv` per connection. Clearing the assumption lets the
-/// registration's first event say whether a request is there, as nginx
-/// waits for it. Called in the same poll as the accept: the reactor cannot
-/// have recorded a real event for this socket yet, so none is lost.
-fn forget_assumed_readiness(stream: &TcpStream) {
-    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
-        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-    });
+/// Accepts one connection. tokio's own `accept` marks the new socket readable
+/// before the reactor has seen it, so the first read is tried at once; a client
+/// that has not sent its request yet (most new connections under load) makes
+/// that read find nothing, one wasted `recv` per connection. A stream built
+/// from the accepted socket instead starts with no readiness: its first read
+/// waits for the registration's first event, as nginx waits for it. (Clearing
+/// the assumed readiness after tokio's accept is racy: on a multi-threaded
+/// runtime the reactor may already have recorded a real event, which the
+/// clear would lose, leaving the request unread.) Same syscalls: `accept4`,
+/// then the registration.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
+    loop {
+        let mut ready = listener.readable().await?;
+        let accepted = ready.try_io(|l| socket2::SockRef::from(l.get_ref()).accept4(FLAGS));
+        match accepted {
+            Ok(Ok((socket, peer))) => {
+                let peer = peer.as_socket().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket")
+                })?;
+                let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+                return Ok((stream, peer));
+            }
+            Ok(Err(e)) => return Err(e),
+            // Nothing waiting after all: readiness cleared, wait again.
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 /// Runs a connection in its own task, until it closes or parks.

@@ -325,8 +325,8 @@ impl Server {
             closing.begin_closing();
             tokio::time::sleep(delay).await;
         };
-        let parker = listener::accept_until(&listener, service, &shared, shutdown).await;
-        drop(listener);
+        // The listener is closed when the accept loop ends.
+        let parker = listener::accept_until(listener, service, &shared, shutdown).await;
         let report = shared.drain().await;
         if let Some(parker) = parker {
             parker.abort();
