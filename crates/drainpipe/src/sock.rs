@@ -39,6 +39,13 @@ pub(crate) fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
     socket2::SockRef::from(stream).shutdown(Shutdown::Write)
 }
 
+/// Whether input (or an EOF) is waiting on `stream`, asked of the kernel with
+/// a non-blocking peek rather than of the reactor, whose readiness may lag.
+pub(crate) fn has_input<S: std::os::fd::AsFd>(stream: &S) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    socket2::SockRef::from(stream).peek(&mut probe).is_ok()
+}
+
 /// What a graceful close saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lingered {

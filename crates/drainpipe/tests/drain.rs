@@ -114,21 +114,108 @@ async fn listener_is_closed_once_draining() {
     );
 }
 
-// A keep-alive client between requests when the drain starts: its next
-// request is never processed because the connection is already closed.
+// A keep-alive client whose next request has begun to arrive when the drain
+// starts: the request is finished, answered with close, and nothing after it.
 #[tokio::test]
-async fn partial_head_at_drain_is_not_processed() {
+async fn partial_head_at_drain_is_finished_and_answered_with_close() {
     let mut srv = TestServer::origin(Server::builder()).await;
     let mut c = Raw::connect(srv.addr).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     c.response().await;
-    c.send(b"GET / HT").await;
+    c.send(b"GET /conn HT").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     srv.begin_drain();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.send(b"TP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let r = c.response().await;
+    assert_eq!(
+        (
+            r.status,
+            r.body_str().as_str(),
+            r.header("connection").as_deref()
+        ),
+        (200, "conn=1 request=2\n", Some("close"))
+    );
     c.expect_eof().await;
-    assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 1);
+    assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 2);
     drop(c);
-    srv.drain().await;
+    let report = srv.drain().await;
+    assert_eq!((report.clean, report.cut), (1, 0));
+}
+
+// A connection accepted before the drain whose client has not sent its first
+// request yet is not idle: clients retry only on reused connections, so
+// closing it would fail the request it was opened for. It is answered, with
+// close.
+#[tokio::test]
+async fn fresh_connection_at_drain_gets_its_first_request_answered() {
+    let mut srv = TestServer::origin(Server::builder().park_idle_after(None)).await;
+    let mut fresh = Raw::connect(srv.addr).await;
+    let mut idle = Raw::connect(srv.addr).await;
+    idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    idle.response().await;
+    srv.begin_drain();
+    idle.expect_eof().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = fresh.response().await;
+    assert_eq!(
+        (r.status, r.header("connection").as_deref()),
+        (200, Some("close"))
+    );
+    fresh.expect_eof().await;
+    drop((fresh, idle));
+    let report = srv.drain().await;
+    assert_eq!((report.open_at_start, report.clean, report.cut), (2, 2, 0));
+}
+
+// The same for a silent new connection that was parked: it keeps its head
+// deadline through the drain, and its request is answered with close.
+#[tokio::test]
+async fn parked_fresh_connection_at_drain_gets_its_first_request_answered() {
+    let mut srv =
+        TestServer::origin(Server::builder().park_idle_after(Some(Duration::from_millis(50))))
+            .await;
+    let mut fresh = Raw::connect(srv.addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 1);
+    srv.begin_drain();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = fresh.response().await;
+    assert_eq!(
+        (r.status, r.header("connection").as_deref()),
+        (200, Some("close"))
+    );
+    fresh.expect_eof().await;
+    drop(fresh);
+    let report = srv.drain().await;
+    assert_eq!((report.clean, report.cut), (1, 0));
+}
+
+// A fresh connection that stays silent is closed at the head timeout, which
+// the drain does not extend.
+#[tokio::test]
+async fn silent_fresh_connection_at_drain_closes_at_the_head_timeout() {
+    let srv = TestServer::origin(
+        Server::builder()
+            .head_timeout(Duration::from_millis(300))
+            .park_idle_after(None),
+    )
+    .await;
+    let mut fresh = Raw::connect(srv.addr).await;
+    let started = Instant::now();
+    let drain = tokio::spawn(srv.drain());
+    assert!(fresh.closes_within(Duration::from_secs(3)).await);
+    assert!(fresh.buf.is_empty(), "a silent close");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let report = drain.await.unwrap();
+    assert_eq!((report.clean, report.cut), (1, 0));
 }
 
 #[tokio::test]

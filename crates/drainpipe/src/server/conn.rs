@@ -360,12 +360,19 @@ where
             (d, CloseReason::HeadTimeout)
         };
         let park_at = match config.park_after {
-            Some(after) if idle && self.can_park => {
+            // Nothing is parked once a drain began (a connection still open
+            // then is waited for in its task).
+            Some(after) if idle && self.can_park && !self.shared.draining.is_cancelled() => {
                 Some(Instant::now() + after).filter(|at| *at < deadline)
             }
             _ => None,
         };
-        let can_drain = self.conn.in_flight() == 0;
+        // Only a connection between requests is closed by a drain. One that
+        // has not sent its first request yet is waited for (up to the head
+        // timeout): its client connected to send one, and a client retries
+        // only on a reused connection, so closing it would fail a request.
+        // One whose next head has begun is finished and answered with close.
+        let mut can_drain = idle && self.conn.requests_started() > 0;
         if idle {
             // An idle connection holds no buffer: both go back to the pool.
             let recv = std::mem::take(self.conn.recv_buf());
@@ -414,9 +421,17 @@ where
                 biased;
                 read = read_buf(stream, conn.recv_buf()) => break Woke::Read(read),
                 () = timer.as_mut() => {
-                    break if drain_at.is_some_and(|at| at <= wake) {
-                        Woke::Drain
-                    } else if park_at.is_some_and(|at| at <= wake) {
+                    if drain_at.is_some_and(|at| at <= wake) {
+                        // The reactor may not have reported a request that
+                        // already arrived: look before closing on it.
+                        if sock::has_input(stream) {
+                            drain_at = None;
+                            can_drain = false;
+                            continue;
+                        }
+                        break Woke::Drain;
+                    }
+                    break if park_at.is_some_and(|at| at <= wake) {
                         Woke::Park
                     } else {
                         Woke::Expired

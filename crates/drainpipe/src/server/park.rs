@@ -195,23 +195,19 @@ impl Parker {
                             break;
                         }
                         for event in events.iter() {
-                            let Some(parked) = self.take(event.token().0) else { continue };
-                            match TcpStream::from_std(parked.stream) {
-                                Ok(stream) => respawn(stream, parked.resume, &self),
-                                Err(_) => self
-                                    .shared
-                                    .closed_now(CloseReason::Io, parked.resume.requests_started),
+                            if let Some(parked) = self.take(event.token().0) {
+                                self.wake(parked, &respawn);
                             }
                         }
                     }
                     guard.clear_ready();
                 }
-                _ = sweep.tick() => self.close_expired(),
+                _ = sweep.tick() => self.close_expired(&respawn),
                 changed = phase.changed() => {
                     let now = if changed.is_err() { Phase::Cut } else { *phase.borrow_and_update() };
                     match now {
                         Phase::Running | Phase::Closing => {}
-                        Phase::Draining => self.drain_all(),
+                        Phase::Draining => self.drain_all(&respawn),
                         Phase::Cut => {
                             self.close_all();
                             return;
@@ -222,7 +218,19 @@ impl Parker {
         }
     }
 
-    fn close_expired(&self) {
+    /// Input arrived: the connection carries on in a new task.
+    fn wake(self: &Arc<Self>, parked: Parked, respawn: &Respawn) {
+        match TcpStream::from_std(parked.stream) {
+            Ok(stream) => respawn(stream, parked.resume, self),
+            Err(_) => self
+                .shared
+                .closed_now(CloseReason::Io, parked.resume.requests_started),
+        }
+    }
+
+    /// Closes the connections whose deadline passed, except one whose input
+    /// arrived before the reactor reported it: that one is woken instead.
+    fn close_expired(self: &Arc<Self>, respawn: &Respawn) {
         let now = Instant::now();
         let expired: Vec<usize> = {
             let slots = self.slots.lock().unwrap();
@@ -235,26 +243,34 @@ impl Parker {
         };
         for index in expired {
             if let Some(parked) = self.take(index) {
-                let reason = parked.expiry;
-                self.close(parked, reason);
+                if crate::sock::has_input(&parked.stream) {
+                    self.wake(parked, respawn);
+                } else {
+                    let reason = parked.expiry;
+                    self.close(parked, reason);
+                }
             }
         }
     }
 
-    /// A drain: every parked connection is idle, so each closes at its spread
-    /// moment (at once without a spread); nothing more is parked.
-    fn drain_all(&self) {
+    /// A drain: a parked connection between requests closes at its spread
+    /// moment (at once without a spread); one that has not sent its first
+    /// request keeps its head deadline, as a running one does. Nothing more is
+    /// parked.
+    fn drain_all(self: &Arc<Self>, respawn: &Respawn) {
         let spread = self.shared.config.drain_spread;
-        if spread.is_zero() {
-            return self.close_all();
-        }
         let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap();
-        slots.closed = true;
-        for parked in slots.entries.iter_mut().flatten() {
-            parked.deadline = now + super::conn::spread_delay(parked.resume.id, spread);
-            parked.expiry = CloseReason::Drain;
+        {
+            let mut slots = self.slots.lock().unwrap();
+            slots.closed = true;
+            for parked in slots.entries.iter_mut().flatten() {
+                if parked.resume.requests_started > 0 {
+                    parked.deadline = now + super::conn::spread_delay(parked.resume.id, spread);
+                    parked.expiry = CloseReason::Drain;
+                }
+            }
         }
+        self.close_expired(respawn);
     }
 
     /// Every parked connection closes at once; nothing more is parked.
