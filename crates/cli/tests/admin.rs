@@ -3,46 +3,14 @@
 //! traffic: the numbers it shows match `/metrics`, and a screenshot is saved
 //! among the test's outputs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[&str], lines: usize) -> (Proc, Vec<SocketAddr>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("drainpipe starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addrs = (0..lines)
-        .map(|_| {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("an address line");
-            line.rsplit("http://").next().unwrap().parse().unwrap()
-        })
-        .collect();
-    (Proc(child), addrs)
-}
+use common::{peer, Proc};
 
 /// One request on `s` (keep-alive unless `close`); returns status and body.
 fn request(s: &mut TcpStream, path: &str, close: bool) -> (u16, String) {
@@ -98,24 +66,6 @@ fn element(dom: &str, id: &str) -> String {
     dom[start..start + dom[start..].find('<').unwrap()].to_string()
 }
 
-fn peer(name: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert_ne!(
-            std::env::var("DRAINPIPE_REQUIRE_PEERS").as_deref(),
-            Ok("1"),
-            "peer `{name}` is required"
-        );
-        eprintln!("SKIPPED: peer `{name}` is not installed");
-    }
-    ok
-}
-
 fn chromium(args: &[&str]) -> std::process::Output {
     let profile = std::env::temp_dir().join(format!("drainpipe-chromium-{}", std::process::id()));
     let mut cmd = Command::new("chromium");
@@ -139,9 +89,9 @@ fn chromium(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn admin_endpoints_and_the_live_status_page() {
-    let (_origin, o) = start(&["origin", "--listen", "127.0.0.1:0"], 1);
-    let upstream = o[0].to_string();
-    let (proxy, addrs) = start(
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin").to_string();
+    let proxy = Proc::start(
         &[
             "proxy",
             "--listen",
@@ -153,7 +103,7 @@ fn admin_endpoints_and_the_live_status_page() {
         ],
         2,
     );
-    let (proxy_addr, admin) = (addrs[0], addrs[1]);
+    let (proxy_addr, admin) = (proxy.addr("proxy"), proxy.addr("admin"));
     assert_eq!(get(admin, "/healthz"), (200, "ok\n".into()));
     assert_eq!(get(admin, "/ready"), (200, "ready\n".into()));
 
@@ -240,7 +190,7 @@ fn admin_endpoints_and_the_live_status_page() {
     write!(a, "GET /delay/1500 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let _ = Command::new("kill")
-        .args(["-TERM", &proxy.0.id().to_string()])
+        .args(["-TERM", &proxy.pid().to_string()])
         .status();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(get(admin, "/ready"), (503, "draining\n".into()));
@@ -260,46 +210,25 @@ fn admin_endpoints_and_the_live_status_page() {
 // with the connection id and the request's number on it.
 #[test]
 fn access_log_names_connection_and_request_number() {
-    let (_origin, o) = start(&["origin", "--listen", "127.0.0.1:0"], 1);
-    let upstream = o[0].to_string();
-    let mut child = Command::new(BIN)
-        .args([
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin").to_string();
+    let mut proxy = Proc::start(
+        &[
             "proxy",
             "--listen",
             "127.0.0.1:0",
             "--upstream",
             &upstream,
             "--access-log",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
+        ],
+        1,
+    );
+    let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(request(&mut s, "/conn", false).0, 200);
     assert_eq!(request(&mut s, "/status/404", true).0, 404);
     std::thread::sleep(Duration::from_millis(200));
-    let _ = child.kill();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let _ = child.wait();
+    let err = proxy.kill_for_log();
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| l.contains("drainpipe::access"))

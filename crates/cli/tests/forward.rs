@@ -4,71 +4,20 @@
 //! included), the deny rules (403), Basic authentication (407), and the dumb
 //! proxy scenario of the seed text completing without a hang.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
 
-struct Proc(Child);
+use common::{curl, peer, Proc, BIN};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// `drainpipe ARGS` and the one address it printed.
 fn start(args: &[&str]) -> (Proc, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("drainpipe starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (Proc(child), addr)
-}
-
-fn peer(name: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert_ne!(
-            std::env::var("DRAINPIPE_REQUIRE_PEERS").as_deref(),
-            Ok("1"),
-            "peer `{name}` is required"
-        );
-        eprintln!("SKIPPED: peer `{name}` is not installed");
-    }
-    ok
-}
-
-fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let p = Proc::start(args, 1);
+    let addr = p.addrs()[0];
+    (p, addr)
 }
 
 fn origin() -> (Proc, SocketAddr) {

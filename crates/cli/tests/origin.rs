@@ -2,86 +2,38 @@
 //! low file-descriptor limit makes accept back off without spinning while the
 //! connections already open keep being served.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
 
-/// A running `drainpipe` process, killed on drop.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
+use common::{Proc, BIN};
 
-impl Proc {
-    /// Starts `drainpipe origin` on 127.0.0.1:0 through `wrapper` (e.g. prlimit)
-    /// and waits for the address it prints.
-    fn origin(wrapper: &[&str], extra: &[&str]) -> Proc {
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        cmd.args(["origin", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("drainpipe starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("drainpipe prints where it listens");
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Proc { child, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// CPU time (user + system) the process used so far, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "drainpipe did not exit in {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// `drainpipe origin` on 127.0.0.1:0 with `extra` flags, through `wrapper`
+/// (e.g. prlimit).
+fn origin(wrapper: &[&str], extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
         }
-    }
+        None => Command::new(BIN),
+    };
+    cmd.args(["origin", "--listen", "127.0.0.1:0"]).args(extra);
+    let p = Proc::spawn(cmd, 1);
+    let addr = p.addr("origin");
+    (p, addr)
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// CPU time (user + system) `p` used so far, in clock ticks.
+fn cpu_ticks(p: &Proc) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -124,10 +76,10 @@ fn get(s: &mut TcpStream, path: &str) -> (String, String) {
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
-    let mut p = Proc::origin(&[], &["--drain-timeout", "5"]);
-    let mut busy = connect(p.addr);
+    let (mut p, addr) = origin(&[], &["--drain-timeout", "5"]);
+    let mut busy = connect(addr);
     write!(busy, "GET /delay/500 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let mut idle = connect(p.addr);
+    let mut idle = connect(addr);
     assert_eq!(get(&mut idle, "/").1, "Hello, World!");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
@@ -145,13 +97,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     // The idle connection was closed at once, without a response.
     let mut rest = Vec::new();
     assert_eq!(idle.read_to_end(&mut rest).unwrap_or(0), 0);
-    let mut stderr = String::new();
-    p.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = p.log_once("drained", Duration::from_secs(5));
     assert!(
         stderr.contains("drained") && stderr.contains("clean=2"),
         "{stderr}"
@@ -196,15 +142,15 @@ fn fd_exhaustion_backs_off_and_recovers() {
         eprintln!("SKIPPED: prlimit is not installed");
         return;
     }
-    let p = Proc::origin(&["prlimit", "--nofile=48:48"], &[]);
-    let mut first = connect(p.addr);
+    let (p, addr) = origin(&["prlimit", "--nofile=48:48"], &[]);
+    let mut first = connect(addr);
     assert_eq!(get(&mut first, "/").1, "Hello, World!");
     // Open far more connections than the server has descriptors for.
-    let mut extra: Vec<TcpStream> = (0..80).map(|_| connect(p.addr)).collect();
+    let mut extra: Vec<TcpStream> = (0..80).map(|_| connect(addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let before = p.cpu_ticks();
+    let before = cpu_ticks(&p);
     std::thread::sleep(Duration::from_secs(2));
-    let spent = p.cpu_ticks() - before;
+    let spent = cpu_ticks(&p) - before;
     // Clock ticks are 1/100 s: a busy loop would burn ~200 in 2 s.
     assert!(spent < 30, "accept spun: {spent} ticks in 2 s");
     // The connection it already had is still served.
@@ -213,7 +159,7 @@ fn fd_exhaustion_backs_off_and_recovers() {
     extra.truncate(10);
     drop(extra);
     std::thread::sleep(Duration::from_millis(100));
-    let mut later = connect(p.addr);
+    let mut later = connect(addr);
     later
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

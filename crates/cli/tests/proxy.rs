@@ -2,98 +2,32 @@
 //! files (with one-line errors naming the key and the file), curl in front,
 //! and 1 GiB streamed each way while the proxy's memory stays small.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
 
-/// A running `drainpipe`, killed on drop; `addrs` are the addresses it printed,
-/// by role ("origin", "proxy", "admin").
-struct Proc {
-    child: Child,
-    addrs: Vec<(String, SocketAddr)>,
+use common::{peer, Proc, BIN};
+
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(p: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
-impl Proc {
-    fn start(args: &[&str], expect: usize) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("drainpipe starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut addrs = Vec::new();
-        while addrs.len() < expect {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("drainpipe {args:?} did not print its addresses"));
-            let role = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let addr = line.rsplit("http://").next().unwrap().parse().unwrap();
-            addrs.push((role, addr));
-        }
-        Proc { child, addrs }
-    }
-
-    fn addr(&self, role: &str) -> SocketAddr {
-        self.addrs.iter().find(|(r, _)| r == role).unwrap().1
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peer(name: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert_ne!(
-            std::env::var("DRAINPIPE_REQUIRE_PEERS").as_deref(),
-            Ok("1"),
-            "peer `{name}` is required"
-        );
-        eprintln!("SKIPPED: peer `{name}` is not installed");
-    }
-    ok
-}
-
+/// curl, never through a proxy from the environment.
 fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "--max-time", "20"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["--noproxy", "*"];
+    all.extend_from_slice(args);
+    common::curl(&all)
 }
 
 #[test]
@@ -314,7 +248,7 @@ fn a_gibibyte_each_way_in_bounded_memory() {
         "{reply}"
     );
 
-    let peak = proxy.peak_rss_kib();
+    let peak = peak_rss_kib(&proxy);
     eprintln!(
         "1 GiB each way in {:?}; proxy peak RSS {peak} KiB",
         started.elapsed()

@@ -3,57 +3,26 @@
 //! to a successor and drain. No request fails, no connection is refused, no
 //! connection is reset.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
 
-struct Killer(Vec<u32>);
+use common::{address_in, Proc, BIN};
+
+/// Kills the successor (which no `Proc` owns) when the test ends.
+struct Killer(Option<u32>);
 
 impl Drop for Killer {
     fn drop(&mut self) {
-        for pid in &self.0 {
+        if let Some(pid) = self.0 {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
-}
-
-fn spawn(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>, Arc<Mutex<String>>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("drainpipe starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    (child, rx, log)
-}
-
-fn address(rx: &std::sync::mpsc::Receiver<String>) -> SocketAddr {
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("an address line");
-    line.rsplit("http://").next().unwrap().parse().unwrap()
 }
 
 #[derive(Default)]
@@ -132,9 +101,9 @@ fn client(addr: SocketAddr, until: Instant, tally: Arc<Tally>, stop: Arc<AtomicB
 
 #[test]
 fn upgrade_under_load_loses_nothing() {
-    let (origin, origin_out, _) = spawn(&["origin", "--listen", "127.0.0.1:0"]);
-    let mut killer = Killer(vec![origin.id()]);
-    let upstream = address(&origin_out);
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin");
+    let mut killer = Killer(None);
 
     let dir = std::env::temp_dir().join(format!("drainpipe-upgrade-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -147,9 +116,8 @@ fn upgrade_under_load_loses_nothing() {
         ),
     )
     .unwrap();
-    let (mut old, old_out, old_log) = spawn(&["proxy", "--config", config.to_str().unwrap()]);
-    killer.0.push(old.id());
-    let addr = address(&old_out);
+    let mut old = Proc::start(&["proxy", "--config", config.to_str().unwrap()], 1);
+    let addr = old.addr("proxy");
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -165,30 +133,23 @@ fn upgrade_under_load_loses_nothing() {
     std::thread::sleep(Duration::from_secs(10));
     let before = tally.ok.load(Ordering::Relaxed);
     let status = Command::new(BIN)
-        .args(["upgrade", &old.id().to_string()])
+        .args(["upgrade", &old.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     // The successor prints where it listens: the same address, taken over.
-    let successor_addr = address(&old_out);
+    let successor_addr = address_in(&old.next_line().expect("the successor's address"));
     assert_eq!(successor_addr, addr);
     // The old process drains and exits on its own.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let exited = loop {
-        if let Some(s) = old.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the old process did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exited = old.wait_exit(Duration::from_secs(8));
     assert!(exited.success(), "{exited:?}");
-    let log = old_log.lock().unwrap().clone();
+    let log = old.log_once("successor=", Duration::from_secs(2));
     let successor: u32 = log
         .lines()
         .find_map(|l| l.split("successor=").nth(1))
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("no successor pid in the log:\n{log}"));
-    killer.0.push(successor);
+    killer.0 = Some(successor);
     for c in clients {
         c.join().unwrap();
     }

@@ -46,20 +46,12 @@ pub(crate) fn has_input<S: std::os::fd::AsFd>(stream: &S) -> bool {
     socket2::SockRef::from(stream).peek(&mut probe).is_ok()
 }
 
-/// What a graceful close saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lingered {
-    /// The peer closed its side: a clean close.
-    Eof,
-    /// The linger timeout or byte limit ran out first.
-    GaveUp,
-}
-
 /// Closes `stream` gracefully (see [`Linger`]): everything already written
-/// reaches the peer before any reset can.
-pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) -> Lingered {
+/// reaches the peer before any reset can. Ends when the peer closes its side,
+/// or when the linger timeout or byte limit runs out.
+pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) {
     if shutdown_write(&stream).is_err() {
-        return Lingered::GaveUp;
+        return;
     }
     let drain = async {
         let mut buf = BytesMut::with_capacity(4096);
@@ -67,20 +59,13 @@ pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) -> Lin
         loop {
             buf.clear();
             match crate::io::read_buf(&mut stream, &mut buf).await {
-                Ok(0) => return Lingered::Eof,
-                Ok(n) => {
-                    discarded += n;
-                    if discarded >= linger.max_bytes {
-                        return Lingered::GaveUp;
-                    }
-                }
-                Err(_) => return Lingered::GaveUp,
+                Ok(n) if n > 0 && discarded + n < linger.max_bytes => discarded += n,
+                // EOF, the byte limit, or an error.
+                _ => return,
             }
         }
     };
-    tokio::time::timeout(linger.timeout, drain)
-        .await
-        .unwrap_or(Lingered::GaveUp)
+    let _ = tokio::time::timeout(linger.timeout, drain).await;
 }
 
 /// Drops `stream` with a reset instead of a FIN (`SO_LINGER` 0): for fault

@@ -260,9 +260,9 @@ impl Conn {
 
     /// Pipelining: writes every request head of `requests` (bodiless or in
     /// memory) in one write.
-    pub(crate) async fn send_all(
+    pub(crate) async fn send_all<'a>(
         &mut self,
-        requests: &[(request::Parts, RequestBody)],
+        requests: impl IntoIterator<Item = (&'a request::Parts, &'a RequestBody)>,
     ) -> Result<(), Error> {
         for (head, body) in requests {
             let body = body.try_clone().expect("pipelined bodies are replayable");

@@ -480,11 +480,8 @@ impl Client {
         let batch = if known_persistent { pending.len() } else { 1 };
         let sent: Vec<(usize, http::request::Parts, RequestBody)> =
             pending.drain(..batch).collect();
-        let wire: Vec<(http::request::Parts, RequestBody)> = sent
-            .iter()
-            .map(|(_, h, b)| (h.clone(), b.try_clone().expect("checked replayable")))
-            .collect();
-        if let Err(e) = checkout.conn_mut().send_all(&wire).await {
+        let wire = sent.iter().map(|(_, head, body)| (head, body));
+        if let Err(e) = checkout.conn_mut().send_all(wire).await {
             // Nothing answered: all go back, unless the connection was new
             // (then the first fails, so a server that never answers cannot
             // loop this forever).
