@@ -124,6 +124,7 @@ where
         timer: Box::pin(sleep_until(head_deadline)),
         drain_wait: None,
         can_park: parker.is_some(),
+        date: None,
     };
     let stop = tokio::select! {
         stop = driver.serve() => stop,
@@ -233,6 +234,11 @@ struct Driver<'a, S> {
     timer: Pin<Box<Sleep>>,
     /// Resolves when a drain begins (registered once, kept across reads).
     drain_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The `Date` of the responses made since the task last waited: taken at
+    /// the first of them and forgotten whenever the task waits (for input, a
+    /// write, a handler or a body), so pipelined responses made together
+    /// share one clock read.
+    date: Option<HeaderValue>,
 }
 
 /// Feeds one request body to its handler.
@@ -334,6 +340,7 @@ where
     /// while nothing is in flight. An idle connection that stays quiet for
     /// `park_after` is parked instead (when the deadline is further away).
     async fn read_more(&mut self) -> Result<(), Stop> {
+        self.date = None;
         let config = &self.shared.config;
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
@@ -495,7 +502,7 @@ where
         // Most writes complete at once: a timer only when the socket is full.
         match try_write_buf(&self.stream, &mut self.out) {
             Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(false) => self.date = None,
             Err(_) => return Err(CloseReason::Io),
         }
         match tokio::time::timeout(
@@ -552,7 +559,15 @@ where
             req.extensions_mut().insert(info);
         }
 
-        if let Err(e) = poll_fn(|cx| self.service.poll_ready(cx)).await {
+        if let Err(e) = poll_fn(|cx| {
+            let ready = self.service.poll_ready(cx);
+            if ready.is_pending() {
+                self.date = None;
+            }
+            ready
+        })
+        .await
+        {
             tracing::error!(error = %e.into(), "service not ready");
             self.answer_plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -570,6 +585,7 @@ where
             }
             // Earlier pipelined responses go out while this handler works.
             self.poll_flush_queued(cx)?;
+            self.date = None;
             Poll::Pending
         })
         .await?;
@@ -615,13 +631,13 @@ where
             .size_hint()
             .exact()
             .map_or(BodySize::Unknown, BodySize::Exact);
-        let date = date::now();
+        let date = self.date.get_or_insert_with(date::now);
         if self.out.is_empty() && self.out.spare_capacity() == 0 {
             self.out.give_storage(pool::take());
         }
         let framing = match self
             .conn
-            .send_response_dated(&parts, size, Some(&date), &mut self.out)
+            .send_response_dated(&parts, size, Some(date), &mut self.out)
         {
             Ok(f) => f,
             Err(e) => {
@@ -649,6 +665,7 @@ where
                         Poll::Pending => {
                             // The body waits: what is queued goes out meanwhile.
                             self.poll_flush_queued(cx)?;
+                            self.date = None;
                             Poll::Pending
                         }
                     }
