@@ -250,7 +250,7 @@ struct Pump {
     waiting: bool,
 }
 
-impl<S, B> Driver<'_, S>
+impl<'a, S, B> Driver<'a, S>
 where
     S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
@@ -519,205 +519,228 @@ where
 
     /// One request: the handler is called and driven while its body is fed on
     /// demand, then its response is streamed into the outgoing queue.
-    async fn exchange(&mut self, head: Request<()>, framing: Framing) -> Result<(), CloseReason> {
-        let (body, mut pump) = if framing.has_body() {
-            let (body, tx) = Incoming::channel(framing.exact_len());
-            (
-                body,
-                Some(Pump {
-                    tx: Some(tx),
-                    waiting: false,
-                }),
-            )
-        } else {
-            // A bodiless request's end follows its head at once.
-            let _ = self.conn.next_event();
-            (Incoming::empty(), None)
-        };
-        let info = ConnInfo {
-            id: self.resume.id,
-            request: self.conn.requests_started(),
-            peer: self.resume.peer,
-        };
-        let body = body.with_conn(info);
-        let access = self.shared.config.access_log.then(|| {
-            (
-                head.method().clone(),
-                head.uri().clone(),
-                std::time::Instant::now(),
-            )
-        });
-        let mut req = head.map(|()| body);
-        if self.conn.request_may_switch() {
-            let (on_upgrade, pending) = OnUpgrade::pair();
-            req.extensions_mut().insert(on_upgrade);
-            self.upgrade = Some(pending);
-        } else {
-            self.upgrade = None;
-        }
-        if self.shared.config.conn_info_extension {
-            req.extensions_mut().insert(info);
-        }
+    // Not an `async fn`: its arguments would be copied once more, from the
+    // future's captures to its locals, when it starts.
+    #[allow(clippy::manual_async_fn)]
+    fn exchange(
+        &mut self,
+        head: Request<()>,
+        framing: Framing,
+    ) -> impl Future<Output = Result<(), CloseReason>> + use<'_, 'a, S, B> {
+        async move {
+            let (body, mut pump) = if framing.has_body() {
+                let (body, tx) = Incoming::channel(framing.exact_len());
+                (
+                    body,
+                    Some(Pump {
+                        tx: Some(tx),
+                        waiting: false,
+                    }),
+                )
+            } else {
+                // A bodiless request's end follows its head at once.
+                let _ = self.conn.next_event();
+                (Incoming::empty(), None)
+            };
+            let info = ConnInfo {
+                id: self.resume.id,
+                request: self.conn.requests_started(),
+                peer: self.resume.peer,
+            };
+            let body = body.with_conn(info);
+            let access = self.shared.config.access_log.then(|| {
+                (
+                    head.method().clone(),
+                    head.uri().clone(),
+                    std::time::Instant::now(),
+                )
+            });
+            let mut req = head.map(|()| body);
+            if self.conn.request_may_switch() {
+                let (on_upgrade, pending) = OnUpgrade::pair();
+                req.extensions_mut().insert(on_upgrade);
+                self.upgrade = Some(pending);
+            } else {
+                self.upgrade = None;
+            }
+            if self.shared.config.conn_info_extension {
+                req.extensions_mut().insert(info);
+            }
 
-        if let Err(e) = poll_fn(|cx| {
-            let ready = self.service.poll_ready(cx);
-            if ready.is_pending() {
+            if let Err(e) = poll_fn(|cx| {
+                let ready = self.service.poll_ready(cx);
+                if ready.is_pending() {
+                    self.date = None;
+                }
+                ready
+            })
+            .await
+            {
+                tracing::error!(error = %e.into(), "service not ready");
+                self.answer_plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Unavailable\n".into(),
+                );
+                return Err(CloseReason::HandlerError);
+            }
+            let mut call = pin!(self.service.call(req));
+            // The response is put straight here: passed back through the layers
+            // of `Poll`s and `Result`s below, it would be copied at each.
+            let mut outcome = None;
+            let caught = poll_fn(|cx| {
+                let polled = poll_caught(|| match call.as_mut().poll(cx) {
+                    Poll::Ready(r) => {
+                        outcome = Some(r.map_err(Into::<BoxError>::into));
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                });
+                if let Poll::Ready(r) = polled {
+                    return Poll::Ready(Ok(r));
+                }
+                if let Some(p) = pump.as_mut() {
+                    self.poll_pump(p, cx)?;
+                }
+                // Earlier pipelined responses go out while this handler works.
+                self.poll_flush_queued(cx)?;
                 self.date = None;
-            }
-            ready
-        })
-        .await
-        {
-            tracing::error!(error = %e.into(), "service not ready");
-            self.answer_plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable\n".into(),
-            );
-            return Err(CloseReason::HandlerError);
-        }
-        let mut call = pin!(self.service.call(req));
-        let outcome = poll_fn(|cx| {
-            if let Poll::Ready(r) = poll_caught(|| call.as_mut().poll(cx)) {
-                return Poll::Ready(Ok(r.map(|r| r.map_err(Into::<BoxError>::into))));
-            }
-            if let Some(p) = pump.as_mut() {
-                self.poll_pump(p, cx)?;
-            }
-            // Earlier pipelined responses go out while this handler works.
-            self.poll_flush_queued(cx)?;
-            self.date = None;
-            Poll::Pending
-        })
-        .await?;
+                Poll::Pending
+            })
+            .await?;
 
-        let res = match outcome {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "handler failed");
-                self.answer_plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
-                return Err(CloseReason::HandlerError);
+            if caught.is_err() {
+                outcome = None;
             }
-            Err(()) => {
-                tracing::error!("handler panicked");
-                self.answer_plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
-                return Err(CloseReason::HandlerError);
-            }
-        };
+            let (parts, body) = match outcome {
+                Some(Ok(res)) => res.into_parts(),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "handler failed");
+                    self.answer_plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error\n".into(),
+                    );
+                    return Err(CloseReason::HandlerError);
+                }
+                // A ready call always leaves its outcome: none, it panicked.
+                None => {
+                    tracing::error!("handler panicked");
+                    self.answer_plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error\n".into(),
+                    );
+                    return Err(CloseReason::HandlerError);
+                }
+            };
 
-        if let Some(e) = self.body_error.take() {
-            if e.side() == proto::Side::Remote {
-                let text = format!("{} {}\n", e.status(), e.kind());
-                self.answer_plain(e.status(), text);
+            if let Some(e) = self.body_error.take() {
+                if e.side() == proto::Side::Remote {
+                    let text = format!("{} {}\n", e.status(), e.kind());
+                    self.answer_plain(e.status(), text);
+                }
+                return Err(CloseReason::ProtocolError);
             }
-            return Err(CloseReason::ProtocolError);
-        }
-        let (parts, body) = res.into_parts();
-        if parts.extensions.get::<Abort>().is_some() {
-            self.aborted = true;
-            self.out.clear();
-            return Err(CloseReason::HandlerError);
-        }
-        if self.shared.is_draining() {
-            self.conn.close_after_current();
-        }
-        let status = parts.status;
-        let size = body
-            .size_hint()
-            .exact()
-            .map_or(BodySize::Unknown, BodySize::Exact);
-        let date = self.date.get_or_insert_with(date::now);
-        if self.out.is_empty() && self.out.spare_capacity() == 0 {
-            self.out.give_storage(pool::take());
-        }
-        let framing = match self
-            .conn
-            .send_response_dated(&parts, size, Some(date), &mut self.out)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "handler response refused");
-                self.answer_plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
+            if parts.extensions.get::<Abort>().is_some() {
+                self.aborted = true;
+                self.out.clear();
                 return Err(CloseReason::HandlerError);
             }
-        };
-        let mut trailers = None;
-        if framing != Framing::None {
-            let mut body = pin!(body);
-            loop {
-                let frame = poll_fn(|cx| {
-                    if let Some(p) = pump.as_mut() {
-                        self.poll_pump(p, cx)?;
-                    }
-                    match poll_caught(|| body.as_mut().poll_frame(cx)) {
-                        Poll::Ready(Ok(frame)) => {
-                            Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
-                        }
-                        Poll::Ready(Err(())) => Poll::Ready(Err(CloseReason::HandlerError)),
-                        Poll::Pending => {
-                            // The body waits: what is queued goes out meanwhile.
-                            self.poll_flush_queued(cx)?;
-                            self.date = None;
-                            Poll::Pending
-                        }
-                    }
-                })
-                .await?;
-                match frame {
-                    None => break,
-                    Some(Err(e)) => {
-                        // The response cannot be completed: the close makes the
-                        // peer see a truncated body, never a complete one.
-                        tracing::warn!(error = %e, "response body failed");
+            if self.shared.is_draining() {
+                self.conn.close_after_current();
+            }
+            let status = parts.status;
+            let size = body
+                .size_hint()
+                .exact()
+                .map_or(BodySize::Unknown, BodySize::Exact);
+            let date = self.date.get_or_insert_with(date::now);
+            if self.out.is_empty() && self.out.spare_capacity() == 0 {
+                self.out.give_storage(pool::take());
+            }
+            let framing =
+                match self
+                    .conn
+                    .send_response_dated(&parts, size, Some(date), &mut self.out)
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(error = %e, "handler response refused");
+                        self.answer_plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "500 Internal Server Error\n".into(),
+                        );
                         return Err(CloseReason::HandlerError);
                     }
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(mut data) => {
-                            let bytes = data.copy_to_bytes(data.remaining());
-                            if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
-                                tracing::error!(error = %e, "response body refused");
-                                return Err(CloseReason::HandlerError);
+                };
+            let mut trailers = None;
+            if framing != Framing::None {
+                let mut body = pin!(body);
+                loop {
+                    let frame = poll_fn(|cx| {
+                        if let Some(p) = pump.as_mut() {
+                            self.poll_pump(p, cx)?;
+                        }
+                        match poll_caught(|| body.as_mut().poll_frame(cx)) {
+                            Poll::Ready(Ok(frame)) => {
+                                Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
                             }
-                            if self.out.len() >= FLUSH_BYTES {
-                                self.flush().await?;
+                            Poll::Ready(Err(())) => Poll::Ready(Err(CloseReason::HandlerError)),
+                            Poll::Pending => {
+                                // The body waits: what is queued goes out meanwhile.
+                                self.poll_flush_queued(cx)?;
+                                self.date = None;
+                                Poll::Pending
                             }
                         }
-                        Err(frame) => {
-                            if let Ok(t) = frame.into_trailers() {
-                                trailers = Some(t);
-                                break;
-                            }
+                    })
+                    .await?;
+                    match frame {
+                        None => break,
+                        Some(Err(e)) => {
+                            // The response cannot be completed: the close makes the
+                            // peer see a truncated body, never a complete one.
+                            tracing::warn!(error = %e, "response body failed");
+                            return Err(CloseReason::HandlerError);
                         }
-                    },
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(mut data) => {
+                                let bytes = data.copy_to_bytes(data.remaining());
+                                if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
+                                    tracing::error!(error = %e, "response body refused");
+                                    return Err(CloseReason::HandlerError);
+                                }
+                                if self.out.len() >= FLUSH_BYTES {
+                                    self.flush().await?;
+                                }
+                            }
+                            Err(frame) => {
+                                if let Ok(t) = frame.into_trailers() {
+                                    trailers = Some(t);
+                                    break;
+                                }
+                            }
+                        },
+                    }
                 }
             }
+            if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
+                tracing::error!(error = %e, "response body shorter than its length");
+                return Err(CloseReason::HandlerError);
+            }
+            self.queued += 1;
+            if let Some((method, uri, started)) = access {
+                tracing::info!(
+                    target: "drainpipe::access",
+                    conn = self.resume.id,
+                    request = self.conn.requests_started(),
+                    peer = %self.resume.peer,
+                    method = %method,
+                    target = %uri,
+                    status = status.as_u16(),
+                    micros = started.elapsed().as_micros() as u64,
+                );
+            }
+            Ok(())
         }
-        if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
-            tracing::error!(error = %e, "response body shorter than its length");
-            return Err(CloseReason::HandlerError);
-        }
-        self.queued += 1;
-        if let Some((method, uri, started)) = access {
-            tracing::info!(
-                target: "drainpipe::access",
-                conn = self.resume.id,
-                request = self.conn.requests_started(),
-                peer = %self.resume.peer,
-                method = %method,
-                target = %uri,
-                status = status.as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-            );
-        }
-        Ok(())
     }
 
     /// Feeds the request body while its reader asks: reads from the socket only
