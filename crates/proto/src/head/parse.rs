@@ -197,14 +197,22 @@ fn to_header_map(
     let mut map = HeaderMap::with_capacity(fields.len() + 4);
     let mut facts = HeadFacts::default();
     for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| Error::remote(ErrorKind::BadFieldName))?;
+        let name = field_name(field.name)?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| Error::remote(ErrorKind::BadFieldValue))?;
         facts.note(&name, &value);
         map.append(name, value);
     }
     Ok((map, facts))
+}
+
+/// A field name. `Host`, in every HTTP/1.1 request, is recognised without
+/// the general lookup.
+fn field_name(name: &str) -> Result<HeaderName, Error> {
+    if name.len() == 4 && name.eq_ignore_ascii_case("host") {
+        return Ok(http::header::HOST);
+    }
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadFieldName))
 }
 
 /// RFC 9112 §3.2: exactly one `Host` in a request, with a valid value;
