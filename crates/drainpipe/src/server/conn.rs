@@ -851,6 +851,7 @@ where
 }
 
 /// Polls with a panic caught: `Err(())` if `f` panicked.
+#[inline(always)]
 fn poll_caught<T>(f: impl FnOnce() -> Poll<T>) -> Poll<Result<T, ()>> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Poll::Ready(t)) => Poll::Ready(Ok(t)),
