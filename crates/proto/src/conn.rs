@@ -595,8 +595,12 @@ impl Connection {
             None => write::status_line(status, tail),
         }
         let fields = write_caller_fields(&head.headers, tail);
-        let result = (|| {
-            let fields = fields?;
+        // A block rather than a called closure: this runs for every response.
+        let result = 'fields: {
+            let fields = match fields {
+                Ok(fields) => fields,
+                Err(e) => break 'fields Err(e),
+            };
             if let (Some(date), false) = (date, fields.has_date) {
                 write::field(b"date", date.as_bytes(), tail);
             }
@@ -607,7 +611,7 @@ impl Connection {
             let framing = match (bodiless, fields.content_length, body) {
                 (true, _, _) => Framing::None,
                 (false, Some(declared), BodySize::Exact(n)) if declared != n => {
-                    return Err(Error::local(ErrorKind::BodyLengthMismatch {
+                    break 'fields Err(Error::local(ErrorKind::BodyLengthMismatch {
                         declared,
                         sent: n,
                     }))
@@ -667,7 +671,7 @@ impl Connection {
             }
             tail.extend_from_slice(b"\r\n");
             Ok((framing, keep))
-        })();
+        };
         out.commit_tail(mark, result.is_ok());
         let (framing, keep) = result?;
         if !keep {
