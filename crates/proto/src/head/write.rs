@@ -71,7 +71,6 @@ pub fn request_line(method: &Method, target: &[u8], version: Version, dst: &mut 
 
 /// Writes one field line `<name>: <value>\r\n`.
 pub fn field(name: &[u8], value: &[u8], dst: &mut BytesMut) {
-    dst.reserve(name.len() + value.len() + 4);
     dst.put_slice(name);
     dst.put_slice(b": ");
     dst.put_slice(value);
