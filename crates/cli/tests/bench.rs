@@ -3,56 +3,29 @@
 //! carry the required fields, errors are counted by kind, and bad input is a
 //! one-line error.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_drainpipe");
+mod common;
+
+use common::{Proc, BIN};
 
 /// A `drainpipe origin` on 127.0.0.1:0, killed on drop.
-struct Origin {
-    child: Child,
-    addr: SocketAddr,
-}
+struct Origin(Proc);
 
 impl Origin {
     fn start() -> Origin {
-        let mut child = Command::new(BIN)
-            .args(["--threads", "1", "origin", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("drainpipe origin starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("drainpipe origin prints where it listens");
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Origin { child, addr }
+        Origin(Proc::start(
+            &["--threads", "1", "origin", "--listen", "127.0.0.1:0"],
+            1,
+        ))
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("http://{}{path}", self.0.addr("origin"))
     }
 }
 
