@@ -326,3 +326,30 @@ async fn idle_closes_are_spread_over_the_window() {
         "all at once: {closed_at:?}"
     );
 }
+
+// A new connection that was due to be parked just after the drain began is
+// not parked (nothing is, once draining) nor closed: it keeps waiting for its
+// first request, which is answered with close.
+#[tokio::test]
+async fn fresh_connection_due_to_park_during_the_drain_keeps_waiting() {
+    let mut srv = TestServer::origin(
+        Server::builder()
+            .park_idle_after(Some(Duration::from_millis(150)))
+            .head_timeout(Duration::from_secs(3)),
+    )
+    .await;
+    let mut fresh = Raw::connect(srv.addr).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    srv.begin_drain();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = fresh.response().await;
+    assert_eq!(
+        (r.status, r.header("connection").as_deref()),
+        (200, Some("close"))
+    );
+    fresh.expect_eof().await;
+    drop(fresh);
+    let report = srv.drain().await;
+    assert_eq!((report.clean, report.cut), (1, 0));
+}

@@ -366,7 +366,7 @@ where
                 .get_or_insert_with(|| Instant::now() + config.head_timeout);
             (d, CloseReason::HeadTimeout)
         };
-        let park_at = match config.park_after {
+        let mut park_at = match config.park_after {
             // Nothing is parked once a drain began (a connection still open
             // then is waited for in its task).
             Some(after) if idle && self.can_park && !self.shared.draining.is_cancelled() => {
@@ -400,6 +400,7 @@ where
         });
         let spread = config.drain_spread;
         let id = self.resume.id;
+        let shared = self.shared;
         let Driver {
             stream,
             conn,
@@ -438,11 +439,16 @@ where
                         }
                         break Woke::Drain;
                     }
-                    break if park_at.is_some_and(|at| at <= wake) {
-                        Woke::Park
-                    } else {
-                        Woke::Expired
-                    };
+                    if park_at.is_some_and(|at| at <= wake) {
+                        // Nothing is parked once a drain began: a connection
+                        // still waiting then waits here, to its deadline.
+                        if shared.draining.is_cancelled() {
+                            park_at = None;
+                            continue;
+                        }
+                        break Woke::Park;
+                    }
+                    break Woke::Expired;
                 }
                 () = draining, if can_drain && drain_at.is_none() => {
                     drain_at = Some(Instant::now() + spread_delay(id, spread));
