@@ -116,7 +116,9 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
     let mut req = Request::new(());
     *req.method_mut() = method;
     // The defaults replaced here own no memory (`/` is static, an empty map
-    // allocates nothing): forgetting them skips their drop code.
+    // allocates nothing): forgetting them skips their drop code. (Checked in
+    // debug builds, so an `http` release that changed this would show.)
+    debug_assert_eq!(req.headers().capacity(), 0);
     std::mem::forget(std::mem::replace(req.uri_mut(), uri));
     *req.version_mut() = version;
     std::mem::forget(std::mem::replace(req.headers_mut(), headers));
@@ -170,6 +172,7 @@ fn response_in<'h>(
     *res.status_mut() = status;
     *res.version_mut() = version;
     // The empty default map allocates nothing: no drop needed.
+    debug_assert_eq!(res.headers().capacity(), 0);
     std::mem::forget(std::mem::replace(res.headers_mut(), headers));
     Ok((res, facts))
 }
