@@ -10,34 +10,17 @@ use std::time::Duration;
 
 mod common;
 
-use common::{peer, Proc};
+use common::{peer, read_response, Proc};
 
 /// One request on `s` (keep-alive unless `close`); returns status and body.
 fn request(s: &mut TcpStream, path: &str, close: bool) -> (u16, String) {
     let connection = if close { "Connection: close\r\n" } else { "" };
     write!(s, "GET {path} HTTP/1.1\r\nHost: a\r\n{connection}\r\n").unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map(|v| v.trim().parse().unwrap())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = head[9..12].parse().unwrap();
-                return (
-                    status,
-                    String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
-                );
-            }
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "EOF before a whole response");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let (head, body) = read_response(s, &mut Vec::new()).expect("a whole response");
+    (
+        head[9..12].parse().unwrap(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {

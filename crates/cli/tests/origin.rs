@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Proc, BIN};
+use common::{read_response, Proc, BIN};
 
 /// `drainpipe origin` on 127.0.0.1:0 with `extra` flags, through `wrapper`
 /// (e.g. prlimit).
@@ -44,29 +44,8 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads one response with a Content-Length body; returns its head and body.
 fn response(s: &mut TcpStream) -> (String, String) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map(|v| v.trim().parse().unwrap())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
-                return (head, body);
-            }
-        }
-        let n = s.read(&mut chunk).expect("read a response");
-        assert!(
-            n > 0,
-            "EOF before a whole response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let (head, body) = read_response(s, &mut Vec::new()).expect("a whole response");
+    (head, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn get(s: &mut TcpStream, path: &str) -> (String, String) {

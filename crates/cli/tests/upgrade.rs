@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{address_in, Proc, BIN};
+use common::{address_in, read_response, Proc, BIN};
 
 /// Kills the successor (which no `Proc` owns) when the test ends.
 struct Killer(Option<u32>);
@@ -57,28 +57,9 @@ fn client(addr: SocketAddr, until: Instant, tally: Arc<Tally>, stop: Arc<AtomicB
         let (stream, buf) = conn.as_mut().unwrap();
         let result = (|| -> std::io::Result<bool> {
             stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")?;
-            let mut chunk = [0u8; 4096];
-            loop {
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map(|v| v.trim().parse().unwrap())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        let body = buf[end + 4..end + 4 + len].to_vec();
-                        buf.drain(..end + 4 + len);
-                        assert_eq!(body, b"Hello, World!");
-                        return Ok(head.contains("\r\nconnection: close"));
-                    }
-                }
-                let n = stream.read(&mut chunk)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
+            let (head, body) = read_response(stream, buf)?;
+            assert_eq!(body, b"Hello, World!");
+            Ok(head.contains("\r\nconnection: close"))
         })();
         match result {
             Ok(close) => {

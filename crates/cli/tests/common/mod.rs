@@ -197,3 +197,40 @@ pub fn curl(args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Reads from `s` until `buf` holds one whole response (its body sized by
+/// `Content-Length`, none without it), takes it out of `buf` (what follows
+/// stays for the next) and returns its head, lower-cased, and its body. EOF
+/// before that is an `UnexpectedEof` error naming what had arrived.
+pub fn read_response(
+    s: &mut impl std::io::Read,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(String, Vec<u8>)> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Ok((head, body));
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "EOF before a whole response: {:?}",
+                    String::from_utf8_lossy(buf)
+                ),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
