@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 use drainpipe::server::{CloseReason, Server};
 use support::*;
 
+/// A `GET /` on `c` is answered 200 with `Connection: close`, then the
+/// server closes.
+async fn answered_with_close(c: &mut Raw) {
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(
+        (r.status, r.header("connection").as_deref()),
+        (200, Some("close"))
+    );
+    c.expect_eof().await;
+}
+
 #[tokio::test]
 async fn idle_connection_closes_at_once() {
     let srv = TestServer::origin(Server::builder()).await;
@@ -158,13 +170,7 @@ async fn fresh_connection_at_drain_gets_its_first_request_answered() {
     srv.begin_drain();
     idle.expect_eof().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let r = fresh.response().await;
-    assert_eq!(
-        (r.status, r.header("connection").as_deref()),
-        (200, Some("close"))
-    );
-    fresh.expect_eof().await;
+    answered_with_close(&mut fresh).await;
     drop((fresh, idle));
     let report = srv.drain().await;
     assert_eq!((report.open_at_start, report.clean, report.cut), (2, 2, 0));
@@ -182,13 +188,7 @@ async fn parked_fresh_connection_at_drain_gets_its_first_request_answered() {
     assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 1);
     srv.begin_drain();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let r = fresh.response().await;
-    assert_eq!(
-        (r.status, r.header("connection").as_deref()),
-        (200, Some("close"))
-    );
-    fresh.expect_eof().await;
+    answered_with_close(&mut fresh).await;
     drop(fresh);
     let report = srv.drain().await;
     assert_eq!((report.clean, report.cut), (1, 0));
@@ -261,13 +261,7 @@ async fn drain_delay_keeps_accepting_with_connection_close() {
     );
     // A new connection during the delay is served, told to close.
     let mut during = Raw::connect(srv.addr).await;
-    during.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let r = during.response().await;
-    assert_eq!(
-        (r.status, r.header("connection").as_deref()),
-        (200, Some("close"))
-    );
-    during.expect_eof().await;
+    answered_with_close(&mut during).await;
     // The idle connection from before is still open and also told to close.
     before.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(
@@ -342,13 +336,7 @@ async fn fresh_connection_due_to_park_during_the_drain_keeps_waiting() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     srv.begin_drain();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    fresh.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let r = fresh.response().await;
-    assert_eq!(
-        (r.status, r.header("connection").as_deref()),
-        (200, Some("close"))
-    );
-    fresh.expect_eof().await;
+    answered_with_close(&mut fresh).await;
     drop(fresh);
     let report = srv.drain().await;
     assert_eq!((report.clean, report.cut), (1, 0));

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use drainpipe::client::Client;
 use drainpipe::proxy::{ForwardProxy, Policy};
@@ -68,39 +67,12 @@ async fn userinfo_in_the_target_is_refused_and_nothing_reaches_the_origin() {
     assert_eq!(seen[0].values("host"), [format!("127.0.0.1:{port}")]);
 }
 
-/// An origin that answers the first request on a connection and closes when
-/// the second arrives, unanswered: the keep-alive race, as the pooled
-/// connection is reused. Logs each request line.
-async fn racing_origin() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let addr = raw_server(move |_, mut c| {
-        let seen = seen.clone();
-        async move {
-            if let Some(r) = c.request().await {
-                seen.lock()
-                    .unwrap()
-                    .push(r.lines().next().unwrap().to_string());
-                c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-            }
-            if let Some(r) = c.request().await {
-                seen.lock()
-                    .unwrap()
-                    .push(r.lines().next().unwrap().to_string());
-            }
-        }
-    })
-    .await;
-    (addr, log)
-}
-
 // DESIGN (client retry rules): a GET that lands on a pooled connection the
 // origin closed just then goes once more on a new connection; the client of
 // the proxy sees the answer, not a 502. A POST is never replayed.
 #[tokio::test]
 async fn stale_pooled_connection_is_retried_once_for_an_idempotent_request() {
-    let (origin, seen) = racing_origin().await;
+    let (origin, seen) = racing_server().await;
     let (srv, proxy) = forward_proxy().await;
     let get = format!("GET http://{origin}/r HTTP/1.1\r\nHost: {origin}\r\n\r\n");
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -391,35 +391,9 @@ async fn health_checks_take_a_failing_upstream_out() {
     }
 }
 
-/// An upstream that answers the first request on a connection and closes when
-/// the second arrives, unanswered (the keep-alive race), logging what it saw.
-async fn racing_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let addr = raw_server(move |_, mut c| {
-        let seen = seen.clone();
-        async move {
-            if let Some(r) = c.request().await {
-                seen.lock()
-                    .unwrap()
-                    .push(r.lines().next().unwrap().to_string());
-                c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-            }
-            if let Some(r) = c.request().await {
-                seen.lock()
-                    .unwrap()
-                    .push(r.lines().next().unwrap().to_string());
-            }
-        }
-    })
-    .await;
-    (addr, log)
-}
-
 #[tokio::test]
 async fn stale_upstream_connection_retries_idempotent_only() {
-    let (up, seen) = racing_upstream().await;
+    let (up, seen) = racing_server().await;
     let (srv, proxy) = proxy_to(group(&[up], Balance::RoundRobin)).await;
     let mut c = Raw::connect(srv.addr).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
@@ -450,7 +424,7 @@ async fn stale_upstream_connection_retries_idempotent_only() {
 // 2nd to B; the 3rd meets A's stale connection and goes on to B.
 #[tokio::test]
 async fn stale_upstream_connection_retries_on_the_next_upstream() {
-    let (a, seen) = racing_upstream().await;
+    let (a, seen) = racing_server().await;
     let b = TestServer::origin(Server::builder()).await;
     let (srv, proxy) = proxy_to(group(&[a, b.addr], Balance::RoundRobin)).await;
     let mut c = Raw::connect(srv.addr).await;

@@ -595,3 +595,29 @@ pub async fn recording_upstream() -> Recorder {
     });
     rec
 }
+
+/// A server that answers the first request on a connection and closes when
+/// the second arrives, unanswered (the keep-alive race), logging what it saw.
+pub async fn racing_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let addr = raw_server(move |_, mut c| {
+        let seen = seen.clone();
+        async move {
+            if let Some(r) = c.request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(r.lines().next().unwrap().to_string());
+                c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+            if let Some(r) = c.request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(r.lines().next().unwrap().to_string());
+            }
+        }
+    })
+    .await;
+    (addr, log)
+}
