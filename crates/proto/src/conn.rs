@@ -661,13 +661,11 @@ impl Connection {
                 write::field(b"connection", b"close", tail);
             } else if exchange.version == Version::HTTP_10 {
                 write::field(b"connection", b"keep-alive", tail);
-                let params = KeepAliveParams {
-                    timeout_secs: self.config.keep_alive.timeout_secs,
-                    max: persist::requests_left(self.config.keep_alive.max_requests, self.started),
-                };
-                if let Some(v) = params.to_value() {
-                    write::field(b"keep-alive", v.as_bytes(), tail);
-                }
+                write::keep_alive(
+                    self.config.keep_alive.timeout_secs,
+                    persist::requests_left(self.config.keep_alive.max_requests, self.started),
+                    tail,
+                );
             }
             tail.extend_from_slice(b"\r\n");
             Ok((framing, keep))

@@ -80,6 +80,34 @@ pub fn field(name: &[u8], value: &[u8], dst: &mut BytesMut) {
 /// Writes `content-length: <n>\r\n`.
 pub fn content_length(n: u64, dst: &mut BytesMut) {
     let mut digits = [0u8; 20];
+    field(b"content-length", decimal(n, &mut digits), dst);
+}
+
+/// Writes `keep-alive: timeout=T, max=M\r\n` (either part left out when
+/// `None`; nothing when both are), without formatting machinery: it goes on
+/// every response to an HTTP/1.0 keep-alive client.
+pub fn keep_alive(timeout_secs: Option<u32>, max: Option<u32>, dst: &mut BytesMut) {
+    if timeout_secs.is_none() && max.is_none() {
+        return;
+    }
+    let mut digits = [0u8; 20];
+    dst.put_slice(b"keep-alive: ");
+    if let Some(t) = timeout_secs {
+        dst.put_slice(b"timeout=");
+        dst.put_slice(decimal(t.into(), &mut digits));
+    }
+    if let Some(m) = max {
+        if timeout_secs.is_some() {
+            dst.put_slice(b", ");
+        }
+        dst.put_slice(b"max=");
+        dst.put_slice(decimal(m.into(), &mut digits));
+    }
+    dst.put_slice(b"\r\n");
+}
+
+/// `n` in decimal ASCII, in the tail of `digits`.
+fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
     let mut v = n;
     loop {
@@ -90,12 +118,38 @@ pub fn content_length(n: u64, dst: &mut BytesMut) {
             break;
         }
     }
-    field(b"content-length", &digits[i..], dst);
+    &digits[i..]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_alive_parameters() {
+        for (timeout, max, line) in [
+            (
+                Some(5),
+                Some(100),
+                &b"keep-alive: timeout=5, max=100\r\n"[..],
+            ),
+            (Some(0), None, b"keep-alive: timeout=0\r\n"),
+            (None, Some(4294967295), b"keep-alive: max=4294967295\r\n"),
+            (None, None, b""),
+        ] {
+            let mut dst = BytesMut::new();
+            keep_alive(timeout, max, &mut dst);
+            assert_eq!(&dst[..], line, "{timeout:?} {max:?}");
+            // The same value as the parsed-and-formatted field.
+            let value = crate::fields::KeepAliveParams {
+                timeout_secs: timeout,
+                max,
+            }
+            .to_value();
+            let expected = value.map(|v| format!("keep-alive: {}\r\n", v.to_str().unwrap()));
+            assert_eq!(expected.unwrap_or_default().as_bytes(), line);
+        }
+    }
 
     #[test]
     fn lines() {
