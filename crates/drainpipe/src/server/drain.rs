@@ -3,9 +3,11 @@
 //!
 //! Phases: `Running` → (shutdown) `Closing` for `drain_delay` (still
 //! accepting; every response carries `Connection: close`) → `Draining` (the
-//! listener is closed; idle connections close, spread over `drain_spread`;
-//! busy ones after their current response, which carries `Connection: close`)
-//! → (drain timeout) `Cut`: every connection still open is closed.
+//! listener is closed; connections idle between requests close, spread over
+//! `drain_spread`; busy ones after their current response, which carries
+//! `Connection: close`; one that has not sent its first request yet is waited
+//! for up to its head timeout, since its client retries nothing on a new
+//! connection) → (drain timeout) `Cut`: every connection still open is closed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

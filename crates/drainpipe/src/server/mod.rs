@@ -296,9 +296,12 @@ impl Server {
     }
 
     /// Serves `service` on `listener` until `shutdown` resolves, then drains:
-    /// stops accepting, closes idle connections at once, lets requests in
-    /// progress finish (their responses carry `Connection: close`), and cuts what
-    /// is left after the drain timeout. Returns what the drain did.
+    /// stops accepting, closes connections idle between requests at once (or
+    /// spread over the drain spread), lets requests in progress finish (their
+    /// responses carry `Connection: close`), answers the first request of a
+    /// connection accepted before the drain if it comes within the head
+    /// timeout, and cuts what is left after the drain timeout. Returns what the
+    /// drain did.
     pub async fn serve<S, B, F>(
         &self,
         listener: TcpListener,
