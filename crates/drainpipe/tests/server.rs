@@ -614,8 +614,11 @@ async fn every_new_connection_is_answered_at_once() {
     })
     .await
     .unwrap();
+    // A lost wakeup leaves a request unread until the head timeout (10 s),
+    // far beyond this bound (and the clients' 5 s read timeout); a loaded
+    // machine stays well within it.
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(3),
         "a new connection waited {slowest:?} for its response"
     );
     assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 2000);
