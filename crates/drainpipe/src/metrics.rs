@@ -108,88 +108,61 @@ impl Registry {
             .collect()
     }
 
-    /// Everything in the Prometheus text exposition format.
+    /// Everything in the Prometheus text exposition format: each family's
+    /// `HELP` and `TYPE`, then all its samples together.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-        };
         let servers = self.servers();
-        help(
+        let proxies = self.proxies();
+        let by_listener = |s: &ServerSnapshot| format!("listener=\"{}\"", s.name);
+        let by_proxy = |p: &ProxySnapshot| format!("proxy=\"{}\"", p.name);
+        family(
             &mut out,
             "drainpipe_connections",
             "gauge",
             "Connections open now, by state.",
+            servers.iter().flat_map(|s| {
+                let draining = if s.draining { s.open } else { 0 };
+                s.states
+                    .into_iter()
+                    .chain([("draining", draining)])
+                    .map(move |(state, n)| {
+                        (format!("listener=\"{}\",state=\"{state}\"", s.name), n)
+                    })
+            }),
         );
-        for s in &servers {
-            for (state, n) in s.states {
-                let _ = writeln!(
-                    out,
-                    "drainpipe_connections{{listener=\"{}\",state=\"{state}\"}} {n}",
-                    s.name
-                );
-            }
-            let draining = if s.draining { s.open } else { 0 };
-            let _ = writeln!(
-                out,
-                "drainpipe_connections{{listener=\"{}\",state=\"draining\"}} {draining}",
-                s.name
-            );
-        }
-        help(
+        family(
             &mut out,
             "drainpipe_connections_open",
             "gauge",
             "Connections open now.",
+            servers.iter().map(|s| (by_listener(s), s.open)),
         );
-        for s in &servers {
-            let _ = writeln!(
-                out,
-                "drainpipe_connections_open{{listener=\"{}\"}} {}",
-                s.name, s.open
-            );
-        }
-        help(
+        family(
             &mut out,
             "drainpipe_connections_accepted_total",
             "counter",
             "Connections accepted.",
+            servers.iter().map(|s| (by_listener(s), s.accepted)),
         );
-        for s in &servers {
-            let _ = writeln!(
-                out,
-                "drainpipe_connections_accepted_total{{listener=\"{}\"}} {}",
-                s.name, s.accepted
-            );
-        }
-        help(
+        family(
             &mut out,
             "drainpipe_connections_closed_total",
             "counter",
             "Connections closed, by reason.",
+            servers.iter().flat_map(|s| {
+                s.closed.iter().map(move |(reason, n)| {
+                    (format!("listener=\"{}\",reason=\"{reason}\"", s.name), *n)
+                })
+            }),
         );
-        for s in &servers {
-            for (reason, n) in &s.closed {
-                let _ = writeln!(
-                    out,
-                    "drainpipe_connections_closed_total{{listener=\"{}\",reason=\"{reason}\"}} {n}",
-                    s.name
-                );
-            }
-        }
-        help(
+        family(
             &mut out,
             "drainpipe_requests_total",
             "counter",
             "Requests received.",
+            servers.iter().map(|s| (by_listener(s), s.requests)),
         );
-        for s in &servers {
-            let _ = writeln!(
-                out,
-                "drainpipe_requests_total{{listener=\"{}\"}} {}",
-                s.name, s.requests
-            );
-        }
         help(
             &mut out,
             "drainpipe_requests_per_connection",
@@ -216,93 +189,64 @@ impl Registry {
                 "drainpipe_requests_per_connection_count{{listener=\"{name}\"}} {cumulative}"
             );
         }
-        help(
+        family(
             &mut out,
             "drainpipe_writes_total",
             "counter",
             "Writes of the outgoing queue.",
+            servers.iter().map(|s| (by_listener(s), s.writes)),
         );
-        help(
+        family(
             &mut out,
             "drainpipe_bytes_total",
             "counter",
             "Bytes read and written on client connections.",
+            servers.iter().flat_map(|s| {
+                [("in", s.bytes.0), ("out", s.bytes.1)].map(|(direction, n)| {
+                    (
+                        format!("listener=\"{}\",direction=\"{direction}\"", s.name),
+                        n,
+                    )
+                })
+            }),
         );
-        for s in &servers {
-            let _ = writeln!(
-                out,
-                "drainpipe_writes_total{{listener=\"{}\"}} {}",
-                s.name, s.writes
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_bytes_total{{listener=\"{}\",direction=\"in\"}} {}",
-                s.name, s.bytes.0
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_bytes_total{{listener=\"{}\",direction=\"out\"}} {}",
-                s.name, s.bytes.1
-            );
-        }
-        help(
+        family(
             &mut out,
             "drainpipe_upstream_connections_opened_total",
             "counter",
             "Upstream connections opened.",
+            proxies.iter().map(|p| (by_proxy(p), p.opened)),
         );
-        help(
+        family(
             &mut out,
             "drainpipe_upstream_requests_reused_total",
             "counter",
             "Upstream requests on a reused connection.",
+            proxies.iter().map(|p| (by_proxy(p), p.reused)),
         );
-        help(
+        family(
             &mut out,
             "drainpipe_upstream_reuse_ratio",
             "gauge",
             "Share of upstream requests on a reused connection.",
+            proxies
+                .iter()
+                .map(|p| (by_proxy(p), format!("{:.4}", p.reuse_ratio()))),
         );
-        help(
+        family(
             &mut out,
             "drainpipe_retries_total",
             "counter",
             "Requests sent again after a safe-to-retry failure.",
+            proxies.iter().map(|p| (by_proxy(p), p.retries)),
         );
-        help(
+        family(
             &mut out,
             "drainpipe_gateway_errors_total",
             "counter",
             "Requests answered 502 or 504.",
+            proxies.iter().map(|p| (by_proxy(p), p.gateway_errors)),
         );
-        for p in self.proxies() {
-            let _ = writeln!(
-                out,
-                "drainpipe_upstream_connections_opened_total{{proxy=\"{}\"}} {}",
-                p.name, p.opened
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_upstream_requests_reused_total{{proxy=\"{}\"}} {}",
-                p.name, p.reused
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_upstream_reuse_ratio{{proxy=\"{}\"}} {:.4}",
-                p.name,
-                p.reuse_ratio()
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_retries_total{{proxy=\"{}\"}} {}",
-                p.name, p.retries
-            );
-            let _ = writeln!(
-                out,
-                "drainpipe_gateway_errors_total{{proxy=\"{}\"}} {}",
-                p.name, p.gateway_errors
-            );
-        }
         help(
             &mut out,
             "drainpipe_ready",
@@ -400,5 +344,64 @@ impl ProxySnapshot {
         } else {
             self.reused as f64 / total as f64
         }
+    }
+}
+
+/// A metric family's `HELP` and `TYPE` lines.
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// A metric family: its `HELP` and `TYPE`, then each sample (its labels and
+/// value), all together as the exposition format asks.
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    text: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    help(out, name, kind, text);
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // With several listeners, each family's samples follow its own TYPE line
+    // and stay together (the text format's rule; a parser rejects a family
+    // that reappears after another one's samples).
+    #[test]
+    fn each_family_is_one_group() {
+        let a = Arc::new(Stats::default());
+        a.requests.store(3, Ordering::Relaxed);
+        let text = Registry::new()
+            .server("a", a)
+            .server("b", Arc::new(Stats::default()))
+            .prometheus();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+                assert!(!seen.contains(&current), "{current} twice:\n{text}");
+                seen.push(current);
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                name.starts_with(current),
+                "{name} among {current}'s samples:\n{text}"
+            );
+        }
+        assert!(text.contains("drainpipe_requests_total{listener=\"a\"} 3\n"));
+        assert!(text.contains("drainpipe_bytes_total{listener=\"b\",direction=\"out\"} 0\n"));
+        assert!(text.contains("drainpipe_connections{listener=\"a\",state=\"draining\"} 0\n"));
     }
 }
