@@ -15,12 +15,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use drainpipe::client::Origin;
 use drainpipe::proto::Framing;
-use drainpipe::proxy::{Balance, Group, Proxy, Route};
 use drainpipe::server::Server;
 use support::*;
 
@@ -626,26 +623,6 @@ fn assert_all(failures: Vec<String>) {
     );
 }
 
-/// A proxy in front of `upstream`, served on 127.0.0.1:0.
-async fn proxy_to(upstream: SocketAddr) -> TestServer {
-    let group = Arc::new(Group::new(
-        "g",
-        vec![Origin {
-            host: "127.0.0.1".into(),
-            port: upstream.port(),
-        }],
-        Balance::RoundRobin,
-    ));
-    let proxy = Proxy::builder()
-        .route(Route {
-            host: None,
-            path_prefix: "/".into(),
-            group,
-        })
-        .build();
-    TestServer::start(Server::builder(), proxy).await
-}
-
 #[tokio::test]
 async fn server_refuses_every_smuggling_shape_and_processes_nothing_behind_it() {
     let srv = TestServer::origin(Server::builder()).await;
@@ -680,7 +657,7 @@ async fn server_refuses_every_smuggling_shape_and_processes_nothing_behind_it() 
 #[tokio::test]
 async fn proxy_refuses_every_smuggling_shape_and_the_upstream_sees_nothing() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut failures = Vec::new();
     for shape in refused_shapes() {
         let connections = upstream.connections();
@@ -936,7 +913,7 @@ async fn server_frames_valid_odd_shapes_one_way() {
 #[tokio::test]
 async fn proxy_forwards_valid_odd_shapes_clean_and_reframed() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut failures = Vec::new();
     for shape in accepted_shapes() {
         let from = upstream.seen().len();
@@ -988,7 +965,7 @@ async fn a_request_inside_a_body_is_never_a_request() {
     assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 1);
 
     let upstream = recording_upstream().await;
-    let proxy = proxy_to(upstream.addr()).await;
+    let proxy = proxy_in_front_of(upstream.addr()).await.0;
     let mut c = Raw::connect(proxy.addr).await;
     c.send(&bytes).await;
     assert_eq!(c.response().await.body_str(), "ok");
@@ -1008,7 +985,7 @@ async fn a_request_inside_a_body_is_never_a_request() {
 #[tokio::test]
 async fn a_body_that_turns_bad_midstream_never_completes_upstream() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut c = Raw::connect(srv.addr).await;
     // More than the client buffers before its first write (64 KiB), so the
     // head and these bytes go upstream before the bad chunk arrives.
@@ -1055,7 +1032,7 @@ async fn a_body_that_turns_bad_midstream_never_completes_upstream() {
 #[tokio::test]
 async fn absolute_form_is_forwarded_in_origin_form() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let cases: [(&str, &str); 3] = [
         (
             "GET http://example.com/x?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -1092,7 +1069,7 @@ async fn absolute_form_is_forwarded_in_origin_form() {
 #[tokio::test]
 async fn userinfo_in_the_target_is_refused_and_the_upstream_sees_nothing() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     for request in [
         "GET http://user:pw@example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
         "GET http://user@example.com/x HTTP/1.0\r\n\r\n",
@@ -1120,7 +1097,7 @@ async fn userinfo_in_the_target_is_refused_and_the_upstream_sees_nothing() {
 #[tokio::test]
 async fn absolute_form_target_decides_the_host_upstream() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     for request in [
         "GET http://example.com/x HTTP/1.1\r\nHost: other.example\r\n\r\n",
         "GET http://example.com/x HTTP/1.0\r\n\r\n",
@@ -1144,7 +1121,7 @@ async fn absolute_form_target_decides_the_host_upstream() {
 #[tokio::test]
 async fn proxy_sends_no_authority_or_asterisk_form_upstream() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     for request in [
         "GET example.com:80 HTTP/1.1\r\nHost: example.com\r\n\r\n",
         "GET * HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -1183,7 +1160,7 @@ async fn server_refuses_authority_form_outside_connect() {
 async fn invalid_host_values_are_refused() {
     let srv = TestServer::origin(Server::builder()).await;
     let upstream = recording_upstream().await;
-    let proxy = proxy_to(upstream.addr()).await;
+    let proxy = proxy_in_front_of(upstream.addr()).await.0;
     for host in ["a b", "a/b", "a@b", "a:b:c"] {
         let shape = refused(
             "invalid Host",
@@ -1208,7 +1185,7 @@ async fn invalid_host_values_are_refused() {
 #[tokio::test]
 async fn proxy_forwards_an_identical_content_length_list_as_one_length() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut c = Raw::connect(srv.addr).await;
     c.send(&post("Content-Length: 5, 5\r\n", "hello")).await;
     let r = c.response().await;
@@ -1227,7 +1204,7 @@ async fn proxy_forwards_an_identical_content_length_list_as_one_length() {
 #[tokio::test]
 async fn absolute_form_with_an_empty_path_is_forwarded_with_slash() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut c = Raw::connect(srv.addr).await;
     c.send(b"GET http://example.com?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
         .await;
@@ -1244,7 +1221,7 @@ async fn absolute_form_with_an_empty_path_is_forwarded_with_slash() {
 #[tokio::test]
 async fn connect_to_the_reverse_proxy_goes_nowhere() {
     let upstream = recording_upstream().await;
-    let srv = proxy_to(upstream.addr()).await;
+    let srv = proxy_in_front_of(upstream.addr()).await.0;
     let mut c = Raw::connect(srv.addr).await;
     c.send(b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = c.response().await;

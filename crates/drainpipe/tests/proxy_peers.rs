@@ -8,12 +8,9 @@ mod support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use drainpipe::client::{Client, Origin};
-use drainpipe::proxy::{Balance, Group, Proxy, Route};
-use drainpipe::server::Server;
+use drainpipe::client::Client;
 use http_body_util::BodyExt;
 use support::*;
 
@@ -152,26 +149,6 @@ async fn h2o() -> PeerServer {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_listening(addr).await;
     PeerServer { child, addr, dir }
-}
-
-async fn proxy_in_front_of(upstream: SocketAddr) -> (TestServer, Proxy) {
-    let group = Arc::new(Group::new(
-        "peer",
-        vec![Origin {
-            host: "127.0.0.1".into(),
-            port: upstream.port(),
-        }],
-        Balance::RoundRobin,
-    ));
-    let proxy = Proxy::builder()
-        .route(Route {
-            host: None,
-            path_prefix: "/".into(),
-            group,
-        })
-        .build();
-    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
-    (srv, proxy)
 }
 
 /// `clients` concurrent keep-alive clients make `each` requests through the

@@ -621,3 +621,27 @@ pub async fn racing_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>)
     .await;
     (addr, log)
 }
+
+/// A reverse proxy with one route, `/` to `upstream`, served on 127.0.0.1:0.
+pub async fn proxy_in_front_of(upstream: SocketAddr) -> (TestServer, drainpipe::proxy::Proxy) {
+    use drainpipe::client::Origin;
+    use drainpipe::proxy::{Balance, Group, Proxy, Route};
+
+    let group = Arc::new(Group::new(
+        "peer",
+        vec![Origin {
+            host: "127.0.0.1".into(),
+            port: upstream.port(),
+        }],
+        Balance::RoundRobin,
+    ));
+    let proxy = Proxy::builder()
+        .route(Route {
+            host: None,
+            path_prefix: "/".into(),
+            group,
+        })
+        .build();
+    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
+    (srv, proxy)
+}
