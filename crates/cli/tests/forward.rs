@@ -332,3 +332,66 @@ fn dumb_proxy_hang_cannot_happen() {
     );
     assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
 }
+
+// The second seed's whole chain, with drainpipe as the smart proxy behind a
+// blind relay: HTTP/1.0 client → relay → `drainpipe forward` → origin. The
+// relay copies bytes both ways and closes its client side only when its
+// server side closes. The client's `Connection: keep-alive` reaches drainpipe
+// through the relay; if drainpipe kept the connection for it, the client
+// (which reads until the close) would hang until drainpipe's idle timeout.
+// RFC 9112 §9.3: drainpipe answers with `Connection: close` and closes.
+#[test]
+fn blind_relay_in_front_of_the_forward_proxy_does_not_hang() {
+    let (_o, origin) = origin();
+    let (_p, proxy) = start(&["forward", "--listen", "127.0.0.1:0", "--allow-private"]);
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = relay.accept() else {
+            return;
+        };
+        let server = TcpStream::connect(proxy).unwrap();
+        let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        // Client → server: a plain byte copy (a client EOF is not passed on).
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = c_in.read(&mut buf) {
+                if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+        // Server → client, until the server closes; only then the client side.
+        let (mut s_in, mut c_out) = (server, client);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s_in.read(&mut buf) {
+            if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_out.shutdown(Shutdown::Both);
+    });
+
+    let started = Instant::now();
+    let mut c = TcpStream::connect(relay_addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    write!(
+        c,
+        "GET http://{origin}/ HTTP/1.0\r\nHost: {origin}\r\nConnection: keep-alive\r\n\r\n"
+    )
+    .unwrap();
+    // An HTTP/1.0 client of the seed's kind reads until the connection closes.
+    let mut got = Vec::new();
+    c.read_to_end(&mut got)
+        .expect("the exchange ends with a close, not a read timeout");
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the client saw the end after {:?}",
+        started.elapsed()
+    );
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(!got.to_lowercase().contains("keep-alive"), "{got}");
+    assert!(got.ends_with("Hello, World!"), "{got}");
+}

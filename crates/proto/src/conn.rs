@@ -221,7 +221,15 @@ impl Connection {
         if self.config.honour_proxy_connection {
             let p = facts.proxy_connection;
             tokens.close |= p.close;
-            tokens.keep_alive |= p.keep_alive;
+            // RFC 9112 §9.3: an HTTP/1.0 request's `Connection: keep-alive`
+            // may have been passed on by a blind relay between the client and
+            // this proxy (the relay then waits for a close that never comes),
+            // so only the client's own word to its proxy counts.
+            tokens.keep_alive = if req.version() == Version::HTTP_10 {
+                p.keep_alive
+            } else {
+                tokens.keep_alive || p.keep_alive
+            };
         }
         self.started = self.started.saturating_add(1);
         let limit_reached = self

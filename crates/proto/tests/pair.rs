@@ -918,6 +918,40 @@ fn proxy_connection_counts_only_when_asked() {
     assert!(s(&respond(&mut explicit, 200, &[], b"")).contains("connection: close"));
 }
 
+// RFC 9112 §9.3: an explicit proxy does not persist a connection for an
+// HTTP/1.0 request's `Connection: keep-alive` (a blind relay in front may have
+// passed it on); `Proxy-Connection: keep-alive` is the client's own signal. An
+// origin (not honouring Proxy-Connection) still honours `Connection`.
+#[test]
+fn explicit_proxy_ignores_http10_connection_keep_alive() {
+    let relayed = b"GET http://a/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    let mut explicit = server_with(Config {
+        honour_proxy_connection: true,
+        ..Config::default()
+    });
+    feed(&mut explicit, relayed);
+    let res = s(&respond(&mut explicit, 200, &[], b""));
+    assert!(res.contains("connection: close"), "{res}");
+    assert!(explicit.must_close());
+    let mut explicit = server_with(Config {
+        honour_proxy_connection: true,
+        ..Config::default()
+    });
+    feed(
+        &mut explicit,
+        b"GET http://a/ HTTP/1.0\r\nConnection: keep-alive\r\nProxy-Connection: keep-alive\r\n\r\n",
+    );
+    let res = s(&respond(&mut explicit, 200, &[], b""));
+    assert!(res.contains("connection: keep-alive"), "{res}");
+    let mut origin = server();
+    feed(
+        &mut origin,
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    let res = s(&respond(&mut origin, 200, &[], b""));
+    assert!(res.contains("connection: keep-alive"), "{res}");
+}
+
 #[test]
 fn custom_reason_phrase() {
     let mut srv = server();
