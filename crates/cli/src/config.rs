@@ -215,9 +215,14 @@ pub struct ClientConf {
     /// Time to connect.
     #[serde(default, with = "duration")]
     pub connect_timeout: Option<Duration>,
-    /// Time from request written to response head (504 beyond).
+    /// Time from request written to response head, and between two reads of
+    /// the response body (504 beyond). Default 60 s.
     #[serde(default, with = "duration")]
     pub response_timeout: Option<Duration>,
+    /// Time a write of a request to the upstream may make no progress (504
+    /// beyond, the connection closed). Default 60 s.
+    #[serde(default, with = "duration")]
+    pub send_timeout: Option<Duration>,
     /// Time an upstream connection may sit idle in its pool.
     #[serde(default, with = "duration")]
     pub idle_timeout: Option<Duration>,
@@ -545,7 +550,13 @@ impl Config {
     /// The client for upstream requests, from `[client]`.
     fn client(&self) -> Client {
         let c = &self.client;
-        let mut client = Client::builder().response_timeout(c.response_timeout);
+        let mut client = Client::builder();
+        if let Some(d) = c.response_timeout {
+            client = client.response_timeout(Some(d));
+        }
+        if let Some(d) = c.send_timeout {
+            client = client.send_timeout(Some(d));
+        }
         if let Some(d) = c.connect_timeout {
             client = client.connect_timeout(d);
         }

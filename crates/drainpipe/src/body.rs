@@ -18,7 +18,7 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 
 use crate::error::BodyError;
-use crate::server::ConnInfo;
+use crate::server::{ConnInfo, Interim};
 
 /// A received body, streamed from the connection. It also carries the
 /// [`ConnInfo`] of the connection it arrived on.
@@ -26,6 +26,7 @@ pub struct Incoming {
     inner: Option<Arc<Slot>>,
     size: SizeHint,
     conn: Option<ConnInfo>,
+    interim: Option<Interim>,
 }
 
 impl fmt::Debug for Incoming {
@@ -77,6 +78,7 @@ impl Incoming {
             inner: None,
             size: SizeHint::with_exact(0),
             conn: None,
+            interim: None,
         }
     }
 
@@ -86,9 +88,16 @@ impl Incoming {
         self.conn
     }
 
-    pub(crate) fn with_conn(mut self, conn: ConnInfo) -> Self {
+    pub(crate) fn with_conn(mut self, conn: ConnInfo, interim: Interim) -> Self {
         self.conn = Some(conn);
+        self.interim = Some(interim);
         self
+    }
+
+    /// Where informational (1xx) responses to this request go out ahead of
+    /// the final one ([`Interim`]), when a drainpipe server received it.
+    pub fn interim(&self) -> Option<Interim> {
+        self.interim.clone()
     }
 
     /// A body fed through a [`Sender`]; `len` is the length when known.
@@ -100,6 +109,7 @@ impl Incoming {
                 inner: Some(slot.clone()),
                 size,
                 conn: None,
+                interim: None,
             },
             Sender { slot },
         )

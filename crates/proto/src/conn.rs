@@ -510,6 +510,19 @@ impl Connection {
         Ok(framing)
     }
 
+    /// Client: whether the request being sent asked for `100 Continue`
+    /// (`Expect: 100-continue` on HTTP/1.1) and its body is still to be sent:
+    /// the body should wait for the server's `100`, its final response, or a
+    /// short timeout (RFC 9110 §10.1.1), whichever comes first.
+    pub fn awaits_continue(&self) -> bool {
+        self.role == Role::Client
+            && matches!(self.send, Send::Body { .. })
+            && self
+                .exchanges
+                .back()
+                .is_some_and(|x| x.continue_pending && x.version == Version::HTTP_11)
+    }
+
     /// Server: writes `HTTP/1.1 100 Continue` if the request being answered
     /// expects it and neither it nor a final response went out yet. Call it when
     /// the handler starts reading the body. Returns whether it wrote.

@@ -73,6 +73,9 @@ pub enum ErrorKind {
     /// `Content-Length` is not a decimal number, overflows, or its values differ
     /// (RFC 9112 §6.3 step 5) (400).
     BadContentLength,
+    /// `Max-Forwards` is not a decimal number, or its lines differ
+    /// (RFC 9110 §7.6.2) (400).
+    BadMaxForwards,
     /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3 step 3; rejected
     /// as request smuggling) (400).
     ContentLengthAndTransferEncoding,
@@ -179,6 +182,7 @@ impl fmt::Display for ErrorKind {
             DuplicateHost => f.write_str("more than one Host field"),
             BadHost => f.write_str("invalid Host value"),
             BadContentLength => f.write_str("invalid or conflicting Content-Length"),
+            BadMaxForwards => f.write_str("invalid or conflicting Max-Forwards"),
             ContentLengthAndTransferEncoding => {
                 f.write_str("both Content-Length and Transfer-Encoding")
             }

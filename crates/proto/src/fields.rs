@@ -12,7 +12,7 @@
 //!   over `Host` (RFC 9112 §3.2.2), never with userinfo.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Uri;
+use http::{Method, Uri};
 
 use crate::error::{Error, ErrorKind};
 
@@ -226,6 +226,49 @@ const fn byte_class(extra: &[u8], hex_only: bool) -> [bool; 256] {
         i += 1;
     }
     table
+}
+
+/// What a proxy does with an OPTIONS or TRACE request by its `Max-Forwards`
+/// (RFC 9110 §7.6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// No `Max-Forwards`, or another method: forward as is.
+    Forward,
+    /// Forward with `Max-Forwards` set to this (the received value less one).
+    ForwardAs(u32),
+    /// `Max-Forwards: 0`: this hop is the recipient and answers itself.
+    AnswerHere,
+}
+
+/// The `Max-Forwards` rule for a request a proxy received (RFC 9110 §7.6.2:
+/// only OPTIONS and TRACE; at 0 the proxy answers, otherwise it forwards the
+/// value less one). Every line is read; a value that is not a decimal number
+/// (or several lines that differ) is [`ErrorKind::BadMaxForwards`]. A value
+/// too large for `u32` counts as `u32::MAX`: it can never run out here.
+pub fn max_forwards(method: &Method, headers: &HeaderMap) -> Result<MaxForwards, Error> {
+    if *method != Method::OPTIONS && *method != Method::TRACE {
+        return Ok(MaxForwards::Forward);
+    }
+    let mut found: Option<u32> = None;
+    for v in headers.get_all(header::MAX_FORWARDS) {
+        let digits = v.as_bytes().trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(Error::remote(ErrorKind::BadMaxForwards));
+        }
+        let n = digits.iter().try_fold(0u32, |n, d| {
+            n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+        });
+        let n = n.unwrap_or(u32::MAX);
+        if found.is_some_and(|f| f != n) {
+            return Err(Error::remote(ErrorKind::BadMaxForwards));
+        }
+        found = Some(n);
+    }
+    Ok(match found {
+        None => MaxForwards::Forward,
+        Some(0) => MaxForwards::AnswerHere,
+        Some(n) => MaxForwards::ForwardAs(n - 1),
+    })
 }
 
 /// The message's `Content-Length`, read across all lines.
@@ -491,6 +534,42 @@ mod tests {
             ConnectionTokens::of(&HeaderMap::new()),
             ConnectionTokens::default()
         );
+    }
+
+    // RFC 9110 §7.6.2.
+    #[test]
+    fn max_forwards_rules() {
+        use http::Method;
+        let mf = |m: &Method, lines: &[(&str, &str)]| max_forwards(m, &map(lines));
+        let options = Method::OPTIONS;
+        assert_eq!(mf(&options, &[]), Ok(MaxForwards::Forward));
+        assert_eq!(
+            mf(&options, &[("max-forwards", "0")]),
+            Ok(MaxForwards::AnswerHere)
+        );
+        assert_eq!(
+            mf(&Method::TRACE, &[("max-forwards", " 5 ")]),
+            Ok(MaxForwards::ForwardAs(4))
+        );
+        assert_eq!(
+            mf(&options, &[("max-forwards", "3"), ("max-forwards", "3")]),
+            Ok(MaxForwards::ForwardAs(2))
+        );
+        assert_eq!(
+            mf(&options, &[("max-forwards", "99999999999")]),
+            Ok(MaxForwards::ForwardAs(u32::MAX - 1))
+        );
+        assert_eq!(
+            mf(&Method::GET, &[("max-forwards", "0")]),
+            Ok(MaxForwards::Forward),
+            "only OPTIONS and TRACE"
+        );
+        for bad in ["", "-1", "1.5", "x"] {
+            let e = mf(&options, &[("max-forwards", bad)]).unwrap_err();
+            assert_eq!(*e.kind(), ErrorKind::BadMaxForwards, "{bad:?}");
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+        }
+        assert!(mf(&options, &[("max-forwards", "1"), ("max-forwards", "2")]).is_err());
     }
 
     // RFC 9110 §8.6 / RFC 9112 §6.3 step 5.

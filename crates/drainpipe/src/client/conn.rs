@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{request, Response};
-use http_body::Body;
 use proto::{Event, Framing, Role, WriteBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -21,9 +20,9 @@ use crate::upgrade::Upgraded;
 
 /// An open connection.
 pub(crate) struct Conn {
-    stream: TcpStream,
-    proto: proto::Connection,
-    out: WriteBuf,
+    pub(super) stream: TcpStream,
+    pub(super) proto: proto::Connection,
+    pub(super) out: WriteBuf,
     /// When it was opened (for the max lifetime).
     pub(crate) created: Instant,
     /// When the last response was read whole (the server's
@@ -56,87 +55,11 @@ impl Conn {
         self.proto.requests_started() > 0
     }
 
-    /// Sends a request and reads the response head. The body, if any, is read
-    /// with [`Conn::poll_body`].
-    pub(crate) async fn send(
-        &mut self,
-        head: &request::Parts,
-        body: RequestBody,
-        response_timeout: Option<Duration>,
-    ) -> Result<(Response<()>, Framing), Error> {
-        let mut progress = Progress {
-            reused: self.is_reused(),
-            request_written: false,
-        };
-        let framing = self
-            .proto
-            .send_request(head, body.size(), &mut self.out)
-            .map_err(|e| {
-                Error::with_source(Kind::Request("the request cannot be sent as asked"), e)
-            })?;
-        let written = self.write_body(framing, body).await;
-        match written {
-            Ok(()) => progress.request_written = true,
-            // A server may answer early and close (a 413 before the body was
-            // read): look for that answer before calling the request failed.
-            Err(WriteFailure::Io) => {}
-            Err(WriteFailure::Fatal(e)) => return Err(e),
-        }
-        let read = self.read_head(progress);
-        match response_timeout {
-            Some(t) => tokio::time::timeout(t, read)
-                .await
-                .unwrap_or_else(|_| Err(Error::new(Kind::Timeout("response head")))),
-            None => read.await,
-        }
-    }
-
-    /// Writes the queued head and the body, flushing as the body streams.
-    async fn write_body(
-        &mut self,
-        framing: Framing,
-        body: RequestBody,
-    ) -> Result<(), WriteFailure> {
-        match body.0 {
-            BodyKind::Empty => {}
-            BodyKind::Full(bytes) => self.data(bytes)?,
-            BodyKind::Stream(mut stream) => {
-                // Request buffering, bounded: the head and the body's first
-                // 64 KiB (all of it, if smaller) go out only once they have
-                // arrived, so a body that breaks its framing early (a smuggling
-                // attempt, a bad chunk) never reaches the upstream; a larger
-                // body then streams through in 64 KiB steps.
-                if framing != Framing::None {
-                    while let Some(frame) =
-                        poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_frame(cx)).await
-                    {
-                        let frame = frame.map_err(|e| {
-                            WriteFailure::Fatal(Error::with_source(Kind::UserBody, e))
-                        })?;
-                        if let Ok(data) = frame.into_data() {
-                            self.data(data)?;
-                            if self.out.len() >= 64 * 1024 {
-                                write_buf(&self.stream, &mut self.out)
-                                    .await
-                                    .map_err(|_| WriteFailure::Io)?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        self.proto
-            .send_end(None, &mut self.out)
-            .map_err(|e| WriteFailure::Fatal(Error::with_source(Kind::UserBody, e)))?;
-        write_buf(&self.stream, &mut self.out)
-            .await
-            .map_err(|_| WriteFailure::Io)
-    }
-
-    fn data(&mut self, data: Bytes) -> Result<(), WriteFailure> {
+    /// Queues body data of the request being sent.
+    pub(super) fn data(&mut self, data: Bytes) -> Result<(), Error> {
         self.proto
             .send_data(data, &mut self.out)
-            .map_err(|e| WriteFailure::Fatal(Error::with_source(Kind::UserBody, e)))
+            .map_err(|e| Error::with_source(Kind::UserBody, e))
     }
 
     /// Reads until the (final) response head.
@@ -272,7 +195,7 @@ impl Conn {
                     Error::with_source(Kind::Request("the request cannot be sent as asked"), e)
                 })?;
             if let BodyKind::Full(b) = body.0 {
-                self.data(b).map_err(|_| Error::new(Kind::UserBody))?;
+                self.data(b)?;
             }
             self.proto
                 .send_end(None, &mut self.out)
@@ -298,13 +221,6 @@ impl Conn {
         let body = self.read_body().await?;
         Ok(Some(head.map(|()| body)))
     }
-}
-
-enum WriteFailure {
-    /// The socket failed: the server may still have answered.
-    Io,
-    /// The request itself is broken (its body failed or lied about its length).
-    Fatal(Error),
 }
 
 fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> Error {

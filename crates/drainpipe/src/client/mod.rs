@@ -36,6 +36,7 @@
 mod body;
 mod conn;
 pub(crate) mod connect;
+mod exchange;
 mod pool;
 pub mod retry;
 
@@ -50,6 +51,7 @@ use http_body::SizeHint;
 
 pub use body::{RequestBody, ResponseBody};
 pub use connect::Origin;
+pub(crate) use exchange::OnInformational;
 
 use crate::error::{Error, Kind};
 use crate::upgrade::ClientUpgrade;
@@ -68,12 +70,22 @@ pub(crate) enum Failure {
     Stale(Error, RequestBody),
 }
 
+/// The default wait for a response head, and then between two pieces of a
+/// response body: 60 s, nginx's `proxy_read_timeout`.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default time a write of a request may make no progress: 60 s, nginx's
+/// `proxy_send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The client's settings; see [`Builder`].
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) proto: Arc<proto::Config>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Option<Duration>,
+    pub(crate) send_timeout: Option<Duration>,
+    pub(crate) expect_timeout: Duration,
     pub(crate) max_idle_per_host: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_per_host: Option<usize>,
@@ -88,7 +100,9 @@ impl Default for Config {
         Config {
             proto: Arc::new(proto::Config::default()),
             connect_timeout: Duration::from_secs(10),
-            response_timeout: None,
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
+            expect_timeout: Duration::from_secs(1),
             max_idle_per_host: 64,
             idle_timeout: Duration::from_secs(60),
             max_per_host: None,
@@ -115,9 +129,27 @@ impl Builder {
 
     /// Time allowed from the request written to the response head, and then
     /// between two pieces of the response body (an upstream that stalls
-    /// mid-body is cut). Default: none.
+    /// mid-body is cut). `None`: no limit. Default 60 s
+    /// ([`DEFAULT_RESPONSE_TIMEOUT`]).
     pub fn response_timeout(mut self, d: Option<Duration>) -> Self {
         self.config.response_timeout = d;
+        self
+    }
+
+    /// Time a write of the request (head or body) may make no progress, for
+    /// a server that stops reading; the request then fails with a timeout
+    /// and the connection is closed. `None`: no limit. Default 60 s
+    /// ([`DEFAULT_SEND_TIMEOUT`]).
+    pub fn send_timeout(mut self, d: Option<Duration>) -> Self {
+        self.config.send_timeout = d;
+        self
+    }
+
+    /// How long a request with `Expect: 100-continue` waits for the
+    /// server's `100 Continue` (or its final answer) before sending its body
+    /// anyway. Default 1 s.
+    pub fn expect_timeout(mut self, d: Duration) -> Self {
+        self.config.expect_timeout = d;
         self
     }
 
@@ -181,6 +213,33 @@ impl Builder {
                 reaper: AtomicBool::new(false),
             }),
         }
+    }
+}
+
+/// A hook for the informational (1xx) responses to a request, called with
+/// each as it arrives, before the final response: put it in the request's
+/// extensions. `103 Early Hints` and a `100 Continue` are what it sees most.
+///
+/// ```
+/// use drainpipe::client::Informational;
+/// let mut req = http::Request::get("http://127.0.0.1:8080/").body(()).unwrap();
+/// req.extensions_mut().insert(Informational::new(|res| {
+///     println!("{} ahead of the response", res.status());
+/// }));
+/// ```
+#[derive(Clone)]
+pub struct Informational(Arc<exchange::InformationalFn<'static>>);
+
+impl Informational {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(&Response<()>) + Send + Sync + 'static) -> Self {
+        Informational(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Informational {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Informational")
     }
 }
 
@@ -282,6 +341,13 @@ impl Client {
     /// Sends `req` (an absolute `http://` URI) and returns the response, whose
     /// body streams from the connection.
     ///
+    /// The request is written while the response is read: a final response
+    /// that comes before the body is all sent (a `413`, a `401`) is returned
+    /// at once and the rest of the body is not sent (RFC 9112 §9.5). With
+    /// `Expect: 100-continue` the body waits for the server's `100` (or
+    /// [`Builder::expect_timeout`]). Informational (1xx) responses go to an
+    /// [`Informational`] hook in the request's extensions, as they arrive.
+    ///
     /// A request that fails on a reused connection before any response byte
     /// arrived is sent once more on a new connection when it is idempotent (or
     /// carries `Idempotency-Key`) and its body is not a stream.
@@ -291,8 +357,10 @@ impl Client {
     {
         let (head, body) = req.into_parts();
         let origin = Origin::of(&head.uri)?;
+        let hook = head.extensions.get::<Informational>().cloned();
+        let hook = hook.as_ref().map(|h| &*h.0 as _);
         match self
-            .send_retrying(&origin, &head, body.into(), &self.inner.stats.retries)
+            .send_retrying(&origin, &head, body.into(), hook, &self.inner.stats.retries)
             .await
         {
             Ok(res) => Ok(res),
@@ -308,13 +376,14 @@ impl Client {
         origin: &Origin,
         head: &http::request::Parts,
         body: RequestBody,
+        on_informational: OnInformational<'_>,
         retries: &AtomicU64,
     ) -> Result<Response<ResponseBody>, Failure> {
-        match self.send(origin, head, body, false).await {
+        match self.send(origin, head, body, false, on_informational).await {
             Err(Failure::Stale(e, again)) => {
                 tracing::debug!(%origin, error = %e, "stale pooled connection; retrying on a new connection");
                 retries.fetch_add(1, Ordering::Relaxed);
-                match self.send(origin, head, again, true).await {
+                match self.send(origin, head, again, true, on_informational).await {
                     // At most once.
                     Err(Failure::Stale(e, _)) => Err(Failure::Sent(e)),
                     other => other,
@@ -338,6 +407,7 @@ impl Client {
         head: &http::request::Parts,
         body: RequestBody,
         fresh: bool,
+        on_informational: OnInformational<'_>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let idempotent = retry::is_idempotent(&head.method, &head.headers);
         let spare = if self.inner.config.retry && idempotent {
@@ -345,7 +415,10 @@ impl Client {
         } else {
             None
         };
-        match self.send_once(origin, head, body, fresh).await {
+        match self
+            .send_once(origin, head, body, fresh, on_informational)
+            .await
+        {
             Err(Failure::Sent(e)) if retry::may_retry(&e, idempotent) => match spare {
                 Some(again) => Err(Failure::Stale(e, again)),
                 None => Err(Failure::Sent(e)),
@@ -363,15 +436,22 @@ impl Client {
         head: &http::request::Parts,
         body: RequestBody,
         fresh: bool,
+        on_informational: OnInformational<'_>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let pool = self.pool(origin);
         let mut checkout = match pool.checkout(fresh).await {
             Ok(c) => c,
             Err(e) => return Err(Failure::NotSent(e, body)),
         };
+        let config = &self.inner.config;
+        let timeouts = exchange::Timeouts {
+            response: config.response_timeout,
+            send: config.send_timeout,
+            expect: config.expect_timeout,
+        };
         let (res, framing) = checkout
             .conn_mut()
-            .send(head, body, self.inner.config.response_timeout)
+            .send(head, body, timeouts, on_informational)
             .await
             .map_err(Failure::Sent)?;
         if framing != proto::Framing::None {

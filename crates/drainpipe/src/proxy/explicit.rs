@@ -34,7 +34,9 @@ use base64::Engine;
 use http::header::{HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use super::{forward, gateway_error, plain, Forwarding, ProxyBody};
+use super::{
+    forward, gateway_error, max_forwards, plain, relay_informational, Forwarding, ProxyBody,
+};
 use crate::body::Incoming;
 use crate::client::connect::connect;
 use crate::client::{Client, Failure, Origin, RequestBody};
@@ -104,6 +106,9 @@ impl Credentials {
     }
 }
 
+/// The methods the forward proxy passes on (`Allow` in its own answers).
+const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT";
+
 /// The explicit proxy service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ForwardProxy {
@@ -159,6 +164,10 @@ impl ForwardProxy {
             }
         }
         req.headers_mut().remove(PROXY_AUTHORIZATION);
+        let method = req.method().clone();
+        if let Some(answer) = max_forwards(&method, req.headers_mut(), ALLOW) {
+            return answer;
+        }
         let Some(authority) = req.uri().authority().cloned() else {
             return plain(
                 StatusCode::BAD_REQUEST,
@@ -273,6 +282,8 @@ impl ForwardProxy {
     async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
         let peer = req.body().conn_info().map(|c| c.peer);
+        let interim = req.body().interim();
+        let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();
         forward::request_fields(
             &mut head.headers,
@@ -288,6 +299,11 @@ impl ForwardProxy {
         {
             head.headers.insert(HOST, host);
         }
+        // RFC 9112 §3.2.4: an OPTIONS for the server as a whole
+        // (`OPTIONS http://host:port`, no path) goes on in asterisk-form.
+        if head.method == Method::OPTIONS && head.uri.path_and_query().is_none() {
+            head.uri = http::Uri::from_static("*");
+        }
         // Sent in origin-form (the URI's path and query) to the address that
         // passed the policy, not to the name again.
         let origin = Origin {
@@ -300,6 +316,7 @@ impl ForwardProxy {
                 &origin,
                 &head,
                 RequestBody::stream(body),
+                Some(&relay),
                 &client.stats().retries,
             )
             .await

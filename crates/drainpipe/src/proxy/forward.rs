@@ -45,9 +45,12 @@ pub fn request_fields(
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
     proto::fields::strip_hop_by_hop(headers);
-    // The client's Expect is answered by this hop (100 Continue when the body
-    // is read); the next hop gets the body at once.
-    headers.remove(header::EXPECT);
+    // RFC 9110 §10.1.1: `Expect: 100-continue` goes on toward the origin,
+    // which may refuse before the body is sent (the proxy relays its 100 or
+    // its answer); a 100-continue in an HTTP/1.0 request is ignored.
+    if received == Version::HTTP_10 {
+        headers.remove(header::EXPECT);
+    }
     if let Some(upgrade) = upgrade {
         headers.insert(header::UPGRADE, upgrade);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -81,6 +84,17 @@ pub fn response_fields(
         headers.insert(header::UPGRADE, upgrade);
     }
     add_via(headers, forwarding, received);
+}
+
+/// An informational (1xx) response from the upstream as the client gets it
+/// (RFC 9110 §15.2: a proxy forwards the 1xx it did not ask for itself):
+/// status and fields, hop-by-hop fields out.
+pub(crate) fn informational(res: &http::Response<()>) -> http::response::Parts {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = res.status();
+    parts.headers = res.headers().clone();
+    proto::fields::strip_hop_by_hop(&mut parts.headers);
+    parts
 }
 
 fn add_via(headers: &mut HeaderMap, forwarding: &Forwarding, received: Version) {

@@ -47,6 +47,7 @@ pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 use crate::body::Incoming;
 use crate::client::{Client, Failure, RequestBody, ResponseBody};
 use crate::error::Error;
+use crate::server::Interim;
 use upstream::InFlight;
 
 /// A route: requests for `host` (any host when `None`) whose path starts with
@@ -175,7 +176,12 @@ impl Proxy {
                 Some(host_name(value))
             })
             .unwrap_or_default();
-        let path = req.uri().path();
+        // `OPTIONS *` asks about the server as a whole: it goes where `/`
+        // goes (and upstream in asterisk-form).
+        let path = match req.uri().path() {
+            "*" => "/",
+            path => path,
+        };
         self.inner
             .routes
             .iter()
@@ -209,16 +215,21 @@ impl tower_service::Service<Request<Incoming>> for Proxy {
     }
 }
 
+/// The methods the reverse proxy passes on (`Allow` in its own answers).
+const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
 impl Proxy {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         if req.method() == http::Method::CONNECT {
             // A reverse proxy opens no tunnels (the forward proxy does).
             let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served here");
-            res.headers_mut().insert(
-                http::header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
-            );
+            res.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(ALLOW));
             return res;
+        }
+        let method = req.method().clone();
+        if let Some(answer) = max_forwards(&method, req.headers_mut(), ALLOW) {
+            return answer;
         }
         // RFC 9112 §3.2.2: the Host sent on is the request's host as proto
         // defines it. Only an absolute-form target can make that differ from
@@ -236,6 +247,10 @@ impl Proxy {
         let group = route.group.clone();
         let received = req.version();
         let peer = req.body().conn_info().map(|c| c.peer);
+        // 1xx from the upstream go on to the client as they come (RFC 9110
+        // §15.2); the server writes none to an HTTP/1.0 client.
+        let interim = req.body().interim();
+        let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let on_upgrade = crate::upgrade::on_upgrade(&mut req);
         let (mut head, body) = req.into_parts();
         let tunnel = on_upgrade.is_some() && head.method != http::Method::CONNECT;
@@ -274,7 +289,12 @@ impl Proxy {
                     head.headers.insert(HOST, host.clone());
                 }
             }
-            match self.inner.client.send(origin, &head, body, fresh).await {
+            match self
+                .inner
+                .client
+                .send(origin, &head, body, fresh, Some(&relay))
+                .await
+            {
                 Ok(res) => {
                     upstream.succeeded();
                     self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +385,53 @@ fn gateway_error(e: &Error) -> Response<ProxyBody> {
         plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
     } else {
         plain(StatusCode::BAD_GATEWAY, &format!("upstream failed: {e}"))
+    }
+}
+
+/// RFC 9110 §7.6.2, for both proxies: an OPTIONS or TRACE with
+/// `Max-Forwards: 0` is answered here (OPTIONS: 200 with `Allow`; TRACE: 405,
+/// since drainpipe does not echo requests), a bad value gets 400; otherwise the
+/// field goes on less one.
+pub(crate) fn max_forwards(
+    method: &http::Method,
+    headers: &mut http::HeaderMap,
+    allow: &'static str,
+) -> Option<Response<ProxyBody>> {
+    use proto::fields::MaxForwards;
+    match proto::fields::max_forwards(method, headers) {
+        Ok(MaxForwards::Forward) => None,
+        Ok(MaxForwards::ForwardAs(n)) => {
+            headers.insert(http::header::MAX_FORWARDS, HeaderValue::from(n));
+            None
+        }
+        Ok(MaxForwards::AnswerHere) => {
+            let mut res = if *method == http::Method::OPTIONS {
+                let mut res = Response::new(ProxyBody::empty());
+                res.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                res
+            } else {
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "TRACE is not enabled on this proxy",
+                )
+            };
+            res.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            Some(res)
+        }
+        Err(e) => Some(plain(e.status(), &e.kind().to_string())),
+    }
+}
+
+/// Passes an upstream's informational response on to the client, if the
+/// request came through a drainpipe server (a full queue drops it: the
+/// client is not reading).
+pub(crate) fn relay_informational(interim: Option<&Interim>, res: &Response<()>) {
+    if let Some(interim) = interim {
+        if let Err(e) = interim.send(forward::informational(res)) {
+            tracing::debug!(status = %res.status(), error = %e, "informational response not relayed");
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::drain::{CloseReason, InState, Phase, Shared};
+use super::interim;
 use super::park::{Parker, Resume};
 use super::{date, Abort, ConnInfo};
 use crate::body::{Demand, Incoming, Sender};
@@ -125,6 +126,7 @@ where
         drain_wait: None,
         can_park: parker.is_some(),
         date: None,
+        interim: Arc::default(),
     };
     let stop = tokio::select! {
         stop = driver.serve() => stop,
@@ -239,6 +241,9 @@ struct Driver<'a, S> {
     /// write, a handler or a body), so pipelined responses made together
     /// share one clock read.
     date: Option<HeaderValue>,
+    /// Informational responses handlers ask for, written ahead of their
+    /// final ones.
+    interim: Arc<interim::Queue>,
 }
 
 /// Feeds one request body to its handler.
@@ -553,7 +558,7 @@ where
                 request: self.conn.requests_started(),
                 peer: self.resume.peer,
             };
-            let body = body.with_conn(info);
+            let body = body.with_conn(info, self.interim.handle(info.request));
             let access = self.shared.config.access_log.then(|| {
                 (
                     head.method().clone(),
@@ -604,6 +609,10 @@ where
                 if let Poll::Ready(r) = polled {
                     return Poll::Ready(Ok(r));
                 }
+                // The 1xx the handler sent go out before anything its work
+                // causes (the pump's own `100 Continue` included).
+                self.queue_interim(info.request);
+                self.interim.register(cx.waker());
                 if let Some(p) = pump.as_mut() {
                     self.poll_pump(p, cx)?;
                 }
@@ -617,6 +626,7 @@ where
             if caught.is_err() {
                 outcome = None;
             }
+            self.queue_interim(info.request);
             let (parts, body) = match outcome {
                 Some(Ok(res)) => res.into_parts(),
                 Some(Err(e)) => {
@@ -818,6 +828,19 @@ where
                     self.body_error = Some(e);
                     pump.tx = None;
                 }
+            }
+        }
+    }
+
+    /// Queues the informational responses a handler sent for `request`
+    /// ahead of its final response (the core writes none to HTTP/1.0).
+    fn queue_interim(&mut self, request: u32) {
+        for head in self.interim.take(request) {
+            if let Err(e) = self
+                .conn
+                .send_response(&head, BodySize::Exact(0), &mut self.out)
+            {
+                tracing::debug!(error = %e, status = %head.status, "informational response not sent");
             }
         }
     }

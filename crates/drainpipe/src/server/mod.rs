@@ -42,6 +42,7 @@
 mod conn;
 mod date;
 mod drain;
+mod interim;
 mod listener;
 mod park;
 
@@ -59,6 +60,7 @@ use crate::error::BoxError;
 use crate::sock::Linger;
 
 pub use drain::{CloseReason, DrainReport, Stats, REQUESTS_PER_CONNECTION};
+pub use interim::{Interim, InterimError};
 
 /// Limits and timeouts of a server; see [`Builder`] for each one's meaning and
 /// default.

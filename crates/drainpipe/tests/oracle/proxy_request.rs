@@ -8,8 +8,11 @@
 //! the proxy's pool sends it) and parsed again by a strict server connection
 //! (as the upstream reads it). Invariants:
 //! - no hop-by-hop field survives the rewrite: the fixed set, every field the
-//!   request's `Connection`/`Proxy-Connection` named, `Expect` (only
-//!   `Upgrade` and `Connection: upgrade` when the request is tunnelled);
+//!   request's `Connection`/`Proxy-Connection` named (only `Upgrade` and
+//!   `Connection: upgrade` when the request is tunnelled);
+//! - `Expect` goes on unchanged toward the origin (RFC 9110 §10.1.1) unless
+//!   the request is HTTP/1.0 (whose expectation is ignored) or its
+//!   `Connection` named it;
 //! - at most one `Host`; no `Transfer-Encoding`; `Content-Length` only with
 //!   the length the body was framed with;
 //! - what goes upstream parses strictly, with the same method and target, one
@@ -69,7 +72,6 @@ pub fn check(head: Request<()>, framing: Framing) -> bool {
         .iter()
         .map(|n| HeaderName::from_static(n))
         .chain(named.named().iter().cloned())
-        .chain([header::EXPECT])
     {
         if ADDED.contains(&name.as_str()) {
             continue;
@@ -85,6 +87,15 @@ pub fn check(head: Request<()>, framing: Framing) -> bool {
         assert!(
             !headers.contains_key(&name),
             "hop-by-hop `{name}` survived: {headers:?}"
+        );
+    }
+    let expect_named = named.named().contains(&header::EXPECT);
+    if head.version() == Version::HTTP_10 || expect_named {
+        assert!(!headers.contains_key(header::EXPECT), "{headers:?}");
+    } else {
+        assert_eq!(
+            values(&headers, &header::EXPECT),
+            values(&original, &header::EXPECT)
         );
     }
     assert!(!headers.contains_key(header::TRANSFER_ENCODING));
