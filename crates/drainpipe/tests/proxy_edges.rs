@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drainpipe::client::{Client, Informational, Origin};
-use drainpipe::proxy::{Balance, ForwardProxy, Group, Policy, Proxy, Route};
+use drainpipe::client::{Client, Informational};
+use drainpipe::proxy::{ForwardProxy, Policy};
 use drainpipe::server::Server;
 use http_body_util::BodyExt;
 use support::*;
@@ -21,23 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A reverse proxy with one route, `/` to `upstream`, carrying its requests
 /// through `client`.
 async fn proxy_with(upstream: SocketAddr, client: Client) -> TestServer {
-    let group = Arc::new(Group::new(
-        "peer",
-        vec![Origin {
-            host: "127.0.0.1".into(),
-            port: upstream.port(),
-        }],
-        Balance::RoundRobin,
-    ));
-    let proxy = Proxy::builder()
-        .client(client)
-        .route(Route {
-            host: None,
-            path_prefix: "/".into(),
-            group,
-        })
-        .build();
-    TestServer::start(Server::builder(), proxy).await
+    proxy_with_client(upstream, client).await.0
 }
 
 /// Writes `total` bytes of body in the background (it blocks once nobody

@@ -36,7 +36,7 @@ async fn http11_requests_share_one_connection() {
     assert_eq!(
         r1.head_without_date(),
         format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: <masked>\r\ncontent-length: {}",
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: <masked>\r\ncontent-length: {}\r\nkeep-alive: timeout=60",
             r1.body.len()
         )
     );

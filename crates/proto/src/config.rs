@@ -53,6 +53,11 @@ pub struct KeepAlive {
     /// to HTTP/1.0 keep-alive clients (`None`: not advertised). Enforcing it is the
     /// driver's business.
     pub timeout_secs: Option<u32>,
+    /// Server: also announce `Keep-Alive: timeout=T` (and `max=M` when a
+    /// request limit is set) on HTTP/1.1 keep-alive responses, as Node does,
+    /// so clients that honour it never race the idle close. Off in the core
+    /// by default; the drainpipe server turns it on.
+    pub announce_to_http11: bool,
 }
 
 impl Default for KeepAlive {
@@ -61,6 +66,7 @@ impl Default for KeepAlive {
             enabled: true,
             max_requests: None,
             timeout_secs: None,
+            announce_to_http11: false,
         }
     }
 }

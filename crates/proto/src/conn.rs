@@ -687,6 +687,12 @@ impl Connection {
                     persist::requests_left(self.config.keep_alive.max_requests, self.started),
                     tail,
                 );
+            } else if self.config.keep_alive.announce_to_http11 {
+                write::keep_alive(
+                    self.config.keep_alive.timeout_secs,
+                    persist::requests_left(self.config.keep_alive.max_requests, self.started),
+                    tail,
+                );
             }
             tail.extend_from_slice(b"\r\n");
             Ok((framing, keep))

@@ -63,6 +63,7 @@ fn http10_keep_alive_echoed_with_parameters() {
             enabled: true,
             max_requests: Some(3),
             timeout_secs: Some(5),
+            ..KeepAlive::default()
         },
         ..Config::default()
     };
@@ -880,6 +881,7 @@ fn resumed_connection_keeps_counting() {
             enabled: true,
             max_requests: Some(3),
             timeout_secs: Some(5),
+            ..KeepAlive::default()
         },
         ..Config::default()
     });
@@ -950,6 +952,49 @@ fn explicit_proxy_ignores_http10_connection_keep_alive() {
     );
     let res = s(&respond(&mut origin, 200, &[], b""));
     assert!(res.contains("connection: keep-alive"), "{res}");
+}
+
+// A server may announce its idle timeout on HTTP/1.1 too (as Node does), so
+// clients that honour it never race the idle close; `max` only with a limit.
+#[test]
+fn http11_keep_alive_announces_the_idle_timeout_when_asked() {
+    let announcing = |max_requests| Config {
+        keep_alive: KeepAlive {
+            timeout_secs: Some(60),
+            max_requests,
+            announce_to_http11: true,
+            ..KeepAlive::default()
+        },
+        ..Config::default()
+    };
+    let mut srv = server_with(announcing(None));
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(
+        s(&respond(&mut srv, 200, &[], b"hi")),
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=60\r\n\r\nhi"
+    );
+    let mut srv = server_with(announcing(Some(3)));
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(s(&respond(&mut srv, 200, &[], b"")).contains("\r\nkeep-alive: timeout=60, max=2\r\n"));
+    // Not on a closing response, and not unless asked.
+    feed(
+        &mut srv,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let res = s(&respond(&mut srv, 200, &[], b""));
+    assert!(
+        res.contains("connection: close") && !res.contains("keep-alive"),
+        "{res}"
+    );
+    let mut plain = server_with(Config {
+        keep_alive: KeepAlive {
+            timeout_secs: Some(60),
+            ..KeepAlive::default()
+        },
+        ..Config::default()
+    });
+    feed(&mut plain, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(!s(&respond(&mut plain, 200, &[], b"")).contains("keep-alive"));
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub(crate) struct Conn {
     /// When the last response was read whole (the server's
     /// `Keep-Alive: timeout` runs from there).
     response_ended: Option<Instant>,
+    /// The last exchange's round trip: from the request written whole to
+    /// the first byte of its final response head.
+    pub(super) round_trip: Option<Duration>,
 }
 
 /// How far a request got before it failed, for the error it becomes.
@@ -45,6 +48,7 @@ impl Conn {
             out: WriteBuf::new(),
             created: Instant::now(),
             response_ended: None,
+            round_trip: None,
         }
     }
 
@@ -151,15 +155,25 @@ impl Conn {
         self.proto.is_reusable()
     }
 
-    /// The moment from which the connection must not be reused, by the
-    /// server's `Keep-Alive: timeout` on the last response, less `margin`
-    /// ([`proto::Connection::peer_reusable_until`]); `None` when the last
-    /// response gave no timeout.
-    pub(crate) fn reusable_until(&self, margin: Duration) -> Option<Instant> {
-        let ended = self.response_ended?;
+    /// When the connection last went idle: the end of its last response.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        self.response_ended
+    }
+
+    /// The idle timeout the server announced on its last response
+    /// (`Keep-Alive: timeout=T`); `None` when that response gave none, even
+    /// if an earlier one did.
+    pub(crate) fn announced_idle_timeout(&self) -> Option<Duration> {
         self.proto
-            .peer_reusable_until(ended.into_std(), margin)
-            .map(Instant::from_std)
+            .peer_keep_alive()
+            .timeout_secs
+            .map(|t| Duration::from_secs(t.into()))
+    }
+
+    /// Ready once the socket is readable (the server closed it or sent
+    /// something); registers `cx` to be woken when it becomes so.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stream.poll_read_ready(cx).map(|_| ())
     }
 
     /// Whether the peer closed (or sent something unasked) while the connection

@@ -184,7 +184,13 @@ impl Conn {
     ) -> Poll<Result<(Response<()>, Framing), Error>> {
         loop {
             match self.proto.next_event() {
-                Ok(Event::Response { head, body }) => return Poll::Ready(Ok((head, body))),
+                Ok(Event::Response { head, body }) => {
+                    self.round_trip = match x.upload {
+                        Upload::Written { at } => Some(at.elapsed()),
+                        _ => None,
+                    };
+                    return Poll::Ready(Ok((head, body)));
+                }
                 Ok(Event::Informational(res)) => {
                     if res.status() == http::StatusCode::CONTINUE
                         && matches!(x.upload, Upload::AwaitContinue { .. })

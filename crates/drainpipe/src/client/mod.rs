@@ -91,7 +91,8 @@ pub struct Config {
     pub(crate) max_per_host: Option<usize>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) pool_timeout: Option<Duration>,
-    pub(crate) keep_alive_margin: Duration,
+    pub(crate) keep_alive_margin: Option<Duration>,
+    pub(crate) probe_every: Duration,
     pub(crate) retry: bool,
 }
 
@@ -108,7 +109,8 @@ impl Default for Config {
             max_per_host: None,
             max_lifetime: None,
             pool_timeout: None,
-            keep_alive_margin: Duration::from_secs(1),
+            keep_alive_margin: None,
+            probe_every: Duration::from_secs(10),
             retry: true,
         }
     }
@@ -184,10 +186,22 @@ impl Builder {
         self
     }
 
-    /// How long before the server's advertised `Keep-Alive: timeout` a
-    /// connection stops being reused. Default 1 s.
+    /// How long before a server's idle timeout (announced with
+    /// `Keep-Alive: timeout`, or learned from its closes) a connection stops
+    /// being reused. Default: twice the quickest round trip to that server
+    /// plus 10 ms ([`proto::IdleEstimate::margin`]).
     pub fn keep_alive_margin(mut self, d: Duration) -> Self {
-        self.config.keep_alive_margin = d;
+        self.config.keep_alive_margin = Some(d);
+        self
+    }
+
+    /// How often a request that is safe to send again (idempotent, body in
+    /// memory) may reuse a connection idle past a server's *learned* idle
+    /// timeout, to find out whether the server now waits longer (answered:
+    /// the learned bound is forgotten; closed: the request is retried on a
+    /// new connection). Default 10 s.
+    pub fn idle_probe_every(mut self, d: Duration) -> Self {
+        self.config.probe_every = d;
         self
     }
 
@@ -211,6 +225,7 @@ impl Builder {
                 pools: Arc::new(Mutex::new(HashMap::new())),
                 stats: Arc::new(Stats::default()),
                 reaper: AtomicBool::new(false),
+                watcher: Arc::default(),
             }),
         }
     }
@@ -269,6 +284,8 @@ struct Inner {
     stats: Arc<Stats>,
     /// Whether the idle reaper runs (started with the first pool).
     reaper: AtomicBool,
+    /// How the reaper hears of idle connections the server closes.
+    watcher: Arc<pool::Watcher>,
 }
 
 impl std::fmt::Debug for Client {
@@ -311,6 +328,20 @@ impl Client {
         self.pool_if_any(origin).map_or(0, |p| p.idle())
     }
 
+    /// The idle timeout of `origin` as learned from its closes (the shortest
+    /// idle time after which it was seen to close a connection), if any.
+    pub fn learned_idle_timeout(&self, origin: &Origin) -> Option<Duration> {
+        self.pool_if_any(origin)
+            .and_then(|p| p.learned_idle_timeout())
+    }
+
+    /// Pooled connections to `origin` closed instead of reused because they
+    /// had sat idle past its announced or learned idle timeout.
+    pub fn retired_early(&self, origin: &Origin) -> u64 {
+        self.pool_if_any(origin)
+            .map_or(0, |p| p.retired_early.load(Ordering::Relaxed))
+    }
+
     fn pool_if_any(&self, origin: &Origin) -> Option<Arc<Pool>> {
         self.inner.pools.lock().unwrap().get(origin).cloned()
     }
@@ -326,6 +357,7 @@ impl Client {
             origin.clone(),
             self.inner.config.clone(),
             self.inner.stats.clone(),
+            self.inner.watcher.clone(),
         ));
         pools.insert(origin.clone(), pool.clone());
         drop(pools);
@@ -333,7 +365,7 @@ impl Client {
             let weak = Arc::downgrade(&self.inner.pools);
             let every = (self.inner.config.idle_timeout / 4)
                 .clamp(Duration::from_millis(100), Duration::from_secs(5));
-            tokio::spawn(pool::reaper(weak, every));
+            tokio::spawn(pool::reaper(weak, every, self.inner.watcher.clone()));
         }
         pool
     }
@@ -415,8 +447,9 @@ impl Client {
         } else {
             None
         };
+        let may_probe = spare.is_some();
         match self
-            .send_once(origin, head, body, fresh, on_informational)
+            .send_once(origin, head, body, fresh, may_probe, on_informational)
             .await
         {
             Err(Failure::Sent(e)) if retry::may_retry(&e, idempotent) => match spare {
@@ -436,10 +469,11 @@ impl Client {
         head: &http::request::Parts,
         body: RequestBody,
         fresh: bool,
+        may_probe: bool,
         on_informational: OnInformational<'_>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let pool = self.pool(origin);
-        let mut checkout = match pool.checkout(fresh).await {
+        let mut checkout = match pool.checkout(fresh, may_probe).await {
             Ok(c) => c,
             Err(e) => return Err(Failure::NotSent(e, body)),
         };
@@ -449,11 +483,23 @@ impl Client {
             send: config.send_timeout,
             expect: config.expect_timeout,
         };
-        let (res, framing) = checkout
+        let sent = checkout
             .conn_mut()
             .send(head, body, timeouts, on_informational)
-            .await
-            .map_err(Failure::Sent)?;
+            .await;
+        // What the pool learns of its server's idle timeout and round trip.
+        let answered = match &sent {
+            Ok(_) => Some(true),
+            Err(e) if e.is_closed_before_response() => Some(false),
+            Err(_) => None,
+        };
+        if let (Some(idle), Some(answered)) = (checkout.reused_after(), answered) {
+            checkout.pool().reuse_outcome(idle, answered);
+        }
+        if let Some(rtt) = checkout.conn_mut().round_trip.take() {
+            checkout.pool().round_trip(rtt);
+        }
+        let (res, framing) = sent.map_err(Failure::Sent)?;
         if framing != proto::Framing::None {
             let size = match framing.exact_len() {
                 Some(n) => SizeHint::with_exact(n),
@@ -547,7 +593,7 @@ impl Client {
         pending: &mut VecDeque<(usize, http::request::Parts, RequestBody)>,
         results: &mut [Option<Result<Response<Bytes>, Error>>],
     ) {
-        let mut checkout = match pool.checkout(false).await {
+        let mut checkout = match pool.checkout(false, false).await {
             Ok(c) => c,
             Err(e) => {
                 let (i, _, _) = pending.pop_front().expect("pending is not empty");

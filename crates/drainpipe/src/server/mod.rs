@@ -89,6 +89,7 @@ impl Default for Config {
             proto: Arc::new(proto::Config {
                 keep_alive: proto::KeepAlive {
                     timeout_secs: Some(idle_timeout.as_secs() as u32),
+                    announce_to_http11: true,
                     ..proto::KeepAlive::default()
                 },
                 ..proto::Config::default()
@@ -160,6 +161,16 @@ impl Builder {
     /// `Connection: close`. Default: no limit.
     pub fn max_requests_per_connection(mut self, n: u32) -> Self {
         self.proto().keep_alive.max_requests = Some(n.max(1));
+        self
+    }
+
+    /// Whether HTTP/1.1 keep-alive responses announce the idle timeout in
+    /// force (`Keep-Alive: timeout=T`, and `max=M` when a request limit is
+    /// set), so clients that honour it (undici, drainpipe's own) never send
+    /// a request into the idle close. HTTP/1.0 keep-alive responses always
+    /// carry it. Default true.
+    pub fn announce_idle_timeout(mut self, on: bool) -> Self {
+        self.proto().keep_alive.announce_to_http11 = on;
         self
     }
 

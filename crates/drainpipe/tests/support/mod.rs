@@ -624,6 +624,14 @@ pub async fn racing_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>)
 
 /// A reverse proxy with one route, `/` to `upstream`, served on 127.0.0.1:0.
 pub async fn proxy_in_front_of(upstream: SocketAddr) -> (TestServer, drainpipe::proxy::Proxy) {
+    proxy_with_client(upstream, drainpipe::client::Client::new()).await
+}
+
+/// [`proxy_in_front_of`], its upstream requests carried by `client`.
+pub async fn proxy_with_client(
+    upstream: SocketAddr,
+    client: drainpipe::client::Client,
+) -> (TestServer, drainpipe::proxy::Proxy) {
     use drainpipe::client::Origin;
     use drainpipe::proxy::{Balance, Group, Proxy, Route};
 
@@ -636,6 +644,7 @@ pub async fn proxy_in_front_of(upstream: SocketAddr) -> (TestServer, drainpipe::
         Balance::RoundRobin,
     ));
     let proxy = Proxy::builder()
+        .client(client)
         .route(Route {
             host: None,
             path_prefix: "/".into(),
