@@ -68,6 +68,25 @@ pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) {
     let _ = tokio::time::timeout(linger.timeout, drain).await;
 }
 
+/// Closes `stream` without waiting, for a peer that stopped reading (a write
+/// timed out): neither another write nor a linger can reach it. Input already
+/// received is read and discarded first (up to the linger byte limit, without
+/// waiting for more), so the close is a FIN queued behind what was written,
+/// not a reset that would destroy responses the peer has not read yet.
+pub(crate) fn close_now(stream: TcpStream, linger: Linger) {
+    let sock = socket2::SockRef::from(&stream);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut discarded = 0usize;
+    // The socket is non-blocking: a recv finds what is there and stops.
+    while discarded < linger.max_bytes {
+        match sock.recv(&mut buf) {
+            Ok(n) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+    drop(stream);
+}
+
 /// Drops `stream` with a reset instead of a FIN (`SO_LINGER` 0): for fault
 /// injection only.
 pub(crate) fn reset(stream: TcpStream) {

@@ -176,6 +176,12 @@ where
         sock::reset(driver.stream);
         return Exit::Closed(reason);
     }
+    if reason == CloseReason::WriteTimeout {
+        // The client stopped reading: what is still queued cannot reach it,
+        // and lingering would hold it for nothing.
+        sock::close_now(driver.stream, shared.config.linger);
+        return Exit::Closed(reason);
+    }
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
     if !driver.out.is_empty() {

@@ -43,7 +43,8 @@ pub enum CloseReason {
     HeadTimeout,
     /// A request body stalled for the body timeout.
     BodyTimeout,
-    /// A write made no progress for the write timeout.
+    /// A write made no progress for the write timeout (the client stopped
+    /// reading): closed at once, with no further write and no linger.
     WriteTimeout,
     /// Closed by a drain after its last response.
     Drain,
