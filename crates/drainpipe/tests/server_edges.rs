@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use drainpipe::server::{CloseReason, Server};
@@ -103,4 +104,87 @@ async fn write_timeout_closes_at_once() {
         }
     }
     assert!(received > 0);
+}
+
+/// Serves the origin on an `Arc` listener the test keeps only a `Weak` of (as
+/// the binary's hand-off side does); returns the address, the weak handle, the
+/// shutdown trigger and the serving task.
+async fn serve_shared(
+    builder: drainpipe::server::Builder,
+) -> (
+    std::net::SocketAddr,
+    Weak<std::net::TcpListener>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<drainpipe::server::DrainReport>,
+) {
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let weak = Arc::downgrade(&listener);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = builder.build();
+    let task = tokio::spawn(async move {
+        server
+            .serve(listener, drainpipe::origin::Origin, async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    (addr, weak, tx, task)
+}
+
+// Issue 12 item 1: the moment the server stops accepting, the listening
+// socket is closed in the whole process (the hand-off side kept only a weak
+// handle), so a new client is refused at once; the request in flight still
+// completes, with `Connection: close`.
+#[tokio::test]
+async fn listener_closes_the_moment_accepting_stops() {
+    let (addr, weak, shutdown, task) = serve_shared(builder()).await;
+    let mut busy = Raw::connect(addr).await;
+    busy.send(b"GET /delay/600 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    assert!(weak.upgrade().is_some(), "open while accepting");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.send(()).unwrap();
+    assert!(
+        eventually(WAIT, || weak.upgrade().is_none()).await,
+        "the listening socket outlived the accept loop"
+    );
+    let tried = Instant::now();
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    let err = refused.expect_err("a new connection during the drain was accepted by the kernel");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(tried.elapsed() < Duration::from_millis(100));
+    let r = busy.response().await;
+    assert_eq!((r.status, r.body_str().as_str()), (200, "Hello, World!"));
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    busy.expect_eof().await;
+    drop(busy); // ends the server's linger
+    let report = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    assert_eq!((report.clean, report.cut), (1, 0));
+}
+
+// During a hand-off the successor holds a copy of the socket (taken from the
+// weak handle while it was served): when this server stops accepting,
+// connections still queue for the successor instead of being refused.
+#[tokio::test]
+async fn a_handed_off_listener_stays_open_for_the_successor() {
+    let (addr, weak, shutdown, task) = serve_shared(builder()).await;
+    let successor = weak
+        .upgrade()
+        .expect("open while accepting")
+        .try_clone()
+        .unwrap();
+    shutdown.send(()).unwrap();
+    let report = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    assert_eq!(report.cut, 0);
+    assert!(weak.upgrade().is_none(), "this server holds nothing");
+    let mut c = Raw::connect(addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let (accepted, peer) = successor.accept().unwrap();
+    assert_eq!(
+        peer,
+        c.stream.local_addr().unwrap(),
+        "the successor took it"
+    );
+    drop(accepted);
 }

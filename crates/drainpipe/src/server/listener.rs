@@ -1,6 +1,7 @@
 //! The accept loop: max connections (accept waits for a free slot), accept
 //! errors such as EMFILE backing off instead of spinning, one task per
-//! connection.
+//! connection. The loop owns the listening socket and drops it the moment it
+//! stops accepting ([`Listen`]).
 
 use std::future::Future;
 use std::io;
@@ -24,15 +25,53 @@ use crate::error::BoxError;
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// A listening socket [`Server::serve`](super::Server::serve) accepts on.
+///
+/// The accept loop owns what it is given and drops it the moment it stops
+/// accepting (when the shutdown future and the drain delay are over), so the
+/// socket closes then: a new client is refused at once (safe to retry)
+/// instead of being queued by the kernel and reset when the process exits.
+///
+/// A [`TcpListener`] or a [`std::net::TcpListener`] is owned outright. An
+/// `Arc<std::net::TcpListener>` lets a listener hand-off copy the socket while
+/// it is served: keep only a [`Weak`](std::sync::Weak) of it, and upgrade that
+/// at hand-off time ([`handoff::hand_over`](crate::handoff::hand_over)). Any
+/// strong handle kept elsewhere keeps the socket open (and accepting into the
+/// kernel's queue) after the loop stopped.
+pub trait Listen {
+    /// The socket, non-blocking, for the accept loop to own.
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>>;
+}
+
+impl Listen for TcpListener {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        self.into_std().map(Arc::new)
+    }
+}
+
+impl Listen for std::net::TcpListener {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        Arc::new(self).into_socket()
+    }
+}
+
+impl Listen for Arc<std::net::TcpListener> {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        self.set_nonblocking(true)?;
+        Ok(self)
+    }
+}
+
 /// Accepts connections until `shutdown` resolves. Returns the parker's task,
 /// which the caller stops once the drain is over.
-pub(crate) async fn accept_until<S, B, F>(
-    listener: TcpListener,
+pub(crate) async fn accept_until<L, S, B, F>(
+    listener: L,
     service: S,
     shared: &Arc<Shared>,
     shutdown: F,
 ) -> Option<JoinHandle<()>>
 where
+    L: Listen,
     S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
@@ -45,9 +84,12 @@ where
     F: Future<Output = ()>,
 {
     // Accepted with our own `accept` (see there), on the same registration.
-    let registered = listener.into_std().and_then(|l| {
-        // SAFETY: the AsyncFd owns the listener, so the descriptor it
-        // registers stays open, the same socket, until the AsyncFd drops.
+    // The socket closes when this function returns, unless a hand-off holds
+    // a copy (see `Listen`).
+    let registered = listener.into_socket().and_then(|l| {
+        // SAFETY: the AsyncFd holds a strong handle of the listener, so the
+        // descriptor it registers stays open, the same socket, until the
+        // AsyncFd drops.
         unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)
     });
@@ -143,7 +185,9 @@ where
 /// runtime the reactor may already have recorded a real event, which the
 /// clear would lose, leaving the request unread.) Same syscalls: `accept4`,
 /// then the registration.
-async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+async fn accept(
+    listener: &AsyncFd<Arc<std::net::TcpListener>>,
+) -> io::Result<(TcpStream, SocketAddr)> {
     const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
     loop {
         let mut ready = listener.readable().await?;

@@ -46,6 +46,8 @@ mod interim;
 mod listener;
 mod park;
 
+pub use listener::Listen;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +55,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpListener;
 
 use crate::body::Incoming;
 use crate::error::BoxError;
@@ -304,13 +305,11 @@ impl Server {
     /// connection accepted before the drain if it comes within the head
     /// timeout, and cuts what is left after the drain timeout. Returns what the
     /// drain did.
-    pub async fn serve<S, B, F>(
-        &self,
-        listener: TcpListener,
-        service: S,
-        shutdown: F,
-    ) -> DrainReport
+    ///
+    /// The listener closes the moment accepting stops (see [`Listen`]).
+    pub async fn serve<L, S, B, F>(&self, listener: L, service: S, shutdown: F) -> DrainReport
     where
+        L: Listen,
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
             + Clone
             + Send
