@@ -188,3 +188,116 @@ async fn a_handed_off_listener_stays_open_for_the_successor() {
     );
     drop(accepted);
 }
+
+/// `GET /conn` on `c`: the answer names the connection and request number.
+async fn conn_id(c: &mut Raw) -> String {
+    c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), None, "kept alive");
+    r.body_str()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+// Issue 12 item 11: at max_connections, with a connection waiting to be
+// accepted, the longest-idle keep-alive connection is closed to make room (a
+// clean close: EOF after the response it read, no reset); the newcomer is
+// served at once, not after the 60 s idle timeout. The same whether the idle
+// connections wait in their tasks or parked.
+#[tokio::test]
+async fn at_max_connections_the_longest_idle_is_reclaimed() {
+    for park in [None, Some(Duration::from_millis(20))] {
+        let srv = TestServer::origin(builder().max_connections(2).park_idle_after(park)).await;
+        let mut a = Raw::connect(srv.addr).await;
+        conn_id(&mut a).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut b = Raw::connect(srv.addr).await;
+        let b_id = conn_id(&mut b).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if park.is_some() {
+            assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 2, "both parked");
+        }
+
+        let started = Instant::now();
+        let mut c = Raw::connect(srv.addr).await;
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let r = tokio::time::timeout(Duration::from_secs(1), c.response())
+            .await
+            .expect("the newcomer is served at once");
+        assert_eq!(r.body_str(), "Hello, World!", "{park:?}");
+        eprintln!(
+            "park {park:?}: third client served in {:?}",
+            started.elapsed()
+        );
+
+        a.expect_eof().await; // the longest idle: a clean close
+        assert_eq!(
+            conn_id(&mut b).await,
+            b_id,
+            "{park:?}: b kept its connection"
+        );
+        assert_eq!(srv.stats.closed(CloseReason::Reclaimed), 1, "{park:?}");
+        // Counted where an operator looks: /metrics and /status.
+        let registry = drainpipe::metrics::Registry::new().server("web", srv.stats.clone());
+        assert!(
+            registry.prometheus().contains(
+                "drainpipe_connections_closed_total{listener=\"web\",reason=\"reclaimed\"} 1\n"
+            ),
+            "{}",
+            registry.prometheus()
+        );
+        assert!(
+            registry.status_json().contains("\"reclaimed\":1"),
+            "{}",
+            registry.status_json()
+        );
+    }
+}
+
+// Never a connection with a request in flight, nor one that has not sent its
+// first request: only idle keep-alive ones. With none idle, a newcomer waits
+// for a slot; the busy connection's response completes first, whole.
+#[tokio::test]
+async fn busy_and_new_connections_are_never_reclaimed() {
+    let srv = TestServer::origin(builder().max_connections(3).park_idle_after(None)).await;
+    let mut silent = Raw::connect(srv.addr).await; // the oldest, no request yet
+    let mut busy = Raw::connect(srv.addr).await;
+    busy.send(b"GET /delay/400 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let mut idle = Raw::connect(srv.addr).await;
+    conn_id(&mut idle).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The idle keep-alive connection makes room (the newcomer's request is
+    // slow, so it stays busy too).
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET /delay/900 HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let closed = tokio::time::timeout(Duration::from_millis(500), idle.expect_eof()).await;
+    assert!(closed.is_ok(), "the idle connection was closed at once");
+
+    // Nothing idle now: the next one waits until the busy connection's
+    // response is out (then that one is idle, and makes room).
+    let mut d = Raw::connect(srv.addr).await;
+    d.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let busy_response = busy.response().await;
+    assert_eq!(
+        (busy_response.status, busy_response.body_str().as_str()),
+        (200, "Hello, World!")
+    );
+    assert_eq!(busy_response.header("connection"), None);
+    let served_at = Instant::now();
+    let r = d.response().await;
+    assert_eq!(r.status, 200);
+    assert!(served_at.elapsed() < Duration::from_millis(500));
+    busy.expect_eof().await;
+    let r = c.response().await;
+    assert_eq!((r.status, r.header("connection")), (200, None));
+    assert_eq!(srv.stats.closed(CloseReason::Reclaimed), 2);
+
+    // The silent connection was never touched: its first request is served.
+    silent.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(silent.response().await.body_str(), "Hello, World!");
+}

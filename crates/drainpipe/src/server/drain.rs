@@ -58,11 +58,15 @@ pub enum CloseReason {
     Io,
     /// Handed over after a protocol switch (`101`, or a 2xx to CONNECT).
     Upgraded,
+    /// Idle between requests the longest when every slot under
+    /// `max_connections` was taken and a new connection waited: closed to
+    /// make room for it.
+    Reclaimed,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed`].
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ClientClosed,
         CloseReason::KeepAliveEnded,
         CloseReason::IdleTimeout,
@@ -75,6 +79,7 @@ impl CloseReason {
         CloseReason::HandlerError,
         CloseReason::Io,
         CloseReason::Upgraded,
+        CloseReason::Reclaimed,
     ];
 
     /// A short snake-case name, for metrics labels and logs.
@@ -92,6 +97,7 @@ impl CloseReason {
             CloseReason::HandlerError => "handler_error",
             CloseReason::Io => "io_error",
             CloseReason::Upgraded => "upgraded",
+            CloseReason::Reclaimed => "reclaimed",
         }
     }
 

@@ -1,4 +1,5 @@
-//! The accept loop: max connections (accept waits for a free slot), accept
+//! The accept loop: max connections (accept waits for a free slot, and a
+//! connection waiting makes room by reclaiming the longest-idle one), accept
 //! errors such as EMFILE backing off instead of spinning, one task per
 //! connection. The loop owns the listening socket and drops it the moment it
 //! stops accepting ([`Listen`]).
@@ -11,12 +12,12 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::conn::{self, Exit};
 use super::drain::Shared;
 use super::park::{Parker, Respawn, Resume};
+use super::slots::Slots;
 use crate::body::Incoming;
 use crate::error::BoxError;
 
@@ -24,6 +25,10 @@ use crate::error::BoxError;
 /// [`MAX_BACKOFF`] while errors repeat.
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long a reclaimed connection has to give its slot back before the
+/// next one is reclaimed.
+const RECLAIM_PAUSE: Duration = Duration::from_millis(20);
 
 /// A listening socket [`Server::serve`](super::Server::serve) accepts on.
 ///
@@ -126,14 +131,15 @@ where
         None
     };
     let parker = parking.as_ref().map(|(p, _)| p.clone());
-    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let slots = Slots::new(shared.config.max_connections);
     let mut backoff = MIN_BACKOFF;
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            slot = slots.acquire() => slot,
+            never = make_room(&listener, &slots, parker.as_deref()) => match never {},
         };
         let accepted = tokio::select! {
             biased;
@@ -149,7 +155,7 @@ where
                     requests_started: 0,
                     peer,
                     head_deadline: None,
-                    permit,
+                    slot,
                 };
                 spawn_connection(
                     stream,
@@ -173,6 +179,36 @@ where
         }
     }
     parking.map(|(_, task)| task)
+}
+
+/// Runs while every slot is taken: each time a connection waits to be
+/// accepted, the longest-idle keep-alive connection is closed to make room
+/// (its slot comes back to [`Slots::acquire`], which then wins the select), and
+/// after a pause, if none came back (none was idle, or it just got a request),
+/// the next one is looked for.
+async fn make_room(
+    listener: &AsyncFd<Arc<std::net::TcpListener>>,
+    slots: &Slots,
+    parker: Option<&Parker>,
+) -> std::convert::Infallible {
+    loop {
+        let Ok(mut ready) = listener.readable().await else {
+            return std::future::pending().await;
+        };
+        if !crate::sock::has_pending_connection(listener.get_ref()) {
+            // Readiness left from the last accept: nobody waits.
+            ready.clear_ready();
+            continue;
+        }
+        // Otherwise only looked at: the readiness stays for the accept.
+        drop(ready);
+        if slots.reclaim_longest_idle() {
+            if let Some(parker) = parker {
+                parker.close_reclaimed();
+            }
+        }
+        tokio::time::sleep(RECLAIM_PAUSE).await;
+    }
 }
 
 /// Accepts one connection. tokio's own `accept` marks the new socket readable
