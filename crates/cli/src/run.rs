@@ -7,6 +7,7 @@
 //! once it serves (a zero-downtime upgrade).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use drainpipe::admin::Admin;
@@ -25,10 +26,14 @@ use crate::config::Config;
 const BACKLOG: u32 = 4096;
 
 /// Listening sockets: taken over from a predecessor when it offered one by
-/// that name, bound otherwise. Each keeps a duplicate to hand to a successor.
+/// that name, bound otherwise. The server accepting on a listener holds its
+/// only strong handle, so the socket closes (every fd of it in this process)
+/// the moment that server stops accepting and a new client is refused at
+/// once; only a weak handle is kept here, from which a hand-off copies the
+/// sockets still open.
 struct Listeners {
     inherited: Vec<Handed>,
-    kept: Vec<(String, std::net::TcpListener)>,
+    kept: Vec<(String, Weak<std::net::TcpListener>)>,
 }
 
 impl Listeners {
@@ -39,7 +44,7 @@ impl Listeners {
         }
     }
 
-    fn take(&mut self, role: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    fn take(&mut self, role: &str, addr: SocketAddr) -> Result<Arc<std::net::TcpListener>, String> {
         let name = format!("{role} {addr}");
         let std = match self.inherited.iter().position(|h| h.name == name) {
             Some(i) => self.inherited.remove(i).listener,
@@ -47,15 +52,17 @@ impl Listeners {
                 .into_std()
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
         };
-        let duplicate = std
-            .try_clone()
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        self.kept.push((name, duplicate));
-        TcpListener::from_std(std).map_err(|e| format!("cannot listen on {addr}: {e}"))
+        let listener = Arc::new(std);
+        self.kept.push((name, Arc::downgrade(&listener)));
+        Ok(listener)
     }
 
-    fn offer(&self) -> Vec<(String, &std::net::TcpListener)> {
-        self.kept.iter().map(|(n, l)| (n.clone(), l)).collect()
+    /// The listeners still accepting, for a hand-off (held only while it runs).
+    fn offer(&self) -> Vec<(String, Arc<std::net::TcpListener>)> {
+        self.kept
+            .iter()
+            .filter_map(|(n, l)| Some((n.clone(), l.upgrade()?)))
+            .collect()
     }
 }
 
@@ -241,7 +248,7 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-fn local(listener: &TcpListener) -> String {
+fn local(listener: &std::net::TcpListener) -> String {
     listener
         .local_addr()
         .map(|a| a.to_string())

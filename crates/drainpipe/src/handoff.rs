@@ -17,10 +17,17 @@
 //!
 //! Both processes accept on the same sockets for a moment; the kernel hands
 //! each waiting connection to exactly one of them.
+//!
+//! The old process keeps no copy of a listener for this: its accept loop holds
+//! the only strong handle ([`Listen`](crate::server::Listen)), the hand-off
+//! side a [`Weak`](std::sync::Weak) one, upgraded only while the hand-off
+//! runs. So when a listener stops accepting (a drain), the socket closes
+//! everywhere in the process and new clients are refused at once, while
+//! during a hand-off the successor holds the socket and nothing is refused.
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -132,8 +139,8 @@ pub fn inherit() -> io::Result<Option<(Vec<Handed>, Successor)>> {
 /// passes it `listeners` (name, socket), and resolves once it reports it is
 /// serving. On any failure the successor is killed and this process goes on
 /// serving.
-pub async fn hand_over(
-    listeners: &[(String, &std::net::TcpListener)],
+pub async fn hand_over<L: AsFd>(
+    listeners: &[(String, L)],
     program: &Path,
     args: &[OsString],
     timeout: Duration,
@@ -153,7 +160,10 @@ pub async fn hand_over(
             text.push('\n');
             text.push_str(name);
         }
-        let fds: Vec<RawFd> = listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        let fds: Vec<RawFd> = listeners
+            .iter()
+            .map(|(_, l)| l.as_fd().as_raw_fd())
+            .collect();
         stream.writable().await?;
         sendmsg::<()>(
             stream.as_raw_fd(),

@@ -46,6 +46,15 @@ pub(crate) fn has_input<S: std::os::fd::AsFd>(stream: &S) -> bool {
     socket2::SockRef::from(stream).peek(&mut probe).is_ok()
 }
 
+/// Whether a connection waits in `listener`'s accept queue, asked of the
+/// kernel (`poll` with no wait) rather than of the reactor, whose readiness
+/// stays set after a successful accept.
+pub(crate) fn has_pending_connection<L: std::os::fd::AsFd>(listener: &L) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
 /// Closes `stream` gracefully (see [`Linger`]): everything already written
 /// reaches the peer before any reset can. Ends when the peer closes its side,
 /// or when the linger timeout or byte limit runs out.
@@ -66,6 +75,26 @@ pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) {
         }
     };
     let _ = tokio::time::timeout(linger.timeout, drain).await;
+}
+
+/// Closes `stream` without waiting: for a peer that stopped reading (a write
+/// timed out), which neither another write nor a linger can reach, and for an
+/// idle connection closed to make room (nothing owed, nothing to wait for). Input already
+/// received is read and discarded first (up to the linger byte limit, without
+/// waiting for more), so the close is a FIN queued behind what was written,
+/// not a reset that would destroy responses the peer has not read yet.
+pub(crate) fn close_now(stream: TcpStream, linger: Linger) {
+    let sock = socket2::SockRef::from(&stream);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut discarded = 0usize;
+    // The socket is non-blocking: a recv finds what is there and stops.
+    while discarded < linger.max_bytes {
+        match sock.recv(&mut buf) {
+            Ok(n) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+    drop(stream);
 }
 
 /// Drops `stream` with a reset instead of a FIN (`SO_LINGER` 0): for fault

@@ -321,6 +321,12 @@ fn refused_shapes() -> Vec<Refused> {
             400,
             Head,
         ),
+        refused(
+            "lines ended by a bare CR",
+            raw("GET / HTTP/1.1\rHost: a\r\r"),
+            400,
+            Head,
+        ),
         // Control bytes (RFC 9110 §5.5).
         refused(
             "CR inside a value",
@@ -417,8 +423,8 @@ fn refused_shapes() -> Vec<Refused> {
             Head,
         ),
         refused(
-            "HTTP/1.2",
-            raw("GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
+            "HTTP/3.0 in an HTTP/1 request line",
+            raw("GET / HTTP/3.0\r\nHost: a\r\n\r\n"),
             505,
             Head,
         ),
@@ -873,6 +879,12 @@ Expect: 100-continue\r\n",
                 "Transfer_Encoding: chunked\r\nContent-Length: 5\r\n",
                 "hello",
             ),
+            "hello",
+            &[],
+        ),
+        accepted(
+            "HTTP/1.2 is processed as HTTP/1.1 (RFC 9110 §2.5)",
+            raw("POST / HTTP/1.2\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"),
             "hello",
             &[],
         ),

@@ -387,15 +387,16 @@ async fn write_timeout_closes_a_client_that_never_reads() {
     drop(c);
 }
 
-// Max connections: accept waits until a slot frees.
+// Max connections: with every slot busy (a request in flight on each), accept
+// waits until a slot frees. (Idle keep-alive connections make room instead:
+// see server_edges.rs.)
 #[tokio::test]
 async fn max_connections_makes_accept_wait() {
     let srv = TestServer::origin(builder().max_connections(2)).await;
     let mut a = Raw::connect(srv.addr).await;
     let mut b = Raw::connect(srv.addr).await;
     for c in [&mut a, &mut b] {
-        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-        c.response().await;
+        c.send(b"GET /delay/600 HTTP/1.1\r\nHost: a\r\n\r\n").await;
     }
     let mut third = Raw::connect(srv.addr).await; // queued in the backlog
     third.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
@@ -403,7 +404,9 @@ async fn max_connections_makes_accept_wait() {
         !third.closes_within(Duration::from_millis(300)).await && third.buf.is_empty(),
         "no answer while both slots are taken"
     );
-    drop(a);
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.response().await.body_str(), "Hello, World!");
+    }
     let r = third.response().await;
     assert_eq!(r.body_str(), "Hello, World!");
     assert_eq!(srv.stats.accepted.load(Ordering::Relaxed), 3);

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     },
     /// A line ends in a bare LF instead of CRLF (RFC 9112 §2.2) (400).
     BareLf,
+    /// A CR not followed by LF in a head (RFC 9112 §2.2) (400).
+    BareCr,
     /// The start line is malformed (400).
     BadStartLine,
     /// The method is not a valid token (400).
@@ -53,7 +55,8 @@ pub enum ErrorKind {
     /// RFC 9110 §4.2.4 deprecates in `http` URIs and says to treat as an
     /// error: it would travel in clear text and must never reach `Host` (400).
     UserinfoInTarget,
-    /// An HTTP version other than 1.0 and 1.1 (505).
+    /// An HTTP version other than HTTP/1.x (505); a minor version above 1 is
+    /// read as HTTP/1.1 instead (RFC 9110 §2.5).
     UnsupportedVersion,
     /// The status code is not three digits (response; 502 for a proxy).
     BadStatus,
@@ -169,6 +172,7 @@ impl fmt::Display for ErrorKind {
             TooManyFields { limit } => write!(f, "more than {limit} header fields"),
             UriTooLong { limit } => write!(f, "request target longer than {limit} bytes"),
             BareLf => f.write_str("line terminated by a bare LF instead of CRLF"),
+            BareCr => f.write_str("bare CR not followed by LF"),
             BadStartLine => f.write_str("malformed start line"),
             BadMethod => f.write_str("invalid method"),
             BadTarget => f.write_str("invalid request target"),

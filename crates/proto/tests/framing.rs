@@ -214,9 +214,9 @@ fn head_strictness_table() {
             400,
         ),
         (
-            "RFC 9110 §5.5: bare CR in a field value",
+            "RFC 9112 §2.2: bare CR in a field value",
             "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n".into(),
-            ErrorKind::BadFieldValue,
+            ErrorKind::BareCr,
             400,
         ),
         (
@@ -260,6 +260,24 @@ fn head_strictness_table() {
             "GET / HTTP/2.0\r\nHost: a\r\n\r\n".into(),
             ErrorKind::UnsupportedVersion,
             505,
+        ),
+        (
+            "RFC 9110 §2.5: a major version above 1 → 505",
+            "GET / HTTP/3.1\r\nHost: a\r\n\r\n".into(),
+            ErrorKind::UnsupportedVersion,
+            505,
+        ),
+        (
+            "RFC 9112 §2.2: lines ended by a bare CR, and no LF at all",
+            "GET / HTTP/1.1\rHost: a\r\r".into(),
+            ErrorKind::BareCr,
+            400,
+        ),
+        (
+            "RFC 9112 §2.2: a bare CR ends the request line",
+            "GET / HTTP/1.1\rHost: a\r\n\r\n".into(),
+            ErrorKind::BareCr,
+            400,
         ),
         (
             "RFC 9112 §3: malformed request line",
@@ -335,6 +353,36 @@ fn valid_target_forms_are_accepted() {
     ] {
         assert_eq!(request_framing(raw), Ok(Framing::None), "{raw:?}");
     }
+}
+
+#[test]
+fn higher_minor_version_is_served_as_http11() {
+    // RFC 9110 §2.5: HTTP/1.2 is processed as HTTP/1.1, the highest minor
+    // version implemented: Host is required, the connection persists, and the
+    // response says HTTP/1.1.
+    let mut server = server();
+    let evs = feed(&mut server, b"GET /a HTTP/1.2\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        evs,
+        [
+            Ev::Request {
+                method: "GET".into(),
+                target: "/a".into(),
+                version: "HTTP/1.1".into(),
+                fields: vec![("host".into(), "h".into())],
+                body: Framing::None,
+            },
+            Ev::End(vec![]),
+            Ev::NeedData,
+        ]
+    );
+    let wire = respond(&mut server, 200, &[], b"ok");
+    assert_eq!(s(&wire), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    assert!(server.keep_alive());
+    assert_eq!(
+        request_framing("GET / HTTP/1.9\r\n\r\n"),
+        Err((ErrorKind::MissingHost, 400))
+    );
 }
 
 #[test]

@@ -228,9 +228,9 @@ fn field_and_line_shapes() {
             400,
         ),
         (
-            "CR in a value",
+            "CR in a value (bare CR)",
             format!("{H}X-A: a\rb\r\n\r\n"),
-            ErrorKind::BadFieldValue,
+            ErrorKind::BareCr,
             400,
         ),
         (

@@ -74,6 +74,8 @@ enum Woke {
     Drain,
     /// Idle long enough to be parked.
     Park,
+    /// Idle the longest when a new connection needed the slot.
+    Reclaim,
     /// The deadline that applies passed.
     Expired,
 }
@@ -174,6 +176,13 @@ where
     }
     if driver.aborted {
         sock::reset(driver.stream);
+        return Exit::Closed(reason);
+    }
+    if matches!(reason, CloseReason::WriteTimeout | CloseReason::Reclaimed) {
+        // A client that stopped reading: what is still queued cannot reach
+        // it, and lingering would hold it for nothing. An idle connection
+        // closed to make room: nothing is owed, and its slot is wanted now.
+        sock::close_now(driver.stream, shared.config.linger);
         return Exit::Closed(reason);
     }
     // Whatever is still queued (a final response, an error answer) goes out
@@ -385,6 +394,11 @@ where
         // only on a reused connection, so closing it would fail a request.
         // One whose next head has begun is finished and answered with close.
         let mut can_drain = idle && self.conn.requests_started() > 0;
+        // The same connections may be closed to make room at max_connections.
+        let mut can_reclaim = can_drain;
+        if can_reclaim {
+            self.resume.slot.idle(Instant::now());
+        }
         if idle {
             // An idle connection holds no buffer: both go back to the pool.
             let recv = std::mem::take(self.conn.recv_buf());
@@ -411,6 +425,7 @@ where
             conn,
             timer,
             drain_wait,
+            resume,
             ..
         } = self;
         // A drain closes a connection with nothing in flight at a moment spread
@@ -458,9 +473,25 @@ where
                 () = draining, if can_drain && drain_at.is_none() => {
                     drain_at = Some(Instant::now() + spread_delay(id, spread));
                 }
+                () = resume.slot.notified(), if can_reclaim => {
+                    if !resume.slot.is_reclaimed() {
+                        continue;
+                    }
+                    // A request that just arrived is served instead.
+                    if sock::has_input(stream) {
+                        resume.slot.busy();
+                        can_reclaim = false;
+                        continue;
+                    }
+                    break Woke::Reclaim;
+                }
             }
         };
         drop(state);
+        if !matches!(woke, Woke::Park | Woke::Reclaim) {
+            // Parked, it stays idle (and may be reclaimed by the parker).
+            self.resume.slot.busy();
+        }
         match woke {
             Woke::Read(Ok(0)) => self.conn.receive_eof(),
             Woke::Drain => self.conn.close_after_current(),
@@ -480,6 +511,7 @@ where
                 }
                 .into())
             }
+            Woke::Reclaim => return Err(CloseReason::Reclaimed.into()),
             Woke::Park => {
                 return Err(Stop::Park {
                     deadline,

@@ -43,7 +43,8 @@ pub enum CloseReason {
     HeadTimeout,
     /// A request body stalled for the body timeout.
     BodyTimeout,
-    /// A write made no progress for the write timeout.
+    /// A write made no progress for the write timeout (the client stopped
+    /// reading): closed at once, with no further write and no linger.
     WriteTimeout,
     /// Closed by a drain after its last response.
     Drain,
@@ -57,11 +58,15 @@ pub enum CloseReason {
     Io,
     /// Handed over after a protocol switch (`101`, or a 2xx to CONNECT).
     Upgraded,
+    /// Idle between requests the longest when every slot under
+    /// `max_connections` was taken and a new connection waited: closed to
+    /// make room for it.
+    Reclaimed,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed`].
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ClientClosed,
         CloseReason::KeepAliveEnded,
         CloseReason::IdleTimeout,
@@ -74,6 +79,7 @@ impl CloseReason {
         CloseReason::HandlerError,
         CloseReason::Io,
         CloseReason::Upgraded,
+        CloseReason::Reclaimed,
     ];
 
     /// A short snake-case name, for metrics labels and logs.
@@ -91,6 +97,7 @@ impl CloseReason {
             CloseReason::HandlerError => "handler_error",
             CloseReason::Io => "io_error",
             CloseReason::Upgraded => "upgraded",
+            CloseReason::Reclaimed => "reclaimed",
         }
     }
 

@@ -1,6 +1,8 @@
-//! The accept loop: max connections (accept waits for a free slot), accept
+//! The accept loop: max connections (accept waits for a free slot, and a
+//! connection waiting makes room by reclaiming the longest-idle one), accept
 //! errors such as EMFILE backing off instead of spinning, one task per
-//! connection.
+//! connection. The loop owns the listening socket and drops it the moment it
+//! stops accepting ([`Listen`]).
 
 use std::future::Future;
 use std::io;
@@ -10,12 +12,12 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::conn::{self, Exit};
 use super::drain::Shared;
 use super::park::{Parker, Respawn, Resume};
+use super::slots::Slots;
 use crate::body::Incoming;
 use crate::error::BoxError;
 
@@ -24,15 +26,57 @@ use crate::error::BoxError;
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How long a reclaimed connection has to give its slot back before the
+/// next one is reclaimed.
+const RECLAIM_PAUSE: Duration = Duration::from_millis(20);
+
+/// A listening socket [`Server::serve`](super::Server::serve) accepts on.
+///
+/// The accept loop owns what it is given and drops it the moment it stops
+/// accepting (when the shutdown future and the drain delay are over), so the
+/// socket closes then: a new client is refused at once (safe to retry)
+/// instead of being queued by the kernel and reset when the process exits.
+///
+/// A [`TcpListener`] or a [`std::net::TcpListener`] is owned outright. An
+/// `Arc<std::net::TcpListener>` lets a listener hand-off copy the socket while
+/// it is served: keep only a [`Weak`](std::sync::Weak) of it, and upgrade that
+/// at hand-off time ([`handoff::hand_over`](crate::handoff::hand_over)). Any
+/// strong handle kept elsewhere keeps the socket open (and accepting into the
+/// kernel's queue) after the loop stopped.
+pub trait Listen {
+    /// The socket, non-blocking, for the accept loop to own.
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>>;
+}
+
+impl Listen for TcpListener {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        self.into_std().map(Arc::new)
+    }
+}
+
+impl Listen for std::net::TcpListener {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        Arc::new(self).into_socket()
+    }
+}
+
+impl Listen for Arc<std::net::TcpListener> {
+    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
+        self.set_nonblocking(true)?;
+        Ok(self)
+    }
+}
+
 /// Accepts connections until `shutdown` resolves. Returns the parker's task,
 /// which the caller stops once the drain is over.
-pub(crate) async fn accept_until<S, B, F>(
-    listener: TcpListener,
+pub(crate) async fn accept_until<L, S, B, F>(
+    listener: L,
     service: S,
     shared: &Arc<Shared>,
     shutdown: F,
 ) -> Option<JoinHandle<()>>
 where
+    L: Listen,
     S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
@@ -45,9 +89,12 @@ where
     F: Future<Output = ()>,
 {
     // Accepted with our own `accept` (see there), on the same registration.
-    let registered = listener.into_std().and_then(|l| {
-        // SAFETY: the AsyncFd owns the listener, so the descriptor it
-        // registers stays open, the same socket, until the AsyncFd drops.
+    // The socket closes when this function returns, unless a hand-off holds
+    // a copy (see `Listen`).
+    let registered = listener.into_socket().and_then(|l| {
+        // SAFETY: the AsyncFd holds a strong handle of the listener, so the
+        // descriptor it registers stays open, the same socket, until the
+        // AsyncFd drops.
         unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)
     });
@@ -84,14 +131,15 @@ where
         None
     };
     let parker = parking.as_ref().map(|(p, _)| p.clone());
-    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let slots = Slots::new(shared.config.max_connections);
     let mut backoff = MIN_BACKOFF;
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            slot = slots.acquire() => slot,
+            never = make_room(&listener, &slots, parker.as_deref()) => match never {},
         };
         let accepted = tokio::select! {
             biased;
@@ -107,7 +155,7 @@ where
                     requests_started: 0,
                     peer,
                     head_deadline: None,
-                    permit,
+                    slot,
                 };
                 spawn_connection(
                     stream,
@@ -133,6 +181,36 @@ where
     parking.map(|(_, task)| task)
 }
 
+/// Runs while every slot is taken: each time a connection waits to be
+/// accepted, the longest-idle keep-alive connection is closed to make room
+/// (its slot comes back to [`Slots::acquire`], which then wins the select), and
+/// after a pause, if none came back (none was idle, or it just got a request),
+/// the next one is looked for.
+async fn make_room(
+    listener: &AsyncFd<Arc<std::net::TcpListener>>,
+    slots: &Slots,
+    parker: Option<&Parker>,
+) -> std::convert::Infallible {
+    loop {
+        let Ok(mut ready) = listener.readable().await else {
+            return std::future::pending().await;
+        };
+        if !crate::sock::has_pending_connection(listener.get_ref()) {
+            // Readiness left from the last accept: nobody waits.
+            ready.clear_ready();
+            continue;
+        }
+        // Otherwise only looked at: the readiness stays for the accept.
+        drop(ready);
+        if slots.reclaim_longest_idle() {
+            if let Some(parker) = parker {
+                parker.close_reclaimed();
+            }
+        }
+        tokio::time::sleep(RECLAIM_PAUSE).await;
+    }
+}
+
 /// Accepts one connection. tokio's own `accept` marks the new socket readable
 /// before the reactor has seen it, so the first read is tried at once; a client
 /// that has not sent its request yet (most new connections under load) makes
@@ -143,7 +221,9 @@ where
 /// runtime the reactor may already have recorded a real event, which the
 /// clear would lose, leaving the request unread.) Same syscalls: `accept4`,
 /// then the registration.
-async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+async fn accept(
+    listener: &AsyncFd<Arc<std::net::TcpListener>>,
+) -> io::Result<(TcpStream, SocketAddr)> {
     const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
     loop {
         let mut ready = listener.readable().await?;

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  listener.rs   accept loop: max connections (accept waits), EMFILE back-off
+//!  slots.rs      connection slots; at the limit, the longest-idle is reclaimed
 //!       │ one task per connection
 //!  conn.rs       read → proto::Connection → handler → proto → coalesced write
 //!       │        timeouts: head (408), idle, body, write; panic → 500 + close
@@ -45,6 +46,9 @@ mod drain;
 mod interim;
 mod listener;
 mod park;
+mod slots;
+
+pub use listener::Listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,7 +57,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpListener;
 
 use crate::body::Incoming;
 use crate::error::BoxError;
@@ -145,13 +148,19 @@ impl Builder {
         self
     }
 
-    /// Time allowed for a write to make progress. Default 30 s.
+    /// Time allowed for a write to make progress. Default 30 s. When it runs
+    /// out the connection is closed at once (the client stopped reading: no
+    /// further write, no linger).
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.config.write_timeout = d;
         self
     }
 
-    /// Connections open at once; at the limit, accept waits. Default 100,000.
+    /// Connections open at once. At the limit, a connection waiting to be
+    /// accepted makes room: the keep-alive connection idle the longest (in
+    /// its task or parked) is closed ([`CloseReason::Reclaimed`]); one with a
+    /// request in flight, or that has not sent its first request, never is.
+    /// With none idle, accept waits for a slot. Default 100,000.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n.max(1);
         self
@@ -315,13 +324,11 @@ impl Server {
     /// connection accepted before the drain if it comes within the head
     /// timeout, and cuts what is left after the drain timeout. Returns what the
     /// drain did.
-    pub async fn serve<S, B, F>(
-        &self,
-        listener: TcpListener,
-        service: S,
-        shutdown: F,
-    ) -> DrainReport
+    ///
+    /// The listener closes the moment accepting stops (see [`Listen`]).
+    pub async fn serve<L, S, B, F>(&self, listener: L, service: S, shutdown: F) -> DrainReport
     where
+        L: Listen,
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
             + Clone
             + Send

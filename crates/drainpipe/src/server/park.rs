@@ -29,10 +29,11 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::drain::{CloseReason, Phase, Shared};
+use super::slots::ConnSlot;
 
 /// What a connection's next task needs to carry on.
 #[derive(Debug)]
@@ -44,8 +45,7 @@ pub(crate) struct Resume {
     /// parking a silent new connection does not extend it).
     pub(crate) head_deadline: Option<Instant>,
     /// The connection's slot under `max_connections`, held until it closes.
-    #[allow(dead_code)]
-    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) slot: ConnSlot,
 }
 
 /// A parked connection.
@@ -150,6 +150,10 @@ impl Parker {
 
     fn take(&self, index: usize) -> Option<Parked> {
         let mut slots = self.slots.lock().unwrap();
+        self.take_locked(&mut slots, index)
+    }
+
+    fn take_locked(&self, slots: &mut Slots, index: usize) -> Option<Parked> {
         let parked = slots.entries.get_mut(index)?.take()?;
         slots.free.push(index);
         let _ = self
@@ -271,6 +275,36 @@ impl Parker {
             }
         }
         self.close_expired(respawn);
+    }
+
+    /// Closes the parked connections whose slot was reclaimed (see
+    /// [`Slots::reclaim_longest_idle`](super::slots::Slots::reclaim_longest_idle)),
+    /// except one whose input arrived: that one stays, unmarked, for the
+    /// parker's task to wake (its socket is reported ready).
+    pub(crate) fn close_reclaimed(&self) {
+        let closing: Vec<Parked> = {
+            let mut slots = self.slots.lock().unwrap();
+            let mut closing = Vec::new();
+            for index in 0..slots.entries.len() {
+                let Some(parked) = &slots.entries[index] else {
+                    continue;
+                };
+                if !parked.resume.slot.is_reclaimed() {
+                    continue;
+                }
+                if crate::sock::has_input(&parked.stream) {
+                    parked.resume.slot.busy();
+                    continue;
+                }
+                if let Some(parked) = self.take_locked(&mut slots, index) {
+                    closing.push(parked);
+                }
+            }
+            closing
+        };
+        for parked in closing {
+            self.close(parked, CloseReason::Reclaimed);
+        }
     }
 
     /// Every parked connection closes at once; nothing more is parked.

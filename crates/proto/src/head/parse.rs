@@ -4,14 +4,18 @@
 //! Rules beyond what `httparse` checks itself:
 //! - every line ends in CRLF; a bare LF anywhere in the head is refused
 //!   (RFC 9112 §2.2 allows accepting it; a proxy that does can be desynchronised
-//!   from one that does not);
+//!   from one that does not), and so is a bare CR, as soon as the byte after it
+//!   arrives (a head whose lines end in CR alone would otherwise wait for an LF
+//!   until the head timeout);
 //! - obs-fold is named as such (RFC 9112 §5.2);
 //! - the head, the field count and the request target are bounded (431, 431, 414);
 //! - a request target carries no userinfo (RFC 9110 §4.2.4: an error, so it is
 //!   never sent on, nor taken for the host);
 //! - a request carries exactly one `Host`, and an HTTP/1.1 request at least one
 //!   (RFC 9112 §3.2);
-//! - versions other than HTTP/1.0 and HTTP/1.1 get 505.
+//! - HTTP/1.x with x above 1 is read as HTTP/1.1 (RFC 9110 §2.5: the highest
+//!   minor version implemented), which `httparse` alone refuses; any other
+//!   version (HTTP/0.9, HTTP/2.0…) gets 505.
 //!
 //! Field values are not copied: the head is frozen into one [`Bytes`] and every
 //! value is a slice of it.
@@ -30,11 +34,25 @@ use crate::fields::HeadFacts;
 ///
 /// `scanned` is how far earlier calls looked; pass 0 for a new head and keep the
 /// value between calls so each byte is looked at once, however the input is
-/// split. Every LF must follow a CR, else [`ErrorKind::BareLf`]. Works for field
-/// blocks too (a trailer section), which end the same way.
+/// split. Every LF must follow a CR, else [`ErrorKind::BareLf`]; every CR must
+/// be followed by an LF, else [`ErrorKind::BareCr`] (RFC 9112 §2.2), so a head
+/// whose lines end in bare CRs is refused as soon as it is seen instead of
+/// waiting for an LF that never comes. Works for field blocks too (a trailer
+/// section), which end the same way.
 pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, ErrorKind> {
     let start = *scanned;
-    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
+    for i in memchr::memchr2_iter(b'\r', b'\n', &buf[start..]).map(|i| i + start) {
+        if buf[i] == b'\r' {
+            match buf.get(i + 1) {
+                Some(b'\n') => continue,
+                Some(_) => return Err(ErrorKind::BareCr),
+                // The byte after this CR has not arrived: look at it next time.
+                None => {
+                    *scanned = i;
+                    return Ok(None);
+                }
+            }
+        }
         if i == 0 || buf[i - 1] != b'\r' {
             return Err(ErrorKind::BareLf);
         }
@@ -88,6 +106,9 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
     match status {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Error::remote(ErrorKind::BadStartLine)),
+        Err(httparse::Error::Version) if higher_minor(head, true).is_some() => {
+            return parse_request(&higher_minor(head, true).expect("just checked"), config);
+        }
         Err(e) => return Err(Error::remote(map_httparse(e, head, max_fields))),
     }
     let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
@@ -135,12 +156,19 @@ pub fn parse_response(head: &Bytes, config: &Config) -> Result<(Response<()>, He
     let max_fields = config.max_fields.min(FIELDS_CAP);
     // httparse wants initialised slots for responses: size them to the head
     // (most responses have a handful of fields) instead of clearing 128.
-    if memchr::memchr_iter(b'\n', head).count() <= SMALL_HEAD {
+    let parsed = if memchr::memchr_iter(b'\n', head).count() <= SMALL_HEAD {
         let mut slots = [httparse::EMPTY_HEADER; SMALL_HEAD];
         response_in(head, &mut slots[..max_fields.min(SMALL_HEAD)], max_fields)
     } else {
         let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
         response_in(head, &mut slots[..max_fields], max_fields)
+    };
+    match parsed {
+        Err(e) if *e.kind() == ErrorKind::UnsupportedVersion => match higher_minor(head, false) {
+            Some(as_11) => parse_response(&as_11, config),
+            None => Err(e),
+        },
+        parsed => parsed,
     }
 }
 
@@ -276,6 +304,35 @@ fn map_httparse(e: httparse::Error, head: &[u8], max_fields: usize) -> ErrorKind
     }
 }
 
+/// RFC 9110 §2.5: a message in HTTP/1.x with x above 1 is processed as if it
+/// were HTTP/1.1, the highest minor version implemented. `httparse` refuses
+/// such a version, so the head is copied with its minor digit lowered to 1 and
+/// parsed again (a rare case: only this path pays for the copy). `None` when
+/// the version is not `HTTP/1.2`…`HTTP/1.9`: the last of the request line's
+/// words, the first of a status line's.
+fn higher_minor(head: &Bytes, is_request: bool) -> Option<Bytes> {
+    const LEN: usize = b"HTTP/1.x".len();
+    let line_end = memchr::memchr(b'\r', head)?;
+    let (at, sep) = if is_request {
+        let at = line_end.checked_sub(LEN)?;
+        (at, at.checked_sub(1)?)
+    } else {
+        (0, LEN)
+    };
+    let version = head.get(at..at + LEN)?;
+    if head.get(sep) != Some(&b' ')
+        || !matches!(
+            version,
+            [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+        )
+    {
+        return None;
+    }
+    let mut copy = head.to_vec();
+    copy[at + LEN - 1] = b'1';
+    Some(Bytes::from(copy))
+}
+
 /// Whether the start line begins with a token (RFC 9110 §5.6.2) then a space.
 fn method_is_token(head: &[u8]) -> bool {
     let word = head.split(|&b| b == b' ').next().unwrap_or(head);
@@ -333,6 +390,54 @@ mod tests {
             find_head_end(b"GET / HTTP/1.1\r\nHost: a\n\n", &mut s),
             Err(ErrorKind::BareLf)
         );
+    }
+
+    #[test]
+    fn bare_cr_refused_as_soon_as_the_next_byte_is_seen() {
+        let head = b"GET / HTTP/1.1\rHost: a\r\r";
+        let mut s = 0;
+        assert_eq!(find_head_end(head, &mut s), Err(ErrorKind::BareCr));
+        // Split after a CR: nothing is known until the byte after it arrives,
+        // and that byte is then looked at.
+        let mut s = 0;
+        assert_eq!(find_head_end(&head[..15], &mut s), Ok(None));
+        assert_eq!(find_head_end(&head[..16], &mut s), Err(ErrorKind::BareCr));
+        // A CR inside a line.
+        let mut s = 0;
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", &mut s),
+            Err(ErrorKind::BareCr)
+        );
+    }
+
+    #[test]
+    fn higher_minor_version_read_as_http11() {
+        let config = Config::default();
+        for minor in 2..=9 {
+            let head = Bytes::from(format!("GET /x HTTP/1.{minor}\r\nHost: a\r\nX: y\r\n\r\n"));
+            let (req, _) = parse_request(&head, &config).unwrap();
+            assert_eq!(req.version(), Version::HTTP_11, "1.{minor}");
+            assert_eq!(req.uri(), "/x");
+            assert_eq!(req.headers()["x"], "y");
+            let head = Bytes::from(format!("HTTP/1.{minor} 204 No Content\r\nX: y\r\n\r\n"));
+            let (res, _) = parse_response(&head, &config).unwrap();
+            assert_eq!(res.version(), Version::HTTP_11, "1.{minor}");
+            assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        }
+        for head in [
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            "GET / HTTP/3.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/0.9\r\nHost: a\r\n\r\n",
+        ] {
+            let e = parse_request(&Bytes::from(head), &config).unwrap_err();
+            assert_eq!(*e.kind(), ErrorKind::UnsupportedVersion, "{head:?}");
+        }
+        let e = parse_response(&Bytes::from("HTTP/2.0 200 OK\r\n\r\n"), &config).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::UnsupportedVersion);
+        // Not a version at all: still a malformed start line.
+        let e =
+            parse_request(&Bytes::from("GET / HTTP/1.12\r\nHost: a\r\n\r\n"), &config).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::BadStartLine);
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! Connection slots under `max_connections`, and reclaiming them: when every
+//! slot is taken and a connection waits to be accepted, the longest-idle
+//! keep-alive connection is closed to make room (as nginx does), never one
+//! with a request in flight, nor one that has not sent its first request.
+//!
+//! Each connection holds a [`ConnSlot`] for its whole life (across parking).
+//! While it is idle between requests, in its task or parked, its slot says
+//! since when; the accept loop, when it needs room, marks the slot idle the
+//! longest as reclaimed and wakes its owner: the task closes, or the parker
+//! closes the parked connection. A connection that leaves idle clears the
+//! mark, so a request that arrives at the same moment is served and the
+//! accept loop picks another.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+/// `idle_since` of a connection not idle between requests.
+const BUSY: u64 = 0;
+/// `idle_since` of a connection asked to close to make room.
+const RECLAIMED: u64 = u64::MAX;
+
+/// The slots of one server.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    /// One per free slot.
+    permits: Semaphore,
+    table: Mutex<Table>,
+    /// What `idle_since` values count from.
+    epoch: Instant,
+}
+
+/// Every slot ever used (reused through `free`, so it grows only to the
+/// highest number of connections open at once).
+#[derive(Debug, Default)]
+struct Table {
+    all: Vec<Arc<Slot>>,
+    free: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Its place in [`Table::all`].
+    index: usize,
+    /// [`BUSY`], [`RECLAIMED`], or when the connection went idle (nanoseconds
+    /// since the epoch, plus one).
+    idle_since: AtomicU64,
+    /// Wakes the connection's task when its slot is reclaimed.
+    wake: Notify,
+}
+
+impl Slots {
+    pub(crate) fn new(max_connections: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            permits: Semaphore::new(max_connections),
+            table: Mutex::new(Table::default()),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// A slot, once one is free.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> ConnSlot {
+        // Given back by the slot's drop.
+        self.permits
+            .acquire()
+            .await
+            .expect("semaphore never closed")
+            .forget();
+        let mut table = self.table.lock().unwrap();
+        let slot = match table.free.pop() {
+            Some(index) => table.all[index].clone(),
+            None => {
+                let slot = Arc::new(Slot {
+                    index: table.all.len(),
+                    idle_since: AtomicU64::new(BUSY),
+                    wake: Notify::new(),
+                });
+                table.all.push(slot.clone());
+                slot
+            }
+        };
+        ConnSlot {
+            slot,
+            slots: self.clone(),
+        }
+    }
+
+    /// Marks the slot of the connection idle the longest as reclaimed and
+    /// wakes its task; `false` when no connection is idle between requests.
+    /// (A parked connection has no task: the parker closes it, see
+    /// [`ConnSlot::is_reclaimed`].)
+    pub(crate) fn reclaim_longest_idle(&self) -> bool {
+        let table = self.table.lock().unwrap();
+        // A few tries: each failed one saw a connection leave idle.
+        for _ in 0..4 {
+            let oldest = table
+                .all
+                .iter()
+                .map(|s| (s.idle_since.load(Ordering::Acquire), s))
+                .filter(|(since, _)| *since != BUSY && *since != RECLAIMED)
+                .min_by_key(|(since, _)| *since);
+            let Some((since, slot)) = oldest else {
+                return false;
+            };
+            // Only if still idle since then (it may have just become busy).
+            if slot
+                .idle_since
+                .compare_exchange(since, RECLAIMED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                slot.wake.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A connection's slot: its place under `max_connections`, and whether it may
+/// be reclaimed. Given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnSlot {
+    slot: Arc<Slot>,
+    slots: Arc<Slots>,
+}
+
+impl ConnSlot {
+    /// The connection is idle between requests from `now` (it may be
+    /// reclaimed).
+    pub(crate) fn idle(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.slots.epoch).as_nanos() as u64;
+        self.slot
+            .idle_since
+            .store(since.clamp(1, RECLAIMED - 1), Ordering::Release);
+    }
+
+    /// The connection is no longer idle (it may not be reclaimed).
+    pub(crate) fn busy(&self) {
+        self.slot.idle_since.store(BUSY, Ordering::Release);
+    }
+
+    /// Whether the accept loop asked this connection to close.
+    pub(crate) fn is_reclaimed(&self) -> bool {
+        self.slot.idle_since.load(Ordering::Acquire) == RECLAIMED
+    }
+
+    /// Resolves when the slot may have been reclaimed (check
+    /// [`ConnSlot::is_reclaimed`]: a wake can be left over from a slot's
+    /// earlier owner or a mark cleared since).
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.slot.wake.notified()
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.busy();
+        self.slots.table.lock().unwrap().free.push(self.slot.index);
+        self.slots.permits.add_permits(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_idle_is_reclaimed_never_a_busy_one() {
+        let slots = Slots::new(3);
+        let (a, b, c) = (
+            slots.acquire().await,
+            slots.acquire().await,
+            slots.acquire().await,
+        );
+        assert!(!slots.reclaim_longest_idle(), "nothing idle");
+        b.idle(Instant::now());
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        a.idle(Instant::now());
+        // c stays busy (a request in flight) however long it has been open.
+        assert!(slots.reclaim_longest_idle());
+        assert!(b.is_reclaimed() && !a.is_reclaimed() && !c.is_reclaimed());
+        // b's task is woken.
+        tokio::time::timeout(std::time::Duration::from_millis(1), b.notified())
+            .await
+            .expect("woken");
+        assert!(slots.reclaim_longest_idle());
+        assert!(a.is_reclaimed());
+        assert!(!slots.reclaim_longest_idle(), "only c is left, busy");
+        // A slot given back is reused, clean.
+        drop(b);
+        let d = slots.acquire().await;
+        assert!(!d.is_reclaimed());
+        assert_eq!(slots.table.lock().unwrap().all.len(), 3);
+        drop((a, c, d));
+    }
+}
