@@ -18,7 +18,7 @@
 //! a connection before T runs out (minus a margin) and after M requests, so the
 //! client does not race the server's idle close. When the race happens anyway,
 //! the retry rules decide, and what is not retried surfaces as an
-//! [`Error`](crate::Error) that says whether the server may have acted.
+//! [`Error`] that says whether the server may have acted.
 //!
 //! # Example
 //!

@@ -9,7 +9,7 @@
 //!   carries `Idempotency-Key`;
 //! - its body can be sent again (empty or held in memory, not a consumed stream).
 //!
-//! Anything else surfaces as a typed [`Error`](crate::Error) that says whether
+//! Anything else surfaces as a typed [`Error`] that says whether
 //! the server may have acted ([`Error::may_have_been_processed`](crate::Error::may_have_been_processed)).
 
 use http::{HeaderMap, Method};

@@ -19,6 +19,24 @@
 //!          ─▶ tunnel     after 101: bytes both ways (tunnel.rs)
 //! ```
 //!
+//! Before `route`: CONNECT gets 405 (the forward proxy opens tunnels); an
+//! OPTIONS or TRACE with `Max-Forwards: 0` is answered here (OPTIONS: 200 with
+//! `Allow`; TRACE: 405, drainpipe echoes nothing), otherwise the field goes on
+//! less one (RFC 9110 §7.6.2). `OPTIONS *` is routed as `/` and goes upstream
+//! in asterisk-form, so the upstream describes itself.
+//!
+//! During `send` (the client's exchange, `client/exchange.rs`): the request
+//! is written while the response is read, so an upstream's early final
+//! answer (a 413 while the body uploads) is relayed at once and the rest of
+//! the body is not forwarded (RFC 9112 §9.5); `Expect: 100-continue` goes on
+//! upstream and the upstream's `100` (or its refusal) comes back; every 1xx
+//! the upstream sends is relayed to an HTTP/1.1 client in order, through the
+//! server's [`Interim`] handle (RFC 9110 §15.2). Waits are bounded: connect,
+//! a write making no progress (send timeout, 60 s), the response head and
+//! each body read (response timeout, 60 s) → 504. drainpipe always speaks
+//! HTTP/1.1 upstream, so it never answers `417` for an HTTP/1.0 next hop; an
+//! upstream that ignores the expectation gets the body after 1 s.
+//!
 //! Persistence is per hop: the client's `Connection: close` closes the client
 //! connection only; the upstream connection goes back to its pool, and an
 //! upstream close does not close the client's connection.

@@ -10,6 +10,8 @@
 //!       │ one task per connection
 //!  conn.rs       read → proto::Connection → handler → proto → coalesced write
 //!       │        timeouts: head (408), idle, body, write; panic → 500 + close
+//!  interim.rs    1xx a handler sends ahead of its response ([`Interim`],
+//!                from the request body's `Incoming::interim`)
 //!  park.rs       idle connections leave their task for one shared epoll set
 //!  drain.rs      phase (running → draining → cut), counts, the report
 //!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
