@@ -31,6 +31,9 @@ pub(crate) struct Conn {
     /// The last exchange's round trip: from the request written whole to
     /// the first byte of its final response head.
     pub(super) round_trip: Option<Duration>,
+    /// The timer of an exchange's waits, made at the first wait and reset
+    /// for each later one.
+    pub(super) timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// How far a request got before it failed, for the error it becomes.
@@ -49,6 +52,7 @@ impl Conn {
             created: Instant::now(),
             response_ended: None,
             round_trip: None,
+            timer: None,
         }
     }
 

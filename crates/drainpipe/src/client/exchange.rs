@@ -26,7 +26,7 @@ use std::time::Duration;
 use http::{request, Response};
 use http_body::Body;
 use proto::{Event, Framing};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::Kind as BodyKind;
 use super::conn::Conn;
@@ -77,7 +77,6 @@ struct Exchange<'h> {
     source: BodyKind,
     /// Since when the queued request bytes have made no progress.
     stalled_since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
     reused: bool,
     on_informational: OnInformational<'h>,
 }
@@ -112,7 +111,6 @@ impl Conn {
             upload,
             source: body.0,
             stalled_since: None,
-            timer: None,
             reused,
             on_informational,
         };
@@ -151,7 +149,8 @@ impl Conn {
                 return Poll::Pending;
             };
             if at > now {
-                let timer = x
+                // The connection's one timer, kept across its exchanges.
+                let timer = self
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
                 if timer.deadline() != at {
