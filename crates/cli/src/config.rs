@@ -765,6 +765,41 @@ timeout = "1m"
         );
     }
 
+    /// docs/configuration.md names every key the file accepts (a table row
+    /// starting with the dotted key), and nothing the file does not accept.
+    #[test]
+    fn every_key_is_in_the_configuration_doc() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let keys = crate::keys::keys::<Config>();
+        assert!(keys.len() > 40, "{keys:?}");
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(key, _)| key)
+            .filter(|key| {
+                key.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            })
+            .collect();
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !rows.contains(&k.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from docs/configuration.md: {missing:?}"
+        );
+        let unknown: Vec<&&str> = rows
+            .iter()
+            .filter(|r| !keys.iter().any(|k| k == *r))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents unknown keys: {unknown:?}"
+        );
+    }
+
     #[test]
     fn durations() {
         assert_eq!(duration::parse("250ms"), Some(Duration::from_millis(250)));

@@ -5,6 +5,8 @@ mod alloc;
 mod args;
 mod bench;
 mod config;
+#[cfg(test)]
+mod keys;
 mod run;
 
 use std::process::ExitCode;
