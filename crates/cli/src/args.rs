@@ -1,9 +1,9 @@
 //! Command-line arguments.
 
-use std::net::SocketAddr;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
+
+use crate::addr::ListenAddr;
 
 /// drainpipe: an HTTP/1.x connection engine.
 #[derive(Debug, Parser)]
@@ -23,9 +23,10 @@ pub enum Command {
     /// Serve the built-in origin routes (/, /echo, /bytes/N, /chunked/N,
     /// /delay/MS, /status/CODE, /close, /conn, /truncate/N, /reset).
     Origin {
-        /// Address to listen on.
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
+        /// interface).
         #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: SocketAddr,
+        listen: ListenAddr,
         /// Requests per connection before it closes.
         #[arg(long)]
         max_requests: Option<u32>,
@@ -40,10 +41,12 @@ pub enum Command {
         /// A TOML configuration file (instead of --listen/--upstream).
         #[arg(long, conflicts_with_all = ["listen", "upstream"])]
         config: Option<std::path::PathBuf>,
-        /// Address to listen on.
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
+        /// interface); default 127.0.0.1:8080.
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// An upstream server `HOST:PORT` (repeat for several).
+        listen: Option<ListenAddr>,
+        /// An upstream server `HOST:PORT` or `http://HOST:PORT` (repeat for
+        /// several).
         #[arg(long = "upstream", value_name = "HOST:PORT")]
         upstream: Vec<String>,
         /// How requests are spread over the upstreams.
@@ -51,7 +54,7 @@ pub enum Command {
         balance: BalanceArg,
         /// Address of the admin listener (/metrics, /status, /healthz, /ready).
         #[arg(long, conflicts_with = "config")]
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         /// Log a line per request (connection id, request number, status).
         #[arg(long, conflicts_with = "config")]
         access_log: bool,
@@ -62,7 +65,7 @@ pub enum Command {
     Forward {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3128")]
-        listen: SocketAddr,
+        listen: ListenAddr,
         /// Allow loopback and private destinations.
         #[arg(long)]
         allow_private: bool,
@@ -75,7 +78,7 @@ pub enum Command {
         credentials: Option<std::path::PathBuf>,
         /// Address of the admin listener.
         #[arg(long)]
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         /// Log a line per request.
         #[arg(long)]
         access_log: bool,

@@ -21,18 +21,19 @@
 //! `[client]` (the upstream pools), `[proxy]` (`Via`, `X-Forwarded-*`, `Host`),
 //! `[drain]`, `[origin]` (serve the built-in origin too), `[admin]`.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drainpipe::client::{Client, Origin};
+use drainpipe::client::Client;
 use drainpipe::proxy::{
     Balance, Credentials, Ejection, ForwardProxy, Forwarding, Group, HealthCheck, Policy, Proxy,
     Route,
 };
 use drainpipe::server::Server;
 use serde::Deserialize;
+
+use crate::addr::{self, ListenAddr};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -74,8 +75,8 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConf {
-    /// `ADDR:PORT` it listens on.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
     /// Whether loopback and private addresses may be reached.
     #[serde(default)]
     pub allow_private: bool,
@@ -94,16 +95,16 @@ fn https_port() -> Vec<u16> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
-    /// `ADDR:PORT`.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
 }
 
 /// A section that only names an address.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConf {
-    /// `ADDR:PORT`.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
 }
 
 /// An upstream group.
@@ -318,10 +319,10 @@ impl Config {
     /// The configuration `drainpipe proxy --listen ADDR --upstream ADDR...`
     /// stands for: one listener, one group, every path routed to it.
     pub fn quick(
-        listen: Option<SocketAddr>,
+        listen: Option<ListenAddr>,
         upstreams: &[String],
         balance: crate::args::BalanceArg,
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         access_log: bool,
     ) -> Result<Config, String> {
         if upstreams.is_empty() {
@@ -330,9 +331,10 @@ impl Config {
             );
         }
         for u in upstreams {
-            parse_origin(u).map_err(|e| format!("--upstream: {e}"))?;
+            let origin = addr::upstream(u).map_err(|e| format!("--upstream: {e}"))?;
+            addr::resolve_upstream(&origin).map_err(|e| format!("--upstream: {u}: {e}"))?;
         }
-        let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+        let listen = listen.unwrap_or_else(|| ListenAddr::ip(([127, 0, 0, 1], 8080).into()));
         Ok(Config {
             listener: vec![Listener { listen }],
             upstream: vec![UpstreamConf {
@@ -358,11 +360,11 @@ impl Config {
 
     /// The configuration `drainpipe forward --listen ADDR …` stands for.
     pub fn quick_forward(
-        listen: SocketAddr,
+        listen: ListenAddr,
         allow_private: bool,
         allow_ports: &[u16],
         credentials: Option<std::path::PathBuf>,
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         access_log: bool,
     ) -> Result<Config, String> {
         let mut ports = https_port();
@@ -429,7 +431,9 @@ impl Config {
                 ));
             }
             for (j, s) in u.servers.iter().enumerate() {
-                parse_origin(s).map_err(|e| format!("{name}: upstream[{i}].servers[{j}]: {e}"))?;
+                let at = |e| format!("{name}: upstream[{i}].servers[{j}]: {e}");
+                let origin = addr::upstream(s).map_err(at)?;
+                addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
             }
             if self.upstream[..i].iter().any(|o| o.name == u.name) {
                 return Err(format!(
@@ -606,7 +610,7 @@ fn group(u: &UpstreamConf) -> Group {
     let origins = u
         .servers
         .iter()
-        .map(|s| parse_origin(s).expect("checked when loaded"))
+        .map(|s| addr::upstream(s).expect("checked when loaded"))
         .collect();
     let balance = match u.balance {
         BalanceConf::RoundRobin => Balance::RoundRobin,
@@ -631,19 +635,6 @@ fn group(u: &UpstreamConf) -> Group {
         });
     }
     g
-}
-
-/// `HOST:PORT` (or `[V6]:PORT`) as an upstream origin.
-pub fn parse_origin(text: &str) -> Result<Origin, String> {
-    let uri: http::Uri = format!("http://{text}/")
-        .parse()
-        .map_err(|_| format!("invalid upstream address {text:?} (use HOST:PORT)"))?;
-    if uri.port_u16().is_none() {
-        return Err(format!(
-            "invalid upstream address {text:?}: no port (use HOST:PORT)"
-        ));
-    }
-    Origin::of(&uri).map_err(|e| format!("invalid upstream address {text:?}: {e}"))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -689,7 +680,7 @@ timeout = "1m"
     #[test]
     fn a_good_file_loads() {
         let c = Config::parse(GOOD, "good.toml").unwrap();
-        assert_eq!(c.listener[0].listen.port(), 8080);
+        assert_eq!(c.listener[0].listen.addrs[0].port(), 8080);
         assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(c.server.head_timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.drain.timeout, Some(Duration::from_secs(60)));
@@ -713,7 +704,7 @@ timeout = "1m"
             ),
             (
                 GOOD.replace("\"127.0.0.1:8081\"", "\"nowhere\""),
-                "bad.toml: upstream[0].servers[0]: invalid upstream address \"nowhere\": no port",
+                "bad.toml: upstream[0].servers[0]: nowhere: no port",
             ),
             (
                 GOOD.replace("least_connections", "random"),
@@ -721,7 +712,7 @@ timeout = "1m"
             ),
             (
                 GOOD.replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\""),
-                "bad.toml: listener[0].listen: invalid socket address syntax",
+                "bad.toml: listener[0].listen: localhost: no port",
             ),
             (GOOD.replace("[drain]", "[drain"), "bad.toml: "),
         ];
@@ -798,6 +789,21 @@ timeout = "1m"
             unknown.is_empty(),
             "docs/configuration.md documents unknown keys: {unknown:?}"
         );
+    }
+
+    /// The complete example in docs/configuration.md is a valid file.
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let example = doc
+            .split("## A complete example")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("a toml block after the heading");
+        let c = Config::parse(example, "configuration.md").unwrap();
+        assert_eq!(c.upstream[0].servers.len(), 2);
+        assert_eq!(c.drain.delay, Some(Duration::from_secs(1)));
     }
 
     #[test]

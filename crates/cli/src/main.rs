@@ -1,6 +1,7 @@
 //! The `drainpipe` binary: parses arguments, sets up logging and the runtime,
 //! and hands over to the library. No logic lives here.
 
+mod addr;
 mod alloc;
 mod args;
 mod bench;

@@ -20,6 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::addr::ListenAddr;
 use crate::config::Config;
 
 /// Backlog of the listening sockets drainpipe binds.
@@ -79,23 +80,60 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     socket.listen(BACKLOG).map_err(fail)
 }
 
-/// `drainpipe origin`: the built-in origin on one listener.
+/// `drainpipe origin`: the built-in origin on the listener (one per address
+/// its host name resolves to).
 pub async fn origin(
-    listen: SocketAddr,
+    listen: ListenAddr,
     max_requests: Option<u32>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
-    let listener = bind(listen)?;
+    let listeners = listen
+        .addrs
+        .iter()
+        .map(|a| {
+            bind(*a)?
+                .into_std()
+                .map_err(|e| format!("cannot listen on {a}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
         builder = builder.max_requests_per_connection(n);
     }
-    let server = builder.build();
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("drainpipe origin listening on http://{addr}");
-    let report = server.serve(listener, Origin, shutdown_signal()).await;
-    log_report("origin", &report);
+    let (stop, stopped) = watch::channel(false);
+    let mut serving = JoinSet::new();
+    for listener in listeners {
+        let server = builder.clone().build();
+        println!("drainpipe origin listening on http://{}", local(&listener));
+        let until = wait(stopped.clone());
+        serving.spawn(async move { server.serve(listener, Origin, until).await });
+    }
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while let Some(done) = serving.join_next().await {
+        if let Ok(report) = done {
+            log_report("origin", &report);
+        }
+    }
     Ok(())
+}
+
+/// Resolves once `stopped` turns true.
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Binds (or inherits) every address of `listen` for `role`.
+fn take_all(
+    listeners: &mut Listeners,
+    role: &str,
+    listen: &ListenAddr,
+) -> Result<Vec<Arc<std::net::TcpListener>>, String> {
+    listen
+        .addrs
+        .iter()
+        .map(|a| listeners.take(role, *a))
+        .collect()
 }
 
 /// Runs what a configuration describes: the proxy listeners, the built-in
@@ -109,30 +147,27 @@ pub async fn config(config: Config) -> Result<(), String> {
     };
     let mut listeners = Listeners::new(handed);
     // Bind everything first: a bad address fails before anything serves.
-    let origin = match &config.origin {
-        Some(o) => Some(listeners.take("origin", o.listen)?),
-        None => None,
-    };
+    let mut origin = Vec::new();
+    if let Some(o) = &config.origin {
+        origin = take_all(&mut listeners, "origin", &o.listen)?;
+    }
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.push(listeners.take("proxy", l.listen)?);
+        proxies.extend(take_all(&mut listeners, "proxy", &l.listen)?);
     }
-    let forward = match &config.forward {
-        Some(f) => Some(listeners.take("forward", f.listen)?),
-        None => None,
-    };
-    let admin = match &config.admin {
-        Some(a) => Some(listeners.take("admin", a.listen)?),
-        None => None,
-    };
+    let mut forward = Vec::new();
+    if let Some(f) = &config.forward {
+        forward = take_all(&mut listeners, "forward", &f.listen)?;
+    }
+    let mut admin = Vec::new();
+    if let Some(a) = &config.admin {
+        admin = take_all(&mut listeners, "admin", &a.listen)?;
+    }
 
     let (stop, stopped) = watch::channel(false);
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let mut registry = Registry::new();
     let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
-    if let Some(listener) = origin {
+    for listener in origin {
         let server = config.origin_server().build();
         registry = registry.server("origin", server.stats());
         println!("drainpipe origin listening on http://{}", local(&listener));
@@ -159,7 +194,15 @@ pub async fn config(config: Config) -> Result<(), String> {
             serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
         }
     }
-    if let (Some(listener), Some(service)) = (forward, config.forward_proxy()?) {
+    let service = if forward.is_empty() {
+        None
+    } else {
+        config.forward_proxy()?
+    };
+    for listener in forward {
+        let Some(service) = service.clone() else {
+            break;
+        };
         let server = config.server().honour_proxy_connection(true).build();
         registry = registry.server("forward", server.stats());
         println!(
@@ -175,17 +218,18 @@ pub async fn config(config: Config) -> Result<(), String> {
         });
     }
     let (admin_stop, admin_stopped) = watch::channel(false);
-    let admin_task = admin.map(|listener| {
+    let mut admin_tasks = JoinSet::new();
+    for listener in admin {
         println!("drainpipe admin listening on http://{}", local(&listener));
         let service = Admin::new(registry.clone());
-        let until = wait(admin_stopped);
-        tokio::spawn(async move {
+        let until = wait(admin_stopped.clone());
+        admin_tasks.spawn(async move {
             Server::builder()
                 .build()
                 .serve(listener, service, until)
                 .await
-        })
-    });
+        });
+    }
     if let Some(successor) = successor {
         successor
             .ready()
@@ -202,9 +246,7 @@ pub async fn config(config: Config) -> Result<(), String> {
         }
     }
     let _ = admin_stop.send(true);
-    if let Some(task) = admin_task {
-        let _ = task.await;
-    }
+    admin_tasks.join_all().await;
     Ok(())
 }
 
