@@ -89,6 +89,14 @@ pub enum Command {
         /// The running drainpipe's process id.
         pid: i32,
     },
+    /// Check a configuration file without serving it: parse and validate
+    /// (addresses, host names, files, routes), print a short summary, exit 0;
+    /// on error print one line naming the file, key and line, exit 1.
+    Check {
+        /// The file to check (default: the built-in default configuration).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Load-test a URL: serial, parallel, persistent or pipelined connections;
     /// requests/s, latency percentiles, connections opened, TIME_WAIT left.
     Bench(BenchArgs),

@@ -135,6 +135,16 @@ pub enum BalanceConf {
     LeastConnections,
 }
 
+impl BalanceConf {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BalanceConf::RoundRobin => "round_robin",
+            BalanceConf::LeastConnections => "least_connections",
+        }
+    }
+}
+
 /// Active health checks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -380,9 +390,9 @@ impl Config {
             access_log,
             ..Config::default()
         };
-        config.check("--credentials").map_err(|e| {
-            e.replacen("--credentials: forward.credentials: ", "--credentials: ", 1)
-        })?;
+        config
+            .check()
+            .map_err(|e| format!("--credentials: {}", e.message))?;
         Ok(config)
     }
 
@@ -417,46 +427,57 @@ impl Config {
                 format!("{name}: {path}: {message}{at}")
             }
         })?;
-        config.check(name)?;
+        config.check().map_err(|e| {
+            let at = line_of_key(text, &e.key)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            format!("{name}: {}: {}{at}", e.key, e.message)
+        })?;
         Ok(config)
     }
 
     /// Cross-references: every route names a known group, every group has
-    /// servers that parse, routes need a listener.
-    fn check(&self, name: &str) -> Result<(), String> {
+    /// servers that parse and resolve, the credentials file reads, routes
+    /// need a listener. The error is the key at fault and what is wrong.
+    fn check(&self) -> Result<(), Invalid> {
         for (i, u) in self.upstream.iter().enumerate() {
             if u.servers.is_empty() {
-                return Err(format!(
-                    "{name}: upstream[{i}].servers: a group needs at least one server"
+                return Err(Invalid::new(
+                    format!("upstream[{i}].servers"),
+                    "a group needs at least one server",
                 ));
             }
             for (j, s) in u.servers.iter().enumerate() {
-                let at = |e| format!("{name}: upstream[{i}].servers[{j}]: {e}");
+                let at = |e| Invalid::new(format!("upstream[{i}].servers[{j}]"), e);
                 let origin = addr::upstream(s).map_err(at)?;
                 addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
             }
             if self.upstream[..i].iter().any(|o| o.name == u.name) {
-                return Err(format!(
-                    "{name}: upstream[{i}].name: {:?} is defined twice",
-                    u.name
+                return Err(Invalid::new(
+                    format!("upstream[{i}].name"),
+                    format!("{:?} is defined twice", u.name),
                 ));
             }
         }
         for (i, r) in self.route.iter().enumerate() {
             if !self.upstream.iter().any(|u| u.name == r.upstream) {
-                return Err(format!(
-                    "{name}: route[{i}].upstream: no upstream named {:?}",
-                    r.upstream
+                return Err(Invalid::new(
+                    format!("route[{i}].upstream"),
+                    format!("no upstream named {:?}", r.upstream),
                 ));
             }
             if !r.path.starts_with('/') {
-                return Err(format!("{name}: route[{i}].path: must start with '/'"));
+                return Err(Invalid::new(
+                    format!("route[{i}].path"),
+                    "must start with '/'",
+                ));
             }
         }
-        self.credentials(name)?;
+        self.credentials()?;
         if !self.route.is_empty() && self.listener.is_empty() {
-            return Err(format!(
-                "{name}: listener: routes are defined but no [[listener]] listens"
+            return Err(Invalid::new(
+                "route",
+                "routes are defined but no [[listener]] listens",
             ));
         }
         Ok(())
@@ -519,20 +540,17 @@ impl Config {
     }
 
     /// The forward proxy's credentials file, read and parsed (`None` when
-    /// none is configured); errors name `name`, the file and the problem.
-    fn credentials(&self, name: &str) -> Result<Option<Credentials>, String> {
+    /// none is configured); errors name the file and the problem.
+    fn credentials(&self) -> Result<Option<Credentials>, Invalid> {
         let Some(path) = self.forward.as_ref().and_then(|f| f.credentials.as_ref()) else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "{name}: forward.credentials: cannot read {}: {e}",
-                path.display()
-            )
-        })?;
+        let at = |e| Invalid::new("forward.credentials", e);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
         Credentials::parse(&text)
             .map(Some)
-            .map_err(|e| format!("{name}: forward.credentials: {}: {e}", path.display()))
+            .map_err(|e| at(format!("{}: {e}", path.display())))
     }
 
     /// The forward proxy service, if configured. The credentials file is
@@ -542,7 +560,9 @@ impl Config {
         let Some(f) = self.forward.as_ref() else {
             return Ok(None);
         };
-        let credentials = self.credentials("config")?;
+        let credentials = self
+            .credentials()
+            .map_err(|e| format!("config: {}: {}", e.key, e.message))?;
         let policy = Policy {
             allow_private: f.allow_private,
             connect_ports: f.allow_ports.clone(),
@@ -637,6 +657,57 @@ fn group(u: &UpstreamConf) -> Group {
     g
 }
 
+/// A value that parsed but does not fit: the key (`route[0].upstream`) and
+/// what is wrong.
+#[derive(Debug)]
+struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The line of `key` (`upstream[0].servers[1]`) in the TOML `text`: of its
+/// value, or of the nearest enclosing table or array present.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at: Option<usize> = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((_, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
+        at = Some(value.span().start);
+        let mut value = value;
+        if let (Some(i), DeValue::Array(items)) = (index, value.get_ref()) {
+            match items.get(i) {
+                Some(item) => {
+                    at = Some(item.span().start);
+                    value = item;
+                }
+                None => break,
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    at.map(|offset| line_of(text, offset))
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -724,6 +795,42 @@ timeout = "1m"
             );
             assert_eq!(err.lines().count(), 1, "{err:?}");
         }
+    }
+
+    #[test]
+    fn errors_found_after_parsing_name_the_line() {
+        let cases = [
+            (
+                GOOD.replace("upstream = \"app\"", "upstream = \"nope\""),
+                "bad.toml: route[0].upstream: no upstream named \"nope\" (line 13)",
+            ),
+            (
+                GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\""),
+                "bad.toml: upstream[0].servers[1]: nowhere.invalid:1: host name 'nowhere.invalid' does not resolve",
+            ),
+            (
+                GOOD.replace("path = \"/\"", "path = \"api\""),
+                "bad.toml: route[0].path: must start with '/' (line 12)",
+            ),
+            (
+                format!("{GOOD}\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n"),
+                "bad.toml: upstream[1].name: \"app\" is defined twice (line 24)",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text, "bad.toml").unwrap_err();
+            assert!(
+                err.starts_with(want),
+                "{err:?} does not start with {want:?}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err:?}");
+        }
+        let err = Config::parse(
+            &GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\""),
+            "bad.toml",
+        )
+        .unwrap_err();
+        assert!(err.ends_with("(line 7)"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod addr;
 mod alloc;
 mod args;
 mod bench;
+mod check;
 mod config;
 #[cfg(test)]
 mod keys;
@@ -20,6 +21,8 @@ use config::Config;
 
 /// The repository's default configuration, run when no command is given.
 const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+/// The name the default configuration goes by in messages.
+const DEFAULT_CONFIG_NAME: &str = "config/default.toml";
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
                 .await
             }
             Some(Command::Upgrade { pid }) => run::upgrade(pid),
+            Some(Command::Check { config }) => check::run(config.as_deref()),
             Some(Command::Forward {
                 listen,
                 allow_private,
@@ -112,7 +116,7 @@ fn main() -> ExitCode {
                 run::config(config).await
             }
             Some(Command::Bench(bench)) => bench::run(bench).await,
-            None => run::config(Config::parse(DEFAULT_CONFIG, "config/default.toml")?).await,
+            None => run::config(Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?).await,
         }
     });
     match result {
