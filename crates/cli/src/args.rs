@@ -58,6 +58,10 @@ pub enum Command {
         /// Log a line per request (connection id, request number, status).
         #[arg(long, conflicts_with = "config")]
         access_log: bool,
+        /// Write the process id to this file (atomically); removed at exit,
+        /// taken over by the successor of an upgrade or reload.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<std::path::PathBuf>,
     },
     /// Run an explicit (forward) HTTP proxy: absolute-form requests and
     /// CONNECT tunnels; private addresses and CONNECT ports other than 443
@@ -82,13 +86,21 @@ pub enum Command {
         /// Log a line per request.
         #[arg(long)]
         access_log: bool,
+        /// Write the process id to this file (atomically); removed at exit,
+        /// taken over by the successor of an upgrade or reload.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<std::path::PathBuf>,
     },
-    /// Ask a running drainpipe (by process id) to hand its listening sockets
-    /// to a new process and drain: a zero-downtime upgrade (same as SIGUSR2).
-    Upgrade {
-        /// The running drainpipe's process id.
-        pid: i32,
-    },
+    /// Ask a running drainpipe to hand its listening sockets to a new process
+    /// started from the binary now on disk, and drain: a zero-downtime
+    /// upgrade (same as SIGUSR2). Waits for the outcome; exits non-zero with
+    /// the reason if the new process failed.
+    Upgrade(Target),
+    /// Ask a running drainpipe to re-read its configuration (same as
+    /// SIGHUP): applied through a new process that takes over the listeners,
+    /// or refused (the old configuration keeps serving). Waits for the
+    /// outcome; exits non-zero with the reason if the reload failed.
+    Reload(Target),
     /// Check a configuration file without serving it: parse and validate
     /// (addresses, host names, files, routes), print a short summary, exit 0;
     /// on error print one line naming the file, key and line, exit 1.
@@ -100,6 +112,17 @@ pub enum Command {
     /// Load-test a URL: serial, parallel, persistent or pipelined connections;
     /// requests/s, latency percentiles, connections opened, TIME_WAIT left.
     Bench(BenchArgs),
+}
+
+/// The running drainpipe `upgrade` and `reload` talk to.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// The pid file it wrote (`--pid-file`).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 /// Balancing rules for `drainpipe proxy`.

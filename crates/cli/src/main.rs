@@ -7,8 +7,10 @@ mod args;
 mod bench;
 mod check;
 mod config;
+mod control;
 #[cfg(test)]
 mod keys;
+mod pidfile;
 mod run;
 
 use std::process::ExitCode;
@@ -80,8 +82,10 @@ fn main() -> ExitCode {
                 drain_timeout,
             }) => run::origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
             Some(Command::Proxy {
-                config: Some(path), ..
-            }) => run::config(Config::load(&path)?).await,
+                config: Some(path),
+                pid_file,
+                ..
+            }) => run::config(Box::new(move || Config::load(&path)), pid_file).await,
             Some(Command::Proxy {
                 config: None,
                 listen,
@@ -89,13 +93,25 @@ fn main() -> ExitCode {
                 balance,
                 admin,
                 access_log,
+                pid_file,
             }) => {
-                run::config(Config::quick(
-                    listen, &upstream, balance, admin, access_log,
-                )?)
-                .await
+                let load = move || {
+                    Config::quick(
+                        listen.clone(),
+                        &upstream,
+                        balance,
+                        admin.clone(),
+                        access_log,
+                    )
+                };
+                run::config(Box::new(load), pid_file).await
             }
-            Some(Command::Upgrade { pid }) => run::upgrade(pid),
+            Some(Command::Upgrade(t)) => {
+                control::run(control::Ask::Upgrade, t.pid, t.pid_file.as_deref())
+            }
+            Some(Command::Reload(t)) => {
+                control::run(control::Ask::Reload, t.pid, t.pid_file.as_deref())
+            }
             Some(Command::Check { config }) => check::run(config.as_deref()),
             Some(Command::Forward {
                 listen,
@@ -104,19 +120,25 @@ fn main() -> ExitCode {
                 credentials,
                 admin,
                 access_log,
+                pid_file,
             }) => {
-                let config = Config::quick_forward(
-                    listen,
-                    allow_private,
-                    &allow_port,
-                    credentials,
-                    admin,
-                    access_log,
-                )?;
-                run::config(config).await
+                let load = move || {
+                    Config::quick_forward(
+                        listen.clone(),
+                        allow_private,
+                        &allow_port,
+                        credentials.clone(),
+                        admin.clone(),
+                        access_log,
+                    )
+                };
+                run::config(Box::new(load), pid_file).await
             }
             Some(Command::Bench(bench)) => bench::run(bench).await,
-            None => run::config(Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?).await,
+            None => {
+                let load = || Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME);
+                run::config(Box::new(load), None).await
+            }
         }
     });
     match result {

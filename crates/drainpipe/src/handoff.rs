@@ -24,6 +24,13 @@
 //! runs. So when a listener stops accepting (a drain), the socket closes
 //! everywhere in the process and new clients are refused at once, while
 //! during a hand-off the successor holds the socket and nothing is refused.
+//!
+//! A successor that cannot serve writes `error: REASON` instead of `ready`
+//! and exits; one that exits without a word is noticed at once too (its exit
+//! status is the reason). Either way the hand-off fails at once, the
+//! successor is gone, and the old process goes on serving. Dropping the
+//! hand-off future (the old process was told to stop meanwhile) kills the
+//! successor.
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut, Write};
@@ -65,6 +72,13 @@ impl Successor {
     /// Tells the old process this one is serving; it then drains and exits.
     pub fn ready(mut self) -> io::Result<()> {
         self.stream.write_all(b"ready\n")
+    }
+
+    /// Tells the old process this one cannot serve, and why (one line); it
+    /// goes on serving.
+    pub fn fail(mut self, reason: &str) -> io::Result<()> {
+        let line = reason.lines().next().unwrap_or("failed");
+        self.stream.write_all(format!("error: {line}\n").as_bytes())
     }
 }
 
@@ -137,8 +151,10 @@ pub fn inherit() -> io::Result<Option<(Vec<Handed>, Successor)>> {
 
 /// In the running process: starts `program` with `args` as the successor,
 /// passes it `listeners` (name, socket), and resolves once it reports it is
-/// serving. On any failure the successor is killed and this process goes on
-/// serving.
+/// serving. On any failure (the successor's own report, its exit, or
+/// `timeout`) the successor is killed and this process goes on serving; the
+/// error says why. If the future is dropped before it resolves, the successor
+/// is killed.
 pub async fn hand_over<L: AsFd>(
     listeners: &[(String, L)],
     program: &Path,
@@ -152,7 +168,9 @@ pub async fn hand_over<L: AsFd>(
     let _ = std::fs::remove_file(&path);
     let unix = UnixListener::bind(&path)?;
     let cleanup = RemoveOnDrop(path.clone());
-    let mut child = Command::new(program).args(args).env(ENV, &path).spawn()?;
+    let mut child = KillOnDrop(Some(
+        Command::new(program).args(args).env(ENV, &path).spawn()?,
+    ));
     let handed = async {
         let (mut stream, _) = unix.accept().await?;
         let mut text = String::from(GREETING);
@@ -173,31 +191,54 @@ pub async fn hand_over<L: AsFd>(
             None,
         )
         .map_err(io::Error::from)?;
-        let mut reply = [0u8; 6];
-        stream.read_exact(&mut reply).await?;
-        if &reply != b"ready\n" {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "successor did not report ready",
-            ));
+        // One line: "ready", or "error: REASON"; EOF if it died first.
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while reply.len() < 4096 && stream.read(&mut byte).await? == 1 && byte[0] != b'\n' {
+            reply.push(byte[0]);
         }
-        Ok(())
+        match String::from_utf8_lossy(&reply).as_ref() {
+            "ready" => Ok(()),
+            "" => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "successor closed the hand-off without a word",
+            )),
+            other => Err(io::Error::other(format!(
+                "successor failed: {}",
+                other.strip_prefix("error: ").unwrap_or(other)
+            ))),
+        }
     };
-    let result = tokio::time::timeout(timeout, handed)
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "successor not ready in time",
-            ))
-        });
+    let exited = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if let Some(status) = child.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return status;
+            }
+        }
+    };
+    // Biased: a successor that reported why it failed and then exited is
+    // heard out (its report arrives before its exit).
+    let result = tokio::select! {
+        biased;
+        r = tokio::time::timeout(timeout, handed) => r.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "successor not ready in time"))
+        }),
+        status = exited => Err(io::Error::other(format!("successor exited ({status})"))),
+    };
     drop(cleanup);
-    match result {
-        Ok(()) => Ok(child),
-        Err(e) => {
+    result.map(|()| child.0.take().expect("still held"))
+}
+
+/// The successor, killed and reaped on drop unless taken out.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
-            Err(e)
         }
     }
 }
@@ -223,6 +264,24 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A successor that exits without connecting is seen at once, with its
+    // exit status, not after the timeout.
+    #[tokio::test]
+    async fn a_successor_that_exits_fails_the_hand_off_at_once() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let started = std::time::Instant::now();
+        let err = hand_over(
+            &[("proxy".into(), &l)],
+            Path::new("sh"),
+            &["-c".into(), "exit 3".into()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "successor exited (exit status: 3)");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     // The old and new ends in one process: names and sockets arrive intact,
     // and the handed listener accepts connections queued on the original.

@@ -1,0 +1,101 @@
+//! `drainpipe upgrade` and `drainpipe reload`: signal a running drainpipe
+//! (never a process that is not one) and wait for the outcome.
+//!
+//! The outcome travels through a status file the running process writes
+//! atomically once its successor serves (`ok PID`) or has failed
+//! (`error REASON`): `drainpipe-PID.handoff` in the temporary directory, named
+//! by the signalled process's id. The command removes it before signalling,
+//! waits for it (bounded), and removes it again.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::pidfile;
+
+/// How long a command waits for the outcome: the hand-off's own bound (30 s)
+/// and a margin.
+const WAIT: Duration = Duration::from_secs(35);
+
+/// What to ask of the running process.
+#[derive(Debug, Clone, Copy)]
+pub enum Ask {
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGUSR2: hand over to the binary now on disk.
+    Upgrade,
+}
+
+/// Where process `pid` reports the outcome of its last hand-off.
+pub fn status_path(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("drainpipe-{pid}.handoff"))
+}
+
+/// In the running process: records the outcome of a hand-off.
+pub fn report(outcome: Result<u32, &str>) {
+    let text = match outcome {
+        Ok(successor) => format!("ok {successor}\n"),
+        Err(reason) => format!("error {}\n", reason.lines().next().unwrap_or("failed")),
+    };
+    let path = status_path(std::process::id());
+    if let Err(e) = pidfile::write_atomically(&path, &text) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the hand-off status");
+    }
+}
+
+/// In the running process, at exit: its status file is of no more use.
+pub fn forget() {
+    let _ = std::fs::remove_file(status_path(std::process::id()));
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// `drainpipe reload|upgrade [PID | --pid-file FILE]`.
+pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), String> {
+    let pid = match (pid, pid_file) {
+        (Some(pid), _) => pid,
+        (None, Some(path)) => pidfile::read(path)?,
+        (None, None) => return Err("give the process id: PID or --pid-file FILE".into()),
+    };
+    pidfile::is_drainpipe(pid).map_err(|e| format!("{e}; not signalled"))?;
+    let status = status_path(pid as u32);
+    let _ = std::fs::remove_file(&status);
+    let (signal, verb) = match ask {
+        Ask::Reload => (Signal::SIGHUP, "reload"),
+        Ask::Upgrade => (Signal::SIGUSR2, "upgrade"),
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| format!("cannot signal process {pid}: {e}"))?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let _ = std::fs::remove_file(&status);
+            let text = text.trim();
+            if let Some(successor) = text.strip_prefix("ok ") {
+                println!("{verb}: process {pid} handed over to process {successor}, which serves");
+                return Ok(());
+            }
+            let reason = text.strip_prefix("error ").unwrap_or(text);
+            return Err(format!(
+                "{verb} failed: {reason}; process {pid} keeps serving as before"
+            ));
+        }
+        if !alive(pid) {
+            return Err(format!("{verb}: process {pid} exited without reporting"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{verb}: no outcome from process {pid} in {}s (see its log)",
+                WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
