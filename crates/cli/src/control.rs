@@ -1,11 +1,12 @@
 //! `drainpipe upgrade` and `drainpipe reload`: signal a running drainpipe
 //! (never a process that is not one) and wait for the outcome.
 //!
-//! The outcome travels through a status file the running process writes
-//! atomically once its successor serves (`ok PID`) or has failed
-//! (`error REASON`): `drainpipe-PID.handoff` in the temporary directory, named
-//! by the signalled process's id. The command removes it before signalling,
-//! waits for it (bounded), and removes it again.
+//! The outcome travels through a status file, `drainpipe-PID.handoff` in the
+//! temporary directory, named by the signalled process's id: the command
+//! creates it empty before signalling (someone is waiting), the running
+//! process replaces it atomically once its successor serves (`ok PID`) or has
+//! failed (`error REASON`), and the command reads and removes it. A signal
+//! sent by hand (no file) leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,21 +33,29 @@ pub fn status_path(pid: u32) -> PathBuf {
     std::env::temp_dir().join(format!("drainpipe-{pid}.handoff"))
 }
 
-/// In the running process: records the outcome of a hand-off.
+/// In the running process: records the outcome of a hand-off, if a command
+/// waits for it.
 pub fn report(outcome: Result<u32, &str>) {
+    let path = status_path(std::process::id());
+    if !path.exists() {
+        return;
+    }
     let text = match outcome {
         Ok(successor) => format!("ok {successor}\n"),
         Err(reason) => format!("error {}\n", reason.lines().next().unwrap_or("failed")),
     };
-    let path = status_path(std::process::id());
     if let Err(e) = pidfile::write_atomically(&path, &text) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the hand-off status");
     }
 }
 
-/// In the running process, at exit: its status file is of no more use.
-pub fn forget() {
-    let _ = std::fs::remove_file(status_path(std::process::id()));
+/// Removes the status file when the command stops waiting.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 /// Whether process `pid` runs (exists and is not a zombie).
@@ -67,6 +76,9 @@ pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), St
     pidfile::is_drainpipe(pid).map_err(|e| format!("{e}; not signalled"))?;
     let status = status_path(pid as u32);
     let _ = std::fs::remove_file(&status);
+    std::fs::File::create(&status)
+        .map_err(|e| format!("cannot create {}: {e}", status.display()))?;
+    let waiting = RemoveOnDrop(&status);
     let (signal, verb) = match ask {
         Ask::Reload => (Signal::SIGHUP, "reload"),
         Ask::Upgrade => (Signal::SIGUSR2, "upgrade"),
@@ -75,8 +87,9 @@ pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), St
         .map_err(|e| format!("cannot signal process {pid}: {e}"))?;
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(text) = std::fs::read_to_string(&status) {
-            let _ = std::fs::remove_file(&status);
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if !text.is_empty() {
+            drop(waiting);
             let text = text.trim();
             if let Some(successor) = text.strip_prefix("ok ") {
                 println!("{verb}: process {pid} handed over to process {successor}, which serves");

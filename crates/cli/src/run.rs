@@ -166,7 +166,6 @@ pub async fn config(load: Loader, pid_file: Option<PathBuf>) -> Result<(), Strin
     if let (Err(e), Some(s)) = (&result, successor.take()) {
         let _ = s.fail(e);
     }
-    control::forget();
     result
 }
 

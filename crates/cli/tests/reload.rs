@@ -159,6 +159,9 @@ fn a_broken_file_is_refused_with_its_line_and_the_process_serves_on() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(get(addr).unwrap().contains("via: 1.1 v1"));
+    // Nobody waited for that one: no status file left behind.
+    let status = std::env::temp_dir().join(format!("drainpipe-{}.handoff", proxy.pid()));
+    assert!(!status.exists());
 }
 
 #[test]
