@@ -2,8 +2,8 @@
 //! 20 s; halfway, `drainpipe upgrade PID` makes it hand its listening sockets
 //! to a successor and drain. No request fails, no connection is refused, no
 //! connection is reset. And with the default drain settings (no `[drain]`
-//! section), five upgrades in a row under 32 clients that send back to back
-//! and never retry lose nothing either.
+//! section), five upgrades and reloads in a row under 32 clients that send
+//! back to back and never retry lose nothing either.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -173,7 +173,7 @@ fn upgrade_under_load_loses_nothing() {
 }
 
 #[test]
-fn five_upgrades_with_the_default_config_lose_nothing() {
+fn five_upgrades_and_reloads_with_the_default_config_lose_nothing() {
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
     let upstream = origin.addr("origin");
     let dir = std::env::temp_dir().join(format!("drainpipe-upgrade5-{}", std::process::id()));
@@ -216,9 +216,15 @@ fn five_upgrades_with_the_default_config_lose_nothing() {
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let mut pids = vec![first.pid()];
-    for _ in 0..5 {
+    // Upgrade, reload (the file changed), upgrade, reload, upgrade.
+    for i in 0..5 {
+        let verb = if i % 2 == 0 { "upgrade" } else { "reload" };
+        if verb == "reload" {
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, format!("{text}\n# reload {i}\n")).unwrap();
+        }
         let status = Command::new(BIN)
-            .args(["upgrade", "--pid-file", pid_file.to_str().unwrap()])
+            .args([verb, "--pid-file", pid_file.to_str().unwrap()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -251,7 +257,7 @@ fn five_upgrades_with_the_default_config_lose_nothing() {
         tally.reconnects.load(Ordering::Relaxed),
     );
     eprintln!(
-        "five upgrades, default config: {ok} requests, {failed} failed, {refused} refused, \
+        "five upgrades and reloads, default config: {ok} requests, {failed} failed, {refused} refused, \
 {reset} reset, {reconnects} connections opened"
     );
     assert_eq!((failed, refused, reset), (0, 0, 0));
