@@ -98,6 +98,7 @@ pub async fn origin(
     max_requests: Option<u32>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
+    let signals = Signals::new();
     let listeners = listen
         .addrs
         .iter()
@@ -119,7 +120,7 @@ pub async fn origin(
         let until = wait(stopped.clone());
         serving.spawn(async move { server.serve(listener, Origin, until).await });
     }
-    shutdown_signal().await;
+    shutdown_signal(signals).await;
     let _ = stop.send(true);
     while let Some(done) = serving.join_next().await {
         if let Ok(report) = done {
@@ -409,15 +410,21 @@ fn log_report(name: &str, report: &DrainReport) {
     );
 }
 
-/// Resolves on SIGTERM or SIGINT: the cue to drain.
-pub async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGTERM or SIGINT: the cue to drain. SIGHUP and SIGUSR2
+/// (`drainpipe origin` has no file to reload, no hand-off) are logged and
+/// ignored, never fatal.
+async fn shutdown_signal(mut signals: Signals) {
+    loop {
+        tokio::select! {
+            () = recv(&mut signals.term) => break,
+            () = recv(&mut signals.int) => break,
+            () = recv(&mut signals.hup) => {
+                tracing::warn!("SIGHUP: nothing to reload (no configuration file); ignored");
+            }
+            () = recv(&mut signals.usr2) => {
+                tracing::warn!("SIGUSR2: drainpipe origin does not hand over its listener; ignored");
+            }
+        }
     }
     tracing::info!("signal received: draining");
 }
