@@ -39,7 +39,7 @@ fn summary(config: &Config, name: &str) -> String {
     out.push_str(&format!("  listeners: {}\n", or_none(listen)));
     for u in &config.upstream {
         out.push_str(&format!(
-            "  upstream {}: {} ({}{})\n",
+            "  upstream {}: {} ({}{}{})\n",
             u.name,
             u.servers.join(", "),
             u.balance.name(),
@@ -47,7 +47,8 @@ fn summary(config: &Config, name: &str) -> String {
                 ", health checks"
             } else {
                 ""
-            }
+            },
+            if u.lazy { ", resolved lazily" } else { "" }
         ));
     }
     let routes = config

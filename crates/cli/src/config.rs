@@ -122,6 +122,11 @@ pub struct UpstreamConf {
     pub health: Option<HealthConf>,
     /// Passive ejection.
     pub ejection: Option<EjectionConf>,
+    /// Whether the servers' host names may fail to resolve at load (they are
+    /// resolved when connecting); by default an unresolvable name is an
+    /// error.
+    #[serde(default)]
+    pub lazy: bool,
 }
 
 /// The balancing rule.
@@ -369,6 +374,7 @@ impl Config {
                 },
                 health: None,
                 ejection: None,
+                lazy: false,
             }],
             route: vec![RouteConf {
                 host: None,
@@ -463,7 +469,9 @@ impl Config {
             for (j, s) in u.servers.iter().enumerate() {
                 let at = |e| Invalid::new(format!("upstream[{i}].servers[{j}]"), e);
                 let origin = addr::upstream(s).map_err(at)?;
-                addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
+                if !u.lazy {
+                    addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
+                }
             }
             if self.upstream[..i].iter().any(|o| o.name == u.name) {
                 return Err(Invalid::new(
@@ -839,6 +847,18 @@ timeout = "1m"
         )
         .unwrap_err();
         assert!(err.ends_with("(line 7)"), "{err}");
+    }
+
+    #[test]
+    fn a_lazy_group_may_name_hosts_that_do_not_resolve_yet() {
+        let text = GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\"");
+        assert!(Config::parse(&text, "bad.toml").is_err());
+        let text = text.replace("balance = ", "lazy = true\nbalance = ");
+        let c = Config::parse(&text, "lazy.toml").unwrap();
+        assert!(c.upstream[0].lazy);
+        // Still parsed: a bad port is an error, lazy or not.
+        let text = text.replace("nowhere.invalid:1", "nowhere.invalid:x");
+        assert!(Config::parse(&text, "lazy.toml").is_err());
     }
 
     #[test]
