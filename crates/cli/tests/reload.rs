@@ -233,6 +233,12 @@ fn a_changed_file_is_applied_through_a_successor() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!pid_file.exists());
+    // Its log still reaches the stderr the first process was given: what it
+    // said while starting (relayed by the old process) and after the old
+    // process exited (its own, taken over).
+    let log = old.log_once("signal received: draining", Duration::from_secs(5));
+    assert!(log.contains("took over the listeners; serving"), "{log}");
+    assert!(log.contains("signal received: draining"), "{log}");
 }
 
 #[test]
