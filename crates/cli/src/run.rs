@@ -199,15 +199,21 @@ async fn serve_config(
     }
     // Inherited listeners the configuration no longer names close now.
     drop(std::mem::take(&mut listeners.inherited));
-    // Written once bound (a successor takes the file over).
-    let _pid_file = pid_file.as_deref().map(PidFile::create).transpose()?;
+    // Written once bound; a successor takes the file over only once nothing
+    // can fail any more (its failure must leave the old process's file).
+    let create_pid_file = || pid_file.as_deref().map(PidFile::create).transpose();
+    let mut _pid_file = None;
+    if successor.is_none() {
+        _pid_file = create_pid_file()?;
+    }
 
     let (stop, stopped) = watch::channel(false);
     let mut registry = Registry::new();
     let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
+    let many = origin.len() > 1;
     for listener in origin {
         let server = config.origin_server().build();
-        registry = registry.server("origin", server.stats());
+        registry = registry.server(role_name("origin", &listener, many), server.stats());
         println!("drainpipe origin listening on http://{}", local(&listener));
         let until = wait(stopped.clone());
         serving
@@ -219,11 +225,7 @@ async fn serve_config(
         let many = proxies.len() > 1;
         for listener in proxies {
             let addr = local(&listener);
-            let name = if many {
-                format!("proxy {addr}")
-            } else {
-                "proxy".into()
-            };
+            let name = role_name("proxy", &listener, many);
             let server = config.server().build();
             registry = registry.server(name.clone(), server.stats());
             println!("drainpipe proxy listening on http://{addr}");
@@ -237,12 +239,13 @@ async fn serve_config(
     } else {
         config.forward_proxy()?
     };
+    let many = forward.len() > 1;
     for listener in forward {
         let Some(service) = service.clone() else {
             break;
         };
         let server = config.server().honour_proxy_connection(true).build();
-        registry = registry.server("forward", server.stats());
+        registry = registry.server(role_name("forward", &listener, many), server.stats());
         println!(
             "drainpipe forward proxy listening on http://{}",
             local(&listener)
@@ -269,6 +272,7 @@ async fn serve_config(
         });
     }
     if let Some(successor) = successor.take() {
+        _pid_file = create_pid_file()?;
         successor
             .ready()
             .map_err(|e| format!("cannot tell the old process this one is serving: {e}"))?;
@@ -389,6 +393,16 @@ async fn recv(s: &mut Option<Signal>) {
             s.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// A listener's name in metrics and logs: its role, and its address when
+/// the role has several.
+fn role_name(role: &str, listener: &std::net::TcpListener, many: bool) -> String {
+    if many {
+        format!("{role} {}", local(listener))
+    } else {
+        role.into()
     }
 }
 

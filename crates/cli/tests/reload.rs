@@ -245,18 +245,27 @@ fn a_changed_file_is_applied_through_a_successor() {
 fn a_failing_successor_is_reported_at_once_and_the_old_process_serves_on() {
     let mut scratch = Scratch::new("upgrade-fail");
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
-    let config = scratch.path("p.toml");
+    let (config, pid_file) = (scratch.path("p.toml"), scratch.path("p.pid"));
     std::fs::write(
         &config,
         proxy_config("127.0.0.1:0", origin.addr("origin"), "v1"),
     )
     .unwrap();
-    let proxy = Proc::start(&["proxy", "--config", config.to_str().unwrap()], 1);
+    let proxy = Proc::start(
+        &[
+            "proxy",
+            "--config",
+            config.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+        1,
+    );
     scratch.kill.push(proxy.pid());
     // An upgrade does not check the file first: the successor reads it, fails,
     // and says why.
     std::fs::write(&config, "[server]\nidle_timeout = \"soon\"\n").unwrap();
-    let (code, _, err, took) = drainpipe(&["upgrade", &proxy.pid().to_string()]);
+    let (code, _, err, took) = drainpipe(&["upgrade", "--pid-file", pid_file.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     let reason = format!(
@@ -271,6 +280,7 @@ fn a_failing_successor_is_reported_at_once_and_the_old_process_serves_on() {
     assert!(log.contains(&format!("upgrade failed: {reason}")), "{log}");
     let got = get(proxy.addr("proxy")).unwrap();
     assert!(got.ends_with("Hello, World!"), "{got}");
+    assert_eq!(pid_in(&pid_file), proxy.pid());
 }
 
 #[test]
