@@ -49,6 +49,27 @@ pub fn report(outcome: Result<u32, &str>) {
     }
 }
 
+/// The subcommands that serve a configuration (and so reload and hand over).
+const SERVES_A_CONFIG: [&str; 2] = ["proxy", "forward"];
+
+/// The subcommand process `pid` runs (`None`: the default configuration, or
+/// unknown), from its command line, global flags skipped.
+fn subcommand(pid: i32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "--threads" {
+            args.next();
+        } else if !arg.starts_with('-') && !arg.is_empty() {
+            return Some(arg);
+        }
+    }
+    None
+}
+
 /// Removes the status file when the command stops waiting.
 struct RemoveOnDrop<'a>(&'a Path);
 
@@ -74,6 +95,11 @@ pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), St
         (None, None) => return Err("give the process id: PID or --pid-file FILE".into()),
     };
     pidfile::is_drainpipe(pid).map_err(|e| format!("{e}; not signalled"))?;
+    if let Some(other) = subcommand(pid).filter(|c| !SERVES_A_CONFIG.contains(&c.as_str())) {
+        return Err(format!(
+            "process {pid} runs `drainpipe {other}`, which has no configuration to reload or listeners to hand over; not signalled"
+        ));
+    }
     let status = status_path(pid as u32);
     let _ = std::fs::remove_file(&status);
     std::fs::File::create(&status)

@@ -372,6 +372,15 @@ fn a_pid_that_is_not_drainpipe_is_not_signalled() {
     assert!(sleeper.try_wait().unwrap().is_none());
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    // A drainpipe that serves no configuration: told so at once.
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let (code, _, err, took) = drainpipe(&["reload", &origin.pid().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        err.contains("runs `drainpipe origin`, which has no configuration to reload"),
+        "{err}"
+    );
     let (code, _, err, _) = drainpipe(&["reload", "--pid-file", "/nonexistent/d.pid"]);
     assert_eq!(code, Some(1));
     assert!(
