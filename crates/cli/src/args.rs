@@ -1,9 +1,9 @@
 //! Command-line arguments.
 
-use std::net::SocketAddr;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
+
+use crate::addr::ListenAddr;
 
 /// drainpipe: an HTTP/1.x connection engine.
 #[derive(Debug, Parser)]
@@ -23,9 +23,10 @@ pub enum Command {
     /// Serve the built-in origin routes (/, /echo, /bytes/N, /chunked/N,
     /// /delay/MS, /status/CODE, /close, /conn, /truncate/N, /reset).
     Origin {
-        /// Address to listen on.
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
+        /// interface).
         #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: SocketAddr,
+        listen: ListenAddr,
         /// Requests per connection before it closes.
         #[arg(long)]
         max_requests: Option<u32>,
@@ -40,10 +41,12 @@ pub enum Command {
         /// A TOML configuration file (instead of --listen/--upstream).
         #[arg(long, conflicts_with_all = ["listen", "upstream"])]
         config: Option<std::path::PathBuf>,
-        /// Address to listen on.
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
+        /// interface); default 127.0.0.1:8080.
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// An upstream server `HOST:PORT` (repeat for several).
+        listen: Option<ListenAddr>,
+        /// An upstream server `HOST:PORT` or `http://HOST:PORT` (repeat for
+        /// several).
         #[arg(long = "upstream", value_name = "HOST:PORT")]
         upstream: Vec<String>,
         /// How requests are spread over the upstreams.
@@ -51,10 +54,14 @@ pub enum Command {
         balance: BalanceArg,
         /// Address of the admin listener (/metrics, /status, /healthz, /ready).
         #[arg(long, conflicts_with = "config")]
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         /// Log a line per request (connection id, request number, status).
         #[arg(long, conflicts_with = "config")]
         access_log: bool,
+        /// Write the process id to this file (atomically); removed at exit,
+        /// taken over by the successor of an upgrade or reload.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<std::path::PathBuf>,
     },
     /// Run an explicit (forward) HTTP proxy: absolute-form requests and
     /// CONNECT tunnels; private addresses and CONNECT ports other than 443
@@ -62,7 +69,7 @@ pub enum Command {
     Forward {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3128")]
-        listen: SocketAddr,
+        listen: ListenAddr,
         /// Allow loopback and private destinations.
         #[arg(long)]
         allow_private: bool,
@@ -75,20 +82,47 @@ pub enum Command {
         credentials: Option<std::path::PathBuf>,
         /// Address of the admin listener.
         #[arg(long)]
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         /// Log a line per request.
         #[arg(long)]
         access_log: bool,
+        /// Write the process id to this file (atomically); removed at exit,
+        /// taken over by the successor of an upgrade or reload.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<std::path::PathBuf>,
     },
-    /// Ask a running drainpipe (by process id) to hand its listening sockets
-    /// to a new process and drain: a zero-downtime upgrade (same as SIGUSR2).
-    Upgrade {
-        /// The running drainpipe's process id.
-        pid: i32,
+    /// Ask a running drainpipe to hand its listening sockets to a new process
+    /// started from the binary now on disk, and drain: a zero-downtime
+    /// upgrade (same as SIGUSR2). Waits for the outcome; exits non-zero with
+    /// the reason if the new process failed.
+    Upgrade(Target),
+    /// Ask a running drainpipe to re-read its configuration (same as
+    /// SIGHUP): applied through a new process that takes over the listeners,
+    /// or refused (the old configuration keeps serving). Waits for the
+    /// outcome; exits non-zero with the reason if the reload failed.
+    Reload(Target),
+    /// Check a configuration file without serving it: parse and validate
+    /// (addresses, host names, files, routes), print a short summary, exit 0;
+    /// on error print one line naming the file, key and line, exit 1.
+    Check {
+        /// The file to check (default: the built-in default configuration).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
     /// Load-test a URL: serial, parallel, persistent or pipelined connections;
     /// requests/s, latency percentiles, connections opened, TIME_WAIT left.
     Bench(BenchArgs),
+}
+
+/// The running drainpipe `upgrade` and `reload` talk to.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// The pid file it wrote (`--pid-file`).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 /// Balancing rules for `drainpipe proxy`.

@@ -21,18 +21,19 @@
 //! `[client]` (the upstream pools), `[proxy]` (`Via`, `X-Forwarded-*`, `Host`),
 //! `[drain]`, `[origin]` (serve the built-in origin too), `[admin]`.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drainpipe::client::{Client, Origin};
+use drainpipe::client::Client;
 use drainpipe::proxy::{
     Balance, Credentials, Ejection, ForwardProxy, Forwarding, Group, HealthCheck, Policy, Proxy,
     Route,
 };
 use drainpipe::server::Server;
 use serde::Deserialize;
+
+use crate::addr::{self, ListenAddr};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -74,8 +75,8 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConf {
-    /// `ADDR:PORT` it listens on.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
     /// Whether loopback and private addresses may be reached.
     #[serde(default)]
     pub allow_private: bool,
@@ -94,16 +95,16 @@ fn https_port() -> Vec<u16> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
-    /// `ADDR:PORT`.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
 }
 
 /// A section that only names an address.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConf {
-    /// `ADDR:PORT`.
-    pub listen: SocketAddr,
+    /// The address it listens on.
+    pub listen: ListenAddr,
 }
 
 /// An upstream group.
@@ -121,6 +122,11 @@ pub struct UpstreamConf {
     pub health: Option<HealthConf>,
     /// Passive ejection.
     pub ejection: Option<EjectionConf>,
+    /// Whether the servers' host names may fail to resolve at load (they are
+    /// resolved when connecting); by default an unresolvable name is an
+    /// error.
+    #[serde(default)]
+    pub lazy: bool,
 }
 
 /// The balancing rule.
@@ -132,6 +138,16 @@ pub enum BalanceConf {
     RoundRobin,
     /// Fewest requests in flight.
     LeastConnections,
+}
+
+impl BalanceConf {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BalanceConf::RoundRobin => "round_robin",
+            BalanceConf::LeastConnections => "least_connections",
+        }
+    }
 }
 
 /// Active health checks.
@@ -257,6 +273,17 @@ impl Default for ProxyConf {
     }
 }
 
+/// `[drain] delay` when the file does not say. Not 0: with 0, keep-alive
+/// clients that send back to back lose the requests they write at the instant
+/// the old process closes their idle connections (56-104 requests over five
+/// upgrades under 32 such clients); a second of `Connection: close` on every
+/// response first moves them all to new connections.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(1);
+
+/// `[drain] spread` when the file does not say: idle connections left after
+/// the delay close over a second, not in one burst of reconnections.
+pub const DEFAULT_DRAIN_SPREAD: Duration = Duration::from_secs(1);
+
 /// How a shutdown drains.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,10 +292,12 @@ pub struct DrainConf {
     #[serde(default, with = "duration")]
     pub timeout: Option<Duration>,
     /// How long the listeners keep accepting (every response saying close)
-    /// while load balancers notice the process is not ready.
+    /// while load balancers notice the process is not ready (default
+    /// [`DEFAULT_DRAIN_DELAY`]).
     #[serde(default, with = "duration")]
     pub delay: Option<Duration>,
-    /// The window over which idle keep-alive connections are closed.
+    /// The window over which idle keep-alive connections are closed (default
+    /// [`DEFAULT_DRAIN_SPREAD`]).
     #[serde(default, with = "duration")]
     pub spread: Option<Duration>,
 }
@@ -318,10 +347,10 @@ impl Config {
     /// The configuration `drainpipe proxy --listen ADDR --upstream ADDR...`
     /// stands for: one listener, one group, every path routed to it.
     pub fn quick(
-        listen: Option<SocketAddr>,
+        listen: Option<ListenAddr>,
         upstreams: &[String],
         balance: crate::args::BalanceArg,
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         access_log: bool,
     ) -> Result<Config, String> {
         if upstreams.is_empty() {
@@ -330,9 +359,10 @@ impl Config {
             );
         }
         for u in upstreams {
-            parse_origin(u).map_err(|e| format!("--upstream: {e}"))?;
+            let origin = addr::upstream(u).map_err(|e| format!("--upstream: {e}"))?;
+            addr::resolve_upstream(&origin).map_err(|e| format!("--upstream: {u}: {e}"))?;
         }
-        let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+        let listen = listen.unwrap_or_else(|| ListenAddr::ip(([127, 0, 0, 1], 8080).into()));
         Ok(Config {
             listener: vec![Listener { listen }],
             upstream: vec![UpstreamConf {
@@ -344,6 +374,7 @@ impl Config {
                 },
                 health: None,
                 ejection: None,
+                lazy: false,
             }],
             route: vec![RouteConf {
                 host: None,
@@ -358,11 +389,11 @@ impl Config {
 
     /// The configuration `drainpipe forward --listen ADDR …` stands for.
     pub fn quick_forward(
-        listen: SocketAddr,
+        listen: ListenAddr,
         allow_private: bool,
         allow_ports: &[u16],
         credentials: Option<std::path::PathBuf>,
-        admin: Option<SocketAddr>,
+        admin: Option<ListenAddr>,
         access_log: bool,
     ) -> Result<Config, String> {
         let mut ports = https_port();
@@ -378,9 +409,9 @@ impl Config {
             access_log,
             ..Config::default()
         };
-        config.check("--credentials").map_err(|e| {
-            e.replacen("--credentials: forward.credentials: ", "--credentials: ", 1)
-        })?;
+        config
+            .check()
+            .map_err(|e| format!("--credentials: {}", e.message))?;
         Ok(config)
     }
 
@@ -415,44 +446,59 @@ impl Config {
                 format!("{name}: {path}: {message}{at}")
             }
         })?;
-        config.check(name)?;
+        config.check().map_err(|e| {
+            let at = line_of_key(text, &e.key)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            format!("{name}: {}: {}{at}", e.key, e.message)
+        })?;
         Ok(config)
     }
 
     /// Cross-references: every route names a known group, every group has
-    /// servers that parse, routes need a listener.
-    fn check(&self, name: &str) -> Result<(), String> {
+    /// servers that parse and resolve, the credentials file reads, routes
+    /// need a listener. The error is the key at fault and what is wrong.
+    fn check(&self) -> Result<(), Invalid> {
         for (i, u) in self.upstream.iter().enumerate() {
             if u.servers.is_empty() {
-                return Err(format!(
-                    "{name}: upstream[{i}].servers: a group needs at least one server"
+                return Err(Invalid::new(
+                    format!("upstream[{i}].servers"),
+                    "a group needs at least one server",
                 ));
             }
             for (j, s) in u.servers.iter().enumerate() {
-                parse_origin(s).map_err(|e| format!("{name}: upstream[{i}].servers[{j}]: {e}"))?;
+                let at = |e| Invalid::new(format!("upstream[{i}].servers[{j}]"), e);
+                let origin = addr::upstream(s).map_err(at)?;
+                if !u.lazy {
+                    addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
+                }
             }
             if self.upstream[..i].iter().any(|o| o.name == u.name) {
-                return Err(format!(
-                    "{name}: upstream[{i}].name: {:?} is defined twice",
-                    u.name
+                return Err(Invalid::new(
+                    format!("upstream[{i}].name"),
+                    format!("{:?} is defined twice", u.name),
                 ));
             }
         }
         for (i, r) in self.route.iter().enumerate() {
             if !self.upstream.iter().any(|u| u.name == r.upstream) {
-                return Err(format!(
-                    "{name}: route[{i}].upstream: no upstream named {:?}",
-                    r.upstream
+                return Err(Invalid::new(
+                    format!("route[{i}].upstream"),
+                    format!("no upstream named {:?}", r.upstream),
                 ));
             }
             if !r.path.starts_with('/') {
-                return Err(format!("{name}: route[{i}].path: must start with '/'"));
+                return Err(Invalid::new(
+                    format!("route[{i}].path"),
+                    "must start with '/'",
+                ));
             }
         }
-        self.credentials(name)?;
+        self.credentials()?;
         if !self.route.is_empty() && self.listener.is_empty() {
-            return Err(format!(
-                "{name}: listener: routes are defined but no [[listener]] listens"
+            return Err(Invalid::new(
+                "route",
+                "routes are defined but no [[listener]] listens",
             ));
         }
         Ok(())
@@ -505,30 +551,22 @@ impl Config {
         if let Some(d) = self.drain.timeout {
             b = b.drain_timeout(d);
         }
-        if let Some(d) = self.drain.delay {
-            b = b.drain_delay(d);
-        }
-        if let Some(d) = self.drain.spread {
-            b = b.drain_spread(d);
-        }
-        b
+        b.drain_delay(self.drain.delay.unwrap_or(DEFAULT_DRAIN_DELAY))
+            .drain_spread(self.drain.spread.unwrap_or(DEFAULT_DRAIN_SPREAD))
     }
 
     /// The forward proxy's credentials file, read and parsed (`None` when
-    /// none is configured); errors name `name`, the file and the problem.
-    fn credentials(&self, name: &str) -> Result<Option<Credentials>, String> {
+    /// none is configured); errors name the file and the problem.
+    fn credentials(&self) -> Result<Option<Credentials>, Invalid> {
         let Some(path) = self.forward.as_ref().and_then(|f| f.credentials.as_ref()) else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "{name}: forward.credentials: cannot read {}: {e}",
-                path.display()
-            )
-        })?;
+        let at = |e| Invalid::new("forward.credentials", e);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
         Credentials::parse(&text)
             .map(Some)
-            .map_err(|e| format!("{name}: forward.credentials: {}: {e}", path.display()))
+            .map_err(|e| at(format!("{}: {e}", path.display())))
     }
 
     /// The forward proxy service, if configured. The credentials file is
@@ -538,7 +576,9 @@ impl Config {
         let Some(f) = self.forward.as_ref() else {
             return Ok(None);
         };
-        let credentials = self.credentials("config")?;
+        let credentials = self
+            .credentials()
+            .map_err(|e| format!("config: {}: {}", e.key, e.message))?;
         let policy = Policy {
             allow_private: f.allow_private,
             connect_ports: f.allow_ports.clone(),
@@ -606,7 +646,7 @@ fn group(u: &UpstreamConf) -> Group {
     let origins = u
         .servers
         .iter()
-        .map(|s| parse_origin(s).expect("checked when loaded"))
+        .map(|s| addr::upstream(s).expect("checked when loaded"))
         .collect();
     let balance = match u.balance {
         BalanceConf::RoundRobin => Balance::RoundRobin,
@@ -633,17 +673,55 @@ fn group(u: &UpstreamConf) -> Group {
     g
 }
 
-/// `HOST:PORT` (or `[V6]:PORT`) as an upstream origin.
-pub fn parse_origin(text: &str) -> Result<Origin, String> {
-    let uri: http::Uri = format!("http://{text}/")
-        .parse()
-        .map_err(|_| format!("invalid upstream address {text:?} (use HOST:PORT)"))?;
-    if uri.port_u16().is_none() {
-        return Err(format!(
-            "invalid upstream address {text:?}: no port (use HOST:PORT)"
-        ));
+/// A value that parsed but does not fit: the key (`route[0].upstream`) and
+/// what is wrong.
+#[derive(Debug)]
+struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
-    Origin::of(&uri).map_err(|e| format!("invalid upstream address {text:?}: {e}"))
+}
+
+/// The line of `key` (`upstream[0].servers[1]`) in the TOML `text`: of its
+/// value, or of the nearest enclosing table or array present.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at: Option<usize> = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((_, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
+        at = Some(value.span().start);
+        let mut value = value;
+        if let (Some(i), DeValue::Array(items)) = (index, value.get_ref()) {
+            match items.get(i) {
+                Some(item) => {
+                    at = Some(item.span().start);
+                    value = item;
+                }
+                None => break,
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    at.map(|offset| line_of(text, offset))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -689,7 +767,7 @@ timeout = "1m"
     #[test]
     fn a_good_file_loads() {
         let c = Config::parse(GOOD, "good.toml").unwrap();
-        assert_eq!(c.listener[0].listen.port(), 8080);
+        assert_eq!(c.listener[0].listen.addrs[0].port(), 8080);
         assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(c.server.head_timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.drain.timeout, Some(Duration::from_secs(60)));
@@ -713,7 +791,7 @@ timeout = "1m"
             ),
             (
                 GOOD.replace("\"127.0.0.1:8081\"", "\"nowhere\""),
-                "bad.toml: upstream[0].servers[0]: invalid upstream address \"nowhere\": no port",
+                "bad.toml: upstream[0].servers[0]: nowhere: no port",
             ),
             (
                 GOOD.replace("least_connections", "random"),
@@ -721,7 +799,7 @@ timeout = "1m"
             ),
             (
                 GOOD.replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\""),
-                "bad.toml: listener[0].listen: invalid socket address syntax",
+                "bad.toml: listener[0].listen: localhost: no port",
             ),
             (GOOD.replace("[drain]", "[drain"), "bad.toml: "),
         ];
@@ -733,6 +811,54 @@ timeout = "1m"
             );
             assert_eq!(err.lines().count(), 1, "{err:?}");
         }
+    }
+
+    #[test]
+    fn errors_found_after_parsing_name_the_line() {
+        let cases = [
+            (
+                GOOD.replace("upstream = \"app\"", "upstream = \"nope\""),
+                "bad.toml: route[0].upstream: no upstream named \"nope\" (line 13)",
+            ),
+            (
+                GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\""),
+                "bad.toml: upstream[0].servers[1]: nowhere.invalid:1: host name 'nowhere.invalid' does not resolve",
+            ),
+            (
+                GOOD.replace("path = \"/\"", "path = \"api\""),
+                "bad.toml: route[0].path: must start with '/' (line 12)",
+            ),
+            (
+                format!("{GOOD}\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\"]\n"),
+                "bad.toml: upstream[1].name: \"app\" is defined twice (line 24)",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text, "bad.toml").unwrap_err();
+            assert!(
+                err.starts_with(want),
+                "{err:?} does not start with {want:?}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err:?}");
+        }
+        let err = Config::parse(
+            &GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\""),
+            "bad.toml",
+        )
+        .unwrap_err();
+        assert!(err.ends_with("(line 7)"), "{err}");
+    }
+
+    #[test]
+    fn a_lazy_group_may_name_hosts_that_do_not_resolve_yet() {
+        let text = GOOD.replace("\"localhost:8082\"", "\"nowhere.invalid:1\"");
+        assert!(Config::parse(&text, "bad.toml").is_err());
+        let text = text.replace("balance = ", "lazy = true\nbalance = ");
+        let c = Config::parse(&text, "lazy.toml").unwrap();
+        assert!(c.upstream[0].lazy);
+        // Still parsed: a bad port is an error, lazy or not.
+        let text = text.replace("nowhere.invalid:1", "nowhere.invalid:x");
+        assert!(Config::parse(&text, "lazy.toml").is_err());
     }
 
     #[test]
@@ -763,6 +889,56 @@ timeout = "1m"
             err.starts_with("fwd.toml: forward.credentials: cannot read /nonexistent"),
             "{err}"
         );
+    }
+
+    /// docs/configuration.md names every key the file accepts (a table row
+    /// starting with the dotted key), and nothing the file does not accept.
+    #[test]
+    fn every_key_is_in_the_configuration_doc() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let keys = crate::keys::keys::<Config>();
+        assert!(keys.len() > 40, "{keys:?}");
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(key, _)| key)
+            .filter(|key| {
+                key.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            })
+            .collect();
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !rows.contains(&k.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from docs/configuration.md: {missing:?}"
+        );
+        let unknown: Vec<&&str> = rows
+            .iter()
+            .filter(|r| !keys.iter().any(|k| k == *r))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents unknown keys: {unknown:?}"
+        );
+    }
+
+    /// The complete example in docs/configuration.md is a valid file.
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let example = doc
+            .split("## A complete example")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("a toml block after the heading");
+        let c = Config::parse(example, "configuration.md").unwrap();
+        assert_eq!(c.upstream[0].servers.len(), 2);
+        assert_eq!(c.drain.delay, Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The `drainpipe` binary: parses arguments, sets up logging and the runtime,
 //! and hands over to the library. No logic lives here.
 
+mod addr;
 mod alloc;
 mod args;
 mod bench;
+mod check;
 mod config;
+mod control;
+#[cfg(test)]
+mod keys;
+mod pidfile;
 mod run;
 
 use std::process::ExitCode;
@@ -17,6 +23,8 @@ use config::Config;
 
 /// The repository's default configuration, run when no command is given.
 const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+/// The name the default configuration goes by in messages.
+const DEFAULT_CONFIG_NAME: &str = "config/default.toml";
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -74,8 +82,10 @@ fn main() -> ExitCode {
                 drain_timeout,
             }) => run::origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
             Some(Command::Proxy {
-                config: Some(path), ..
-            }) => run::config(Config::load(&path)?).await,
+                config: Some(path),
+                pid_file,
+                ..
+            }) => run::config(Box::new(move || Config::load(&path)), pid_file).await,
             Some(Command::Proxy {
                 config: None,
                 listen,
@@ -83,13 +93,26 @@ fn main() -> ExitCode {
                 balance,
                 admin,
                 access_log,
+                pid_file,
             }) => {
-                run::config(Config::quick(
-                    listen, &upstream, balance, admin, access_log,
-                )?)
-                .await
+                let load = move || {
+                    Config::quick(
+                        listen.clone(),
+                        &upstream,
+                        balance,
+                        admin.clone(),
+                        access_log,
+                    )
+                };
+                run::config(Box::new(load), pid_file).await
             }
-            Some(Command::Upgrade { pid }) => run::upgrade(pid),
+            Some(Command::Upgrade(t)) => {
+                control::run(control::Ask::Upgrade, t.pid, t.pid_file.as_deref())
+            }
+            Some(Command::Reload(t)) => {
+                control::run(control::Ask::Reload, t.pid, t.pid_file.as_deref())
+            }
+            Some(Command::Check { config }) => check::run(config.as_deref()),
             Some(Command::Forward {
                 listen,
                 allow_private,
@@ -97,19 +120,25 @@ fn main() -> ExitCode {
                 credentials,
                 admin,
                 access_log,
+                pid_file,
             }) => {
-                let config = Config::quick_forward(
-                    listen,
-                    allow_private,
-                    &allow_port,
-                    credentials,
-                    admin,
-                    access_log,
-                )?;
-                run::config(config).await
+                let load = move || {
+                    Config::quick_forward(
+                        listen.clone(),
+                        allow_private,
+                        &allow_port,
+                        credentials.clone(),
+                        admin.clone(),
+                        access_log,
+                    )
+                };
+                run::config(Box::new(load), pid_file).await
             }
             Some(Command::Bench(bench)) => bench::run(bench).await,
-            None => run::config(Config::parse(DEFAULT_CONFIG, "config/default.toml")?).await,
+            None => {
+                let load = || Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME);
+                run::config(Box::new(load), None).await
+            }
         }
     });
     match result {

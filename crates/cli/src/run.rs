@@ -4,23 +4,35 @@
 //!
 //! Signals: SIGTERM and SIGINT drain and exit; SIGUSR2 starts a successor from
 //! the same binary and arguments, hands it the listening sockets, and drains
-//! once it serves (a zero-downtime upgrade).
+//! once it serves (a zero-downtime upgrade); SIGHUP does the same once the
+//! configuration, read again, validates (a reload: the successor reads the
+//! new file). A hand-off that fails leaves this process serving as before;
+//! its outcome is reported for `drainpipe upgrade|reload` (see
+//! [`control`](crate::control)).
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Child;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use drainpipe::admin::Admin;
-use drainpipe::handoff::{self, Handed};
+use drainpipe::handoff::{self, Handed, Successor};
 use drainpipe::metrics::Registry;
 use drainpipe::origin::Origin;
 use drainpipe::server::{DrainReport, Server};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::addr::ListenAddr;
 use crate::config::Config;
+use crate::control;
+use crate::pidfile::PidFile;
 
 /// Backlog of the listening sockets drainpipe binds.
 const BACKLOG: u32 = 4096;
@@ -79,62 +91,129 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     socket.listen(BACKLOG).map_err(fail)
 }
 
-/// `drainpipe origin`: the built-in origin on one listener.
+/// `drainpipe origin`: the built-in origin on the listener (one per address
+/// its host name resolves to).
 pub async fn origin(
-    listen: SocketAddr,
+    listen: ListenAddr,
     max_requests: Option<u32>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
-    let listener = bind(listen)?;
+    let signals = Signals::new();
+    let listeners = listen
+        .addrs
+        .iter()
+        .map(|a| {
+            bind(*a)?
+                .into_std()
+                .map_err(|e| format!("cannot listen on {a}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
         builder = builder.max_requests_per_connection(n);
     }
-    let server = builder.build();
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("drainpipe origin listening on http://{addr}");
-    let report = server.serve(listener, Origin, shutdown_signal()).await;
-    log_report("origin", &report);
+    let (stop, stopped) = watch::channel(false);
+    let mut serving = JoinSet::new();
+    for listener in listeners {
+        let server = builder.clone().build();
+        println!("drainpipe origin listening on http://{}", local(&listener));
+        let until = wait(stopped.clone());
+        serving.spawn(async move { server.serve(listener, Origin, until).await });
+    }
+    shutdown_signal(signals).await;
+    let _ = stop.send(true);
+    while let Some(done) = serving.join_next().await {
+        if let Ok(report) = done {
+            log_report("origin", &report);
+        }
+    }
     Ok(())
+}
+
+/// Resolves once `stopped` turns true.
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Binds (or inherits) every address of `listen` for `role`.
+fn take_all(
+    listeners: &mut Listeners,
+    role: &str,
+    listen: &ListenAddr,
+) -> Result<Vec<Arc<std::net::TcpListener>>, String> {
+    listen
+        .addrs
+        .iter()
+        .map(|a| listeners.take(role, *a))
+        .collect()
 }
 
 /// Runs what a configuration describes: the proxy listeners, the built-in
 /// origin and the admin listener if configured, until a signal.
-pub async fn config(config: Config) -> Result<(), String> {
+///
+/// `load` reads the configuration (again on SIGHUP). In a successor, an error
+/// before serving is also reported to the old process, which keeps serving.
+pub async fn config(load: Loader, pid_file: Option<PathBuf>) -> Result<(), String> {
+    // First of all: SIGHUP's default action (exit) must never hit a process
+    // that is starting or serving.
+    let signals = Signals::new();
     let inherited =
         handoff::inherit().map_err(|e| format!("cannot take over the listeners: {e}"))?;
-    let (handed, successor) = match inherited {
+    let (handed, mut successor) = match inherited {
         Some((handed, successor)) => (handed, Some(successor)),
         None => (Vec::new(), None),
     };
+    let result = serve_config(&load, handed, &mut successor, pid_file, signals).await;
+    if let (Err(e), Some(s)) = (&result, successor.take()) {
+        let _ = s.fail(e);
+    }
+    result
+}
+
+/// [`config`]'s work: load, bind or inherit, serve until the end, drain.
+async fn serve_config(
+    load: &Loader,
+    handed: Vec<Handed>,
+    successor: &mut Option<Successor>,
+    pid_file: Option<PathBuf>,
+    mut signals: Signals,
+) -> Result<(), String> {
+    let config = load()?;
     let mut listeners = Listeners::new(handed);
     // Bind everything first: a bad address fails before anything serves.
-    let origin = match &config.origin {
-        Some(o) => Some(listeners.take("origin", o.listen)?),
-        None => None,
-    };
+    let mut origin = Vec::new();
+    if let Some(o) = &config.origin {
+        origin = take_all(&mut listeners, "origin", &o.listen)?;
+    }
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.push(listeners.take("proxy", l.listen)?);
+        proxies.extend(take_all(&mut listeners, "proxy", &l.listen)?);
     }
-    let forward = match &config.forward {
-        Some(f) => Some(listeners.take("forward", f.listen)?),
-        None => None,
-    };
-    let admin = match &config.admin {
-        Some(a) => Some(listeners.take("admin", a.listen)?),
-        None => None,
-    };
+    let mut forward = Vec::new();
+    if let Some(f) = &config.forward {
+        forward = take_all(&mut listeners, "forward", &f.listen)?;
+    }
+    let mut admin = Vec::new();
+    if let Some(a) = &config.admin {
+        admin = take_all(&mut listeners, "admin", &a.listen)?;
+    }
+    // Inherited listeners the configuration no longer names close now.
+    drop(std::mem::take(&mut listeners.inherited));
+    // Written once bound; a successor takes the file over only once nothing
+    // can fail any more (its failure must leave the old process's file).
+    let create_pid_file = || pid_file.as_deref().map(PidFile::create).transpose();
+    let mut _pid_file = None;
+    if successor.is_none() {
+        _pid_file = create_pid_file()?;
+    }
 
     let (stop, stopped) = watch::channel(false);
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let mut registry = Registry::new();
     let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
-    if let Some(listener) = origin {
+    let many = origin.len() > 1;
+    for listener in origin {
         let server = config.origin_server().build();
-        registry = registry.server("origin", server.stats());
+        registry = registry.server(role_name("origin", &listener, many), server.stats());
         println!("drainpipe origin listening on http://{}", local(&listener));
         let until = wait(stopped.clone());
         serving
@@ -146,11 +225,7 @@ pub async fn config(config: Config) -> Result<(), String> {
         let many = proxies.len() > 1;
         for listener in proxies {
             let addr = local(&listener);
-            let name = if many {
-                format!("proxy {addr}")
-            } else {
-                "proxy".into()
-            };
+            let name = role_name("proxy", &listener, many);
             let server = config.server().build();
             registry = registry.server(name.clone(), server.stats());
             println!("drainpipe proxy listening on http://{addr}");
@@ -159,9 +234,18 @@ pub async fn config(config: Config) -> Result<(), String> {
             serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
         }
     }
-    if let (Some(listener), Some(service)) = (forward, config.forward_proxy()?) {
+    let service = if forward.is_empty() {
+        None
+    } else {
+        config.forward_proxy()?
+    };
+    let many = forward.len() > 1;
+    for listener in forward {
+        let Some(service) = service.clone() else {
+            break;
+        };
         let server = config.server().honour_proxy_connection(true).build();
-        registry = registry.server("forward", server.stats());
+        registry = registry.server(role_name("forward", &listener, many), server.stats());
         println!(
             "drainpipe forward proxy listening on http://{}",
             local(&listener)
@@ -175,25 +259,27 @@ pub async fn config(config: Config) -> Result<(), String> {
         });
     }
     let (admin_stop, admin_stopped) = watch::channel(false);
-    let admin_task = admin.map(|listener| {
+    let mut admin_tasks = JoinSet::new();
+    for listener in admin {
         println!("drainpipe admin listening on http://{}", local(&listener));
         let service = Admin::new(registry.clone());
-        let until = wait(admin_stopped);
-        tokio::spawn(async move {
+        let until = wait(admin_stopped.clone());
+        admin_tasks.spawn(async move {
             Server::builder()
                 .build()
                 .serve(listener, service, until)
                 .await
-        })
-    });
-    if let Some(successor) = successor {
+        });
+    }
+    if let Some(successor) = successor.take() {
+        _pid_file = create_pid_file()?;
         successor
             .ready()
             .map_err(|e| format!("cannot tell the old process this one is serving: {e}"))?;
         tracing::info!("took over the listeners; serving");
     }
 
-    wait_for_the_end(&listeners).await;
+    signals.wait_for_the_end(&listeners, load).await;
     registry.set_not_ready();
     let _ = stop.send(true);
     while let Some(done) = serving.join_next().await {
@@ -202,49 +288,121 @@ pub async fn config(config: Config) -> Result<(), String> {
         }
     }
     let _ = admin_stop.send(true);
-    if let Some(task) = admin_task {
-        let _ = task.await;
-    }
+    admin_tasks.join_all().await;
     Ok(())
 }
 
-/// Waits for SIGTERM/SIGINT, or for a SIGUSR2 whose hand-off succeeded.
-async fn wait_for_the_end(listeners: &Listeners) {
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut usr2 = signal(SignalKind::user_defined2()).ok();
-    loop {
-        tokio::select! {
-            () = recv(&mut term) => break,
-            _ = tokio::signal::ctrl_c() => break,
-            () = recv(&mut usr2) => {
-                tracing::info!("SIGUSR2: starting a successor to hand the listeners to");
-                let program = match std::env::current_exe() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot find this binary; upgrade abandoned");
-                        continue;
-                    }
-                };
-                let args: Vec<_> = std::env::args_os().skip(1).collect();
-                match handoff::hand_over(&listeners.offer(), &program, &args, Duration::from_secs(30)).await {
-                    Ok(child) => {
-                        tracing::info!(successor = child.id(), "successor serving; draining");
-                        return;
-                    }
-                    Err(e) => tracing::error!(error = %e, "upgrade failed; still serving"),
-                }
-            }
-        }
-    }
-    tracing::info!("signal received: draining");
+/// Reads the configuration: from its file, the flags, or the built-in
+/// default.
+pub type Loader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// A hand-off under way: resolves to the successor once it serves.
+type HandOver = Pin<Box<dyn Future<Output = io::Result<Child>>>>;
+
+/// How long a successor has to report it serves.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The signals a serving process handles, registered once at start.
+struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+    hup: Option<Signal>,
+    usr2: Option<Signal>,
 }
 
-async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
+        }
+    }
+
+    /// Serves signals until SIGTERM/SIGINT, or until a hand-off (SIGUSR2:
+    /// upgrade; SIGHUP: reload, once the configuration validates) has a
+    /// successor serving. A failed hand-off is logged with the successor's
+    /// reason and this process goes on; SIGTERM/SIGINT while one is pending
+    /// stops the successor, then drains.
+    async fn wait_for_the_end(&mut self, listeners: &Listeners, load: &Loader) {
+        let mut pending: Option<(&str, HandOver)> = None;
+        loop {
+            let asked = tokio::select! {
+                () = recv(&mut self.term) => break,
+                () = recv(&mut self.int) => break,
+                () = recv(&mut self.usr2) => "upgrade",
+                () = recv(&mut self.hup) => "reload",
+                done = async { pending.as_mut().expect("guarded").1.as_mut().await }, if pending.is_some() => {
+                    let (what, _) = pending.take().expect("guarded");
+                    match done {
+                        Ok(child) => {
+                            tracing::info!(successor = child.id(), "{what}: successor serving; draining");
+                            control::report(Ok(child.id()));
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!("{what} failed: {e}; still serving as before");
+                            control::report(Err(&e.to_string()));
+                        }
+                    }
+                    continue;
+                }
+            };
+            if let Some((what, _)) = &pending {
+                tracing::warn!("{asked} asked while a {what} is under way: ignored");
+                continue;
+            }
+            if asked == "reload" {
+                // Checked here first: a bad file never starts a successor.
+                if let Err(e) = load() {
+                    tracing::error!("reload refused: {e}; still serving as before");
+                    control::report(Err(&e));
+                    continue;
+                }
+            }
+            let program = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot find this binary; {asked} abandoned");
+                    control::report(Err(&format!("cannot find this binary: {e}")));
+                    continue;
+                }
+            };
+            tracing::info!("{asked}: starting a successor to hand the listeners to");
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            // The listeners still accepting, held only while the hand-off runs.
+            let offer = listeners.offer();
+            pending = Some((
+                asked,
+                Box::pin(async move {
+                    handoff::hand_over(&offer, &program, &args, HAND_OVER_TIMEOUT).await
+                }),
+            ));
+        }
+        if let Some((what, _)) = pending.take() {
+            tracing::info!("{what} abandoned: the successor is stopped");
+        }
+        tracing::info!("signal received: draining");
+    }
+}
+
+async fn recv(s: &mut Option<Signal>) {
     match s.as_mut() {
         Some(s) => {
             s.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// A listener's name in metrics and logs: its role, and its address when
+/// the role has several.
+fn role_name(role: &str, listener: &std::net::TcpListener, many: bool) -> String {
+    if many {
+        format!("{role} {}", local(listener))
+    } else {
+        role.into()
     }
 }
 
@@ -266,27 +424,21 @@ fn log_report(name: &str, report: &DrainReport) {
     );
 }
 
-/// Resolves on SIGTERM or SIGINT: the cue to drain.
-pub async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGTERM or SIGINT: the cue to drain. SIGHUP and SIGUSR2
+/// (`drainpipe origin` has no file to reload, no hand-off) are logged and
+/// ignored, never fatal.
+async fn shutdown_signal(mut signals: Signals) {
+    loop {
+        tokio::select! {
+            () = recv(&mut signals.term) => break,
+            () = recv(&mut signals.int) => break,
+            () = recv(&mut signals.hup) => {
+                tracing::warn!("SIGHUP: nothing to reload (no configuration file); ignored");
+            }
+            () = recv(&mut signals.usr2) => {
+                tracing::warn!("SIGUSR2: drainpipe origin does not hand over its listener; ignored");
+            }
+        }
     }
     tracing::info!("signal received: draining");
-}
-
-/// `drainpipe upgrade PID`: asks a running drainpipe to hand its listeners to a
-/// successor.
-pub fn upgrade(pid: i32) -> Result<(), String> {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR2,
-    )
-    .map_err(|e| format!("cannot signal process {pid}: {e}"))?;
-    println!("asked process {pid} to hand its listeners to a successor");
-    Ok(())
 }

@@ -54,6 +54,27 @@ fn get(s: &mut TcpStream, path: &str) -> (String, String) {
 }
 
 #[test]
+fn sighup_and_sigusr2_are_logged_and_ignored() {
+    let (p, addr) = origin(&[], &[]);
+    let mut conn = connect(addr);
+    assert_eq!(get(&mut conn, "/").1, "Hello, World!");
+    for sig in ["-HUP", "-USR2"] {
+        assert!(Command::new("kill")
+            .args([sig, &p.pid().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let log = p.log_once("SIGUSR2", Duration::from_secs(5));
+    assert!(
+        log.contains("SIGHUP: nothing to reload") && log.contains("SIGUSR2"),
+        "{log}"
+    );
+    // Same process, same connection.
+    assert_eq!(get(&mut conn, "/").1, "Hello, World!");
+}
+
+#[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
     let (mut p, addr) = origin(&[], &["--drain-timeout", "5"]);
     let mut busy = connect(addr);

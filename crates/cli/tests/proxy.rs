@@ -115,7 +115,7 @@ fn config_file_and_errors_name_the_key_and_the_file() {
         ),
         (
             vec!["proxy".into(), "--upstream".into(), "nowhere".into()],
-            "drainpipe: --upstream: invalid upstream address \"nowhere\"".into(),
+            "drainpipe: --upstream: nowhere: no port".into(),
         ),
         (
             vec!["proxy".into()],

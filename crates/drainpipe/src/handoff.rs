@@ -24,13 +24,25 @@
 //! runs. So when a listener stops accepting (a drain), the socket closes
 //! everywhere in the process and new clients are refused at once, while
 //! during a hand-off the successor holds the socket and nothing is refused.
+//!
+//! A successor that cannot serve writes `error: REASON` instead of `ready`
+//! and exits; one that exits without a word is noticed at once too (its exit
+//! status and the last line it wrote to stderr are the reason). Until it is
+//! ready, the successor's stderr is a pipe the old process reads, relays to
+//! its own stderr and remembers the last line of; the old process's stderr
+//! travels with the listeners, and the successor puts it back in place as
+//! its own when it reports ready (so its log does not depend on a process
+//! that is about to exit). Either way the hand-off fails at once, the
+//! successor is gone, and the old process goes on serving. Dropping the
+//! hand-off future (the old process was told to stop meanwhile) kills the
+//! successor.
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
@@ -42,6 +54,9 @@ use tokio::net::UnixListener;
 pub const ENV: &str = "DRAINPIPE_HANDOFF";
 
 const GREETING: &str = "drainpipe-handoff 1";
+/// The name the old process's stderr travels under (no listener's name
+/// starts with `@`).
+const STDERR: &str = "@stderr";
 /// Most listeners one hand-off carries.
 const MAX_LISTENERS: usize = 64;
 
@@ -59,12 +74,24 @@ pub struct Handed {
 #[derive(Debug)]
 pub struct Successor {
     stream: StdUnixStream,
+    /// The old process's stderr, to become this one's once ready.
+    stderr: Option<OwnedFd>,
 }
 
 impl Successor {
     /// Tells the old process this one is serving; it then drains and exits.
     pub fn ready(mut self) -> io::Result<()> {
+        if let Some(fd) = self.stderr.take() {
+            nix::unistd::dup2_stderr(&fd).map_err(io::Error::from)?;
+        }
         self.stream.write_all(b"ready\n")
+    }
+
+    /// Tells the old process this one cannot serve, and why (one line); it
+    /// goes on serving.
+    pub fn fail(mut self, reason: &str) -> io::Result<()> {
+        let line = reason.lines().next().unwrap_or("failed");
+        self.stream.write_all(format!("error: {line}\n").as_bytes())
     }
 }
 
@@ -123,36 +150,53 @@ pub fn inherit() -> io::Result<Option<(Vec<Handed>, Successor)>> {
             ),
         ));
     }
+    let mut stderr = None;
     let handed = names
         .into_iter()
         .zip(owned)
+        .filter_map(|(name, fd)| {
+            if name == STDERR {
+                stderr = Some(fd);
+                None
+            } else {
+                Some((name, fd))
+            }
+        })
         .map(|(name, fd)| {
             let listener = std::net::TcpListener::from(fd);
             listener.set_nonblocking(true)?;
             Ok(Handed { name, listener })
         })
         .collect::<io::Result<Vec<_>>>()?;
-    Ok(Some((handed, Successor { stream })))
+    Ok(Some((handed, Successor { stream, stderr })))
 }
 
 /// In the running process: starts `program` with `args` as the successor,
 /// passes it `listeners` (name, socket), and resolves once it reports it is
-/// serving. On any failure the successor is killed and this process goes on
-/// serving.
+/// serving. On any failure (the successor's own report, its exit, or
+/// `timeout`) the successor is killed and this process goes on serving; the
+/// error says why. If the future is dropped before it resolves, the successor
+/// is killed.
 pub async fn hand_over<L: AsFd>(
     listeners: &[(String, L)],
     program: &Path,
     args: &[OsString],
     timeout: Duration,
 ) -> io::Result<Child> {
-    if listeners.len() > MAX_LISTENERS {
+    if listeners.len() >= MAX_LISTENERS {
         return Err(io::Error::other("too many listeners to hand over"));
     }
     let path = socket_path();
     let _ = std::fs::remove_file(&path);
     let unix = UnixListener::bind(&path)?;
     let cleanup = RemoveOnDrop(path.clone());
-    let mut child = Command::new(program).args(args).env(ENV, &path).spawn()?;
+    let mut spawned = Command::new(program)
+        .args(args)
+        .env(ENV, &path)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let last_words = spawned.stderr.take().map(relay);
+    let mut child = KillOnDrop(Some(spawned));
     let handed = async {
         let (mut stream, _) = unix.accept().await?;
         let mut text = String::from(GREETING);
@@ -160,10 +204,13 @@ pub async fn hand_over<L: AsFd>(
             text.push('\n');
             text.push_str(name);
         }
-        let fds: Vec<RawFd> = listeners
+        text.push('\n');
+        text.push_str(STDERR);
+        let mut fds: Vec<RawFd> = listeners
             .iter()
             .map(|(_, l)| l.as_fd().as_raw_fd())
             .collect();
+        fds.push(io::stderr().as_raw_fd());
         stream.writable().await?;
         sendmsg::<()>(
             stream.as_raw_fd(),
@@ -173,31 +220,113 @@ pub async fn hand_over<L: AsFd>(
             None,
         )
         .map_err(io::Error::from)?;
-        let mut reply = [0u8; 6];
-        stream.read_exact(&mut reply).await?;
-        if &reply != b"ready\n" {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "successor did not report ready",
-            ));
+        // One line: "ready", or "error: REASON"; EOF if it died first.
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while reply.len() < 4096 && stream.read(&mut byte).await? == 1 && byte[0] != b'\n' {
+            reply.push(byte[0]);
         }
-        Ok(())
+        match String::from_utf8_lossy(&reply).as_ref() {
+            "ready" => Ok(()),
+            "" => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "successor closed the hand-off without a word",
+            )),
+            other => Err(io::Error::other(format!(
+                "successor failed: {}",
+                other.strip_prefix("error: ").unwrap_or(other)
+            ))),
+        }
     };
-    let result = tokio::time::timeout(timeout, handed)
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "successor not ready in time",
-            ))
-        });
+    let exited = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if let Some(status) = child.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return status;
+            }
+        }
+    };
+    // Biased: a successor that reported why it failed and then exited is
+    // heard out (its report arrives before its exit).
+    let result = tokio::select! {
+        biased;
+        r = tokio::time::timeout(timeout, handed) => r.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "successor not ready in time"))
+        }),
+        status = exited => {
+            let said = last_words.as_ref().map(|w| w.last(Duration::from_millis(200)));
+            Err(io::Error::other(match said.filter(|l| !l.is_empty()) {
+                Some(line) => format!("successor exited ({status}): {line}"),
+                None => format!("successor exited ({status})"),
+            }))
+        }
+    };
     drop(cleanup);
-    match result {
-        Ok(()) => Ok(child),
-        Err(e) => {
+    result.map(|()| child.0.take().expect("still held"))
+}
+
+/// The last line a successor wrote to its stderr (the pipe [`relay`] reads).
+struct LastWords {
+    line: std::sync::Mutex<String>,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl LastWords {
+    /// The last non-empty line, once the pipe ended or `wait` passed.
+    fn last(&self, wait: Duration) -> String {
+        let deadline = std::time::Instant::now() + wait;
+        while !self.ended.load(std::sync::atomic::Ordering::Acquire)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.line.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// Relays a successor's stderr to this process's, line by line, remembering
+/// the last one; ends when the successor's end closes (at exit, or when it
+/// takes over the stderr passed to it).
+fn relay(pipe: std::process::ChildStderr) -> std::sync::Arc<LastWords> {
+    let words = std::sync::Arc::new(LastWords {
+        line: std::sync::Mutex::new(String::new()),
+        ended: std::sync::atomic::AtomicBool::new(false),
+    });
+    let shared = words.clone();
+    std::thread::spawn(move || {
+        let mut pipe = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_until(&mut pipe, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let _ = io::stderr().lock().write_all(&line);
+                    let text = String::from_utf8_lossy(&line).trim().to_string();
+                    if !text.is_empty() {
+                        if let Ok(mut last) = shared.line.lock() {
+                            *last = text;
+                        }
+                    }
+                }
+            }
+        }
+        shared
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
+    });
+    words
+}
+
+/// The successor, killed and reaped on drop unless taken out.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
-            Err(e)
         }
     }
 }
@@ -223,6 +352,40 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A successor that exits without connecting is seen at once, with its
+    // exit status, not after the timeout.
+    #[tokio::test]
+    async fn a_successor_that_exits_fails_the_hand_off_at_once() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let started = std::time::Instant::now();
+        let err = hand_over(
+            &[("proxy".into(), &l)],
+            Path::new("sh"),
+            &["-c".into(), "exit 3".into()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "successor exited (exit status: 3)");
+        // With something said on stderr: that is the reason.
+        let err = hand_over(
+            &[("proxy".into(), &l)],
+            Path::new("sh"),
+            &[
+                "-c".into(),
+                "echo starting >&2; echo 'bad flag --x' >&2; exit 2".into(),
+            ],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "successor exited (exit status: 2): bad flag --x"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     // The old and new ends in one process: names and sockets arrive intact,
     // and the handed listener accepts connections queued on the original.

@@ -1,0 +1,140 @@
+//! `drainpipe upgrade` and `drainpipe reload`: signal a running drainpipe
+//! (never a process that is not one) and wait for the outcome.
+//!
+//! The outcome travels through a status file, `drainpipe-PID.handoff` in the
+//! temporary directory, named by the signalled process's id: the command
+//! creates it empty before signalling (someone is waiting), the running
+//! process replaces it atomically once its successor serves (`ok PID`) or has
+//! failed (`error REASON`), and the command reads and removes it. A signal
+//! sent by hand (no file) leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::pidfile;
+
+/// How long a command waits for the outcome: the hand-off's own bound (30 s)
+/// and a margin.
+const WAIT: Duration = Duration::from_secs(35);
+
+/// What to ask of the running process.
+#[derive(Debug, Clone, Copy)]
+pub enum Ask {
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGUSR2: hand over to the binary now on disk.
+    Upgrade,
+}
+
+/// Where process `pid` reports the outcome of its last hand-off.
+pub fn status_path(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("drainpipe-{pid}.handoff"))
+}
+
+/// In the running process: records the outcome of a hand-off, if a command
+/// waits for it.
+pub fn report(outcome: Result<u32, &str>) {
+    let path = status_path(std::process::id());
+    if !path.exists() {
+        return;
+    }
+    let text = match outcome {
+        Ok(successor) => format!("ok {successor}\n"),
+        Err(reason) => format!("error {}\n", reason.lines().next().unwrap_or("failed")),
+    };
+    if let Err(e) = pidfile::write_atomically(&path, &text) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the hand-off status");
+    }
+}
+
+/// The subcommands that serve a configuration (and so reload and hand over).
+const SERVES_A_CONFIG: [&str; 2] = ["proxy", "forward"];
+
+/// The subcommand process `pid` runs (`None`: the default configuration, or
+/// unknown), from its command line, global flags skipped.
+fn subcommand(pid: i32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "--threads" {
+            args.next();
+        } else if !arg.starts_with('-') && !arg.is_empty() {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+/// Removes the status file when the command stops waiting.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// `drainpipe reload|upgrade [PID | --pid-file FILE]`.
+pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), String> {
+    let pid = match (pid, pid_file) {
+        (Some(pid), _) => pid,
+        (None, Some(path)) => pidfile::read(path)?,
+        (None, None) => return Err("give the process id: PID or --pid-file FILE".into()),
+    };
+    pidfile::is_drainpipe(pid).map_err(|e| format!("{e}; not signalled"))?;
+    if let Some(other) = subcommand(pid).filter(|c| !SERVES_A_CONFIG.contains(&c.as_str())) {
+        return Err(format!(
+            "process {pid} runs `drainpipe {other}`, which has no configuration to reload or listeners to hand over; not signalled"
+        ));
+    }
+    let status = status_path(pid as u32);
+    let _ = std::fs::remove_file(&status);
+    std::fs::File::create(&status)
+        .map_err(|e| format!("cannot create {}: {e}", status.display()))?;
+    let waiting = RemoveOnDrop(&status);
+    let (signal, verb) = match ask {
+        Ask::Reload => (Signal::SIGHUP, "reload"),
+        Ask::Upgrade => (Signal::SIGUSR2, "upgrade"),
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| format!("cannot signal process {pid}: {e}"))?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if !text.is_empty() {
+            drop(waiting);
+            let text = text.trim();
+            if let Some(successor) = text.strip_prefix("ok ") {
+                println!("{verb}: process {pid} handed over to process {successor}, which serves");
+                return Ok(());
+            }
+            let reason = text.strip_prefix("error ").unwrap_or(text);
+            return Err(format!(
+                "{verb} failed: {reason}; process {pid} keeps serving as before"
+            ));
+        }
+        if !alive(pid) {
+            return Err(format!("{verb}: process {pid} exited without reporting"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{verb}: no outcome from process {pid} in {}s (see its log)",
+                WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
