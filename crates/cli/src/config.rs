@@ -21,6 +21,7 @@
 //! `[client]` (the upstream pools), `[proxy]` (`Via`, `X-Forwarded-*`, `Host`),
 //! `[drain]`, `[origin]` (serve the built-in origin too), `[admin]`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use drainpipe::client::Client;
 use drainpipe::proxy::{
     Balance, Credentials, Ejection, ForwardProxy, Forwarding, Group, HealthCheck, Policy, Proxy,
-    Route,
+    Resolver, Route,
 };
 use drainpipe::server::Server;
 use serde::Deserialize;
@@ -69,7 +70,23 @@ pub struct Config {
     pub access_log: bool,
     /// An explicit (forward) proxy.
     pub forward: Option<ForwardConf>,
+    /// How upstream host names are resolved.
+    #[serde(default)]
+    pub resolver: ResolverConf,
 }
+
+/// How upstream host names are resolved.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverConf {
+    /// DNS servers (`IP` or `IP:PORT`, port 53 by default) asked directly,
+    /// with no cache; empty: the system's resolver.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+}
+
+/// How often a group's host names are resolved again by default.
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The explicit (forward) proxy.
 #[derive(Debug, Deserialize)]
@@ -127,6 +144,11 @@ pub struct UpstreamConf {
     /// error.
     #[serde(default)]
     pub lazy: bool,
+    /// How often servers named by host are resolved again, each address a
+    /// server of the group (`0s`: resolved by the client at each connect, one
+    /// server per name). Default 5 s.
+    #[serde(default, with = "duration")]
+    pub resolve_interval: Option<Duration>,
 }
 
 /// The balancing rule.
@@ -375,6 +397,7 @@ impl Config {
                 health: None,
                 ejection: None,
                 lazy: false,
+                resolve_interval: None,
             }],
             route: vec![RouteConf {
                 host: None,
@@ -469,7 +492,9 @@ impl Config {
             for (j, s) in u.servers.iter().enumerate() {
                 let at = |e| Invalid::new(format!("upstream[{i}].servers[{j}]"), e);
                 let origin = addr::upstream(s).map_err(at)?;
-                if !u.lazy {
+                // With name servers of its own, drainpipe resolves the names
+                // when it starts (and fails then), not here.
+                if !u.lazy && self.resolver.nameservers.is_empty() {
                     addr::resolve_upstream(&origin).map_err(|e| at(format!("{s}: {e}")))?;
                 }
             }
@@ -479,6 +504,9 @@ impl Config {
                     format!("{:?} is defined twice", u.name),
                 ));
             }
+        }
+        for (i, n) in self.resolver.nameservers.iter().enumerate() {
+            nameserver(n).map_err(|e| Invalid::new(format!("resolver.nameservers[{i}]"), e))?;
         }
         for (i, r) in self.route.iter().enumerate() {
             if !self.upstream.iter().any(|u| u.name == r.upstream) {
@@ -614,10 +642,11 @@ impl Config {
 
     /// The proxy service (starts health checks: call inside the runtime).
     pub fn proxy(&self) -> Proxy {
+        let resolver = self.resolver();
         let groups: Vec<(String, Arc<Group>)> = self
             .upstream
             .iter()
-            .map(|u| (u.name.clone(), Arc::new(group(u))))
+            .map(|u| (u.name.clone(), Arc::new(group(u, &resolver))))
             .collect();
         let mut builder = Proxy::builder()
             .client(self.client())
@@ -642,7 +671,58 @@ impl Config {
     }
 }
 
-fn group(u: &UpstreamConf) -> Group {
+impl Config {
+    /// The resolver of upstream host names, from `[resolver]` (call inside
+    /// the runtime).
+    fn resolver(&self) -> Resolver {
+        if self.resolver.nameservers.is_empty() {
+            return Resolver::system();
+        }
+        let servers: Vec<SocketAddr> = self
+            .resolver
+            .nameservers
+            .iter()
+            .map(|n| nameserver(n).expect("checked when loaded"))
+            .collect();
+        Resolver::nameservers(&servers).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot use the configured name servers; using the system's resolver");
+            Resolver::system()
+        })
+    }
+
+    /// Resolves every group's host names before serving: a name that does
+    /// not resolve is an error naming its group, unless the group is `lazy`.
+    pub async fn resolve_upstreams(&self, proxy: &Proxy) -> Result<(), String> {
+        for group in proxy.groups() {
+            let lazy = self
+                .upstream
+                .iter()
+                .any(|u| u.name == group.name() && u.lazy);
+            match group.resolve_now(proxy.client()).await {
+                Ok(()) => {}
+                Err(e) if lazy => {
+                    tracing::warn!(group = group.name(), error = %e, "upstream not resolved yet (lazy)")
+                }
+                Err(e) => return Err(format!("upstream {:?}: {e}", group.name())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name server: `IP` or `IP:PORT` (53 by default).
+fn nameserver(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not a name server address (IP or IP:PORT)"))
+}
+
+fn group(u: &UpstreamConf, resolver: &Resolver) -> Group {
     let origins = u
         .servers
         .iter()
@@ -653,6 +733,10 @@ fn group(u: &UpstreamConf) -> Group {
         BalanceConf::LeastConnections => Balance::LeastConnections,
     };
     let mut g = Group::new(u.name.clone(), origins, balance);
+    let interval = u.resolve_interval.unwrap_or(RESOLVE_INTERVAL);
+    if !interval.is_zero() {
+        g = g.resolve_every(interval, resolver.clone());
+    }
     if let Some(h) = &u.health {
         let d = HealthCheck::default();
         g = g.health_check(HealthCheck {

@@ -221,6 +221,7 @@ async fn serve_config(
     }
     if !proxies.is_empty() {
         let proxy = config.proxy();
+        config.resolve_upstreams(&proxy).await?;
         registry = registry.proxy("proxy", proxy.clone());
         let many = proxies.len() > 1;
         for listener in proxies {

@@ -328,6 +328,16 @@ impl Client {
         self.pool_if_any(origin).map_or(0, |p| p.idle())
     }
 
+    /// Stops using `origin` (a server that left its group): its idle pooled
+    /// connections close now; connections lent out close when their
+    /// response ends. A later request to it starts a new pool.
+    pub fn retire(&self, origin: &Origin) {
+        let pool = self.inner.pools.lock().unwrap().remove(origin);
+        if let Some(pool) = pool {
+            pool.close_idle();
+        }
+    }
+
     /// The idle timeout of `origin` as learned from its closes (the shortest
     /// idle time after which it was seen to close a connection), if any.
     pub fn learned_idle_timeout(&self, origin: &Origin) -> Option<Duration> {

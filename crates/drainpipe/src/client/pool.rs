@@ -84,6 +84,8 @@ struct State {
     idle: Vec<Idle>,
     /// The server's idle timeout as learned, and the round trip.
     estimate: IdleEstimate,
+    /// The server left its group: nothing is pooled any more.
+    retired: bool,
     /// Connections open or being opened (idle, lent, connecting).
     open: usize,
     /// Callers waiting for a connection, oldest first.
@@ -303,7 +305,7 @@ impl Pool {
             .config
             .max_lifetime
             .is_some_and(|l| conn.created.elapsed() >= l);
-        if !conn.is_reusable() || lifetime_over {
+        if !conn.is_reusable() || lifetime_over || state.retired {
             drop(state);
             drop(conn);
             self.free_slot();
@@ -377,6 +379,15 @@ impl Pool {
         state.idle = kept;
         state.open -= before - state.idle.len();
         state.idle.len()
+    }
+
+    /// Closes every idle connection now, and keeps none given back later
+    /// (the pool's server left its group).
+    pub(crate) fn close_idle(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.open -= state.idle.len();
+        state.idle.clear();
+        state.retired = true;
     }
 
     /// Connections open now (idle, lent or connecting).

@@ -43,6 +43,7 @@
 
 pub mod explicit;
 mod forward;
+pub mod resolve;
 mod tunnel;
 pub mod upstream;
 
@@ -60,6 +61,7 @@ use http_body::{Frame, SizeHint};
 
 pub use explicit::{Credentials, ForwardProxy, Policy};
 pub use forward::{request_fields, response_fields, Forwarding};
+pub use resolve::Resolver;
 pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 
 use crate::body::Incoming;
@@ -136,6 +138,7 @@ impl Builder {
             if !seen.contains(&ptr) {
                 seen.push(ptr);
                 route.group.start_health_checks(client.clone());
+                route.group.start_resolving(client.clone());
             }
         }
         Proxy {
@@ -183,6 +186,17 @@ impl Proxy {
     /// connections opened and reused).
     pub fn client(&self) -> &Client {
         &self.inner.client
+    }
+
+    /// The upstream groups its routes lead to, each once.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        let mut groups: Vec<Arc<Group>> = Vec::new();
+        for route in &self.inner.routes {
+            if !groups.iter().any(|g| Arc::ptr_eq(g, &route.group)) {
+                groups.push(route.group.clone());
+            }
+        }
+        groups
     }
 
     fn route(&self, req: &Request<Incoming>) -> Option<&Route> {
@@ -288,11 +302,12 @@ impl Proxy {
         // left, a stale one's upstream gets the request once more on a new
         // connection.
         let mut again: Option<usize> = None;
+        let members = group.upstreams();
         loop {
-            let (index, in_flight) = match group.pick(&tried) {
+            let (index, in_flight) = match group.pick(&members, &tried) {
                 Some(picked) => picked,
                 None => match again.take() {
-                    Some(index) => (index, group.pick_again(index)),
+                    Some(index) => (index, Group::pick_again(&members, index)),
                     None => break,
                 },
             };

@@ -1,14 +1,17 @@
 //! Upstream groups: the servers a route forwards to, how one is chosen (round
 //! robin or least connections), and which are fit to choose (active health
-//! checks, passive ejection after consecutive failures).
+//! checks, passive ejection after consecutive failures). A group whose
+//! servers are named by host may follow what the names resolve to
+//! ([`Group::resolve_every`], see `resolve.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use super::resolve::Resolver;
 use crate::client::{Client, Origin};
 
 /// How a group chooses among its upstreams.
@@ -91,6 +94,17 @@ impl Upstream {
     /// An upstream at `origin`, healthy until shown otherwise.
     pub fn new(origin: Origin) -> Upstream {
         let host_value = HeaderValue::from_str(&origin.to_string()).ok();
+        Upstream::with_host(origin, host_value)
+    }
+
+    /// An upstream at `origin` (an address `name` resolved to), whose `Host`
+    /// is `name:port` when the client's is not kept.
+    fn resolved(origin: Origin, name: &str) -> Upstream {
+        let host_value = HeaderValue::from_str(&format!("{name}:{}", origin.port)).ok();
+        Upstream::with_host(origin, host_value)
+    }
+
+    fn with_host(origin: Origin, host_value: Option<HeaderValue>) -> Upstream {
         Upstream {
             origin,
             host_value,
@@ -182,6 +196,14 @@ impl Upstream {
     }
 }
 
+/// Whether a host is an IP address (bracketed or not) rather than a name.
+fn is_address(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok()
+}
+
 /// Counts a request in flight to an upstream until dropped.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Upstream>);
@@ -202,27 +224,139 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Group {
     name: String,
-    upstreams: Vec<Arc<Upstream>>,
+    /// The servers as configured: addresses, or names to resolve.
+    sources: Vec<Origin>,
+    /// The servers now; replaced whole when a resolution changes them
+    /// (requests keep the list they started with).
+    members: RwLock<Arc<Vec<Arc<Upstream>>>>,
     balance: Balance,
     next: AtomicUsize,
     pub(crate) ejection: Ejection,
     health: Option<HealthCheck>,
+    resolving: Option<(Duration, Resolver)>,
 }
 
 impl Group {
-    /// A group of `origins` balanced by `balance`.
+    /// A group of `origins` balanced by `balance`. An origin named by host is
+    /// one server, whose name the client resolves when it connects (see
+    /// [`Group::resolve_every`] for one server per address).
     pub fn new(name: impl Into<String>, origins: Vec<Origin>, balance: Balance) -> Group {
+        let members = origins
+            .iter()
+            .map(|o| Arc::new(Upstream::new(o.clone())))
+            .collect();
         Group {
             name: name.into(),
-            upstreams: origins
-                .into_iter()
-                .map(|o| Arc::new(Upstream::new(o)))
-                .collect(),
+            sources: origins,
+            members: RwLock::new(Arc::new(members)),
             balance,
             next: AtomicUsize::new(0),
             ejection: Ejection::default(),
             health: None,
+            resolving: None,
         }
+    }
+
+    /// Makes every address a server named by host resolves to a server of
+    /// the group, resolved with `resolver` by [`Group::resolve_now`] and again
+    /// every `interval` once the proxy runs. Servers given as addresses stay
+    /// as they are.
+    pub fn resolve_every(mut self, interval: Duration, resolver: Resolver) -> Self {
+        self.resolving = Some((interval, resolver));
+        // Until their names resolve, named servers are no servers.
+        let addresses: Vec<Arc<Upstream>> = self
+            .upstreams()
+            .iter()
+            .filter(|u| is_address(&u.origin.host))
+            .cloned()
+            .collect();
+        self.members = RwLock::new(Arc::new(addresses));
+        self
+    }
+
+    /// Resolves the group's host names now and makes their addresses its
+    /// servers (a no-op without [`Group::resolve_every`]). `Err` names the
+    /// first host that did not resolve; the servers are then left as they
+    /// were. `client` closes the idle connections of servers that left.
+    pub async fn resolve_now(&self, client: &Client) -> Result<(), String> {
+        let Some((_, resolver)) = &self.resolving else {
+            return Ok(());
+        };
+        if !self.has_names() {
+            return Ok(());
+        }
+        let mut wanted: Vec<(Origin, Option<&str>)> = Vec::new();
+        for source in &self.sources {
+            if is_address(&source.host) {
+                wanted.push((source.clone(), None));
+                continue;
+            }
+            let addrs = resolver
+                .resolve(&source.host, source.port)
+                .await
+                .map_err(|e| format!("{}: {e}", source.host))?;
+            for addr in addrs {
+                let origin = Origin {
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                };
+                if !wanted.iter().any(|(o, _)| *o == origin) {
+                    wanted.push((origin, Some(&source.host)));
+                }
+            }
+        }
+        let mut members = self.members.write().unwrap();
+        let next: Vec<Arc<Upstream>> = wanted
+            .into_iter()
+            .map(
+                |(origin, name)| match members.iter().find(|u| u.origin == origin) {
+                    Some(kept) => kept.clone(),
+                    None => {
+                        tracing::info!(group = %self.name, server = %origin, "server added");
+                        Arc::new(match name {
+                            Some(name) => Upstream::resolved(origin, name),
+                            None => Upstream::new(origin),
+                        })
+                    }
+                },
+            )
+            .collect();
+        for gone in members
+            .iter()
+            .filter(|u| !next.iter().any(|n| n.origin == u.origin))
+        {
+            tracing::info!(group = %self.name, server = %gone.origin, "server removed");
+            client.retire(&gone.origin);
+        }
+        *members = Arc::new(next);
+        Ok(())
+    }
+
+    /// Whether some server is named by host.
+    fn has_names(&self) -> bool {
+        self.sources.iter().any(|s| !is_address(&s.host))
+    }
+
+    /// Re-resolves every `resolve_every` interval until the group is
+    /// dropped.
+    pub(crate) fn start_resolving(self: &Arc<Self>, client: Client) {
+        let Some((interval, _)) = &self.resolving else {
+            return;
+        };
+        if !self.has_names() {
+            return;
+        }
+        let interval = *interval;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(group) = weak.upgrade() else { return };
+                if let Err(e) = group.resolve_now(&client).await {
+                    tracing::warn!(group = %group.name, error = %e, "re-resolving failed; servers kept");
+                }
+            }
+        });
     }
 
     /// Sets passive ejection.
@@ -242,24 +376,32 @@ impl Group {
         &self.name
     }
 
-    /// Its upstreams.
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.upstreams
+    /// Its upstreams now.
+    pub fn upstreams(&self) -> Arc<Vec<Arc<Upstream>>> {
+        self.members.read().unwrap().clone()
     }
 
-    /// Chooses an upstream not in `tried`: among the healthy, not ejected
-    /// ones by the balancing rule; if none is fit, any untried one (better a
-    /// try than a certain 502). `None` when all were tried.
-    pub(crate) fn pick(&self, tried: &[usize]) -> Option<(usize, InFlight)> {
+    /// Chooses an upstream of `members` (the group's [`Group::upstreams`]
+    /// when a request started) not in `tried`: among the healthy, not
+    /// ejected ones by the balancing rule; if none is fit, any untried one
+    /// (better a try than a certain 502). `None` when all were tried.
+    pub(crate) fn pick(
+        &self,
+        members: &[Arc<Upstream>],
+        tried: &[usize],
+    ) -> Option<(usize, InFlight)> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let untried = |i: usize| !tried.contains(&i);
         let index = self
-            .choose(turn, |i| untried(i) && self.upstreams[i].usable())
-            .or_else(|| self.choose(turn, untried))?;
-        let upstream = self.upstreams[index].clone();
+            .choose(members, turn, |i| untried(i) && members[i].usable())
+            .or_else(|| self.choose(members, turn, untried))?;
+        Some((index, Self::take(&members[index])))
+    }
+
+    fn take(upstream: &Arc<Upstream>) -> InFlight {
         upstream.in_flight.fetch_add(1, Ordering::Relaxed);
         upstream.requests.fetch_add(1, Ordering::Relaxed);
-        Some((index, InFlight(upstream)))
+        InFlight(upstream.clone())
     }
 
     /// The upstream the balancing rule gives for `turn` among those
@@ -267,8 +409,13 @@ impl Group {
     /// the loads meanwhile): round robin takes the first eligible one from
     /// position `turn` on; least connections the least loaded, ties going
     /// to the first from that position.
-    fn choose(&self, turn: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
-        let n = self.upstreams.len();
+    fn choose(
+        &self,
+        members: &[Arc<Upstream>],
+        turn: usize,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let n = members.len();
         let mut in_turn = (0..n)
             .map(|k| (turn.wrapping_add(k)) % n)
             .filter(|&i| eligible(i));
@@ -276,17 +423,15 @@ impl Group {
             Balance::RoundRobin => in_turn.next(),
             Balance::LeastConnections => in_turn
                 .enumerate()
-                .min_by_key(|&(order, i)| (self.upstreams[i].in_flight(), order))
+                .min_by_key(|&(order, i)| (members[i].in_flight(), order))
                 .map(|(_, i)| i),
         }
     }
 
-    /// The upstream at `index` once more (a retry on a fresh connection).
-    pub(crate) fn pick_again(&self, index: usize) -> InFlight {
-        let upstream = self.upstreams[index].clone();
-        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
-        upstream.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(upstream)
+    /// The upstream at `index` of `members` once more (a retry on a fresh
+    /// connection).
+    pub(crate) fn pick_again(members: &[Arc<Upstream>], index: usize) -> InFlight {
+        Self::take(&members[index])
     }
 
     /// Runs the active health checks until the group is dropped.
@@ -298,7 +443,7 @@ impl Group {
         tokio::spawn(async move {
             loop {
                 let Some(group) = weak.upgrade() else { return };
-                for upstream in &group.upstreams {
+                for upstream in group.upstreams().iter() {
                     let uri = format!("http://{}{}", upstream.origin, check.path);
                     let req = http::Request::get(uri).body(());
                     let attempt = async {
@@ -344,22 +489,24 @@ mod tests {
     #[test]
     fn round_robin_takes_turns() {
         let g = group(3, Balance::RoundRobin);
-        let picks: Vec<usize> = (0..6).map(|_| g.pick(&[]).unwrap().0).collect();
+        let m = g.upstreams();
+        let picks: Vec<usize> = (0..6).map(|_| g.pick(&m, &[]).unwrap().0).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
     fn least_connections_prefers_the_idle() {
         let g = group(3, Balance::LeastConnections);
-        let (a, held_a) = g.pick(&[]).unwrap();
-        let (b, held_b) = g.pick(&[]).unwrap();
-        let (c, _) = g.pick(&[]).unwrap();
+        let m = g.upstreams();
+        let (a, held_a) = g.pick(&m, &[]).unwrap();
+        let (b, held_b) = g.pick(&m, &[]).unwrap();
+        let (c, _) = g.pick(&m, &[]).unwrap();
         assert_ne!(a, b);
         assert_ne!(b, c);
         assert_ne!(a, c);
         drop(held_b);
         // b is now the only one with nothing in flight.
-        let (d, _) = g.pick(&[]).unwrap();
+        let (d, _) = g.pick(&m, &[]).unwrap();
         assert_eq!(d, b);
         drop(held_a);
     }
@@ -370,24 +517,26 @@ mod tests {
             max_fails: 2,
             eject_for: Duration::from_secs(60),
         });
-        g.upstreams[1].failed(&g.ejection);
-        assert!(!g.upstreams[1].is_ejected());
-        g.upstreams[1].failed(&g.ejection);
-        assert!(g.upstreams[1].is_ejected());
+        let m = g.upstreams();
+        m[1].failed(&g.ejection);
+        assert!(!m[1].is_ejected());
+        m[1].failed(&g.ejection);
+        assert!(m[1].is_ejected());
         for _ in 0..6 {
-            assert_ne!(g.pick(&[]).unwrap().0, 1, "ejected upstream chosen");
+            assert_ne!(g.pick(&m, &[]).unwrap().0, 1, "ejected upstream chosen");
         }
-        assert_eq!(g.pick(&[0]).unwrap().0, 2);
+        assert_eq!(g.pick(&m, &[0]).unwrap().0, 2);
         // With every fit upstream tried, an unfit one is still tried.
-        assert_eq!(g.pick(&[0, 2]).unwrap().0, 1);
-        assert!(g.pick(&[0, 1, 2]).is_none());
+        assert_eq!(g.pick(&m, &[0, 2]).unwrap().0, 1);
+        assert!(g.pick(&m, &[0, 1, 2]).is_none());
     }
 
     #[test]
     fn least_connections_ties_take_turns() {
         let g = group(3, Balance::LeastConnections);
         // Nothing held: every pick is a tie, broken in turn.
-        let picks: Vec<usize> = (0..6).map(|_| g.pick(&[]).unwrap().0).collect();
+        let m = g.upstreams();
+        let picks: Vec<usize> = (0..6).map(|_| g.pick(&m, &[]).unwrap().0).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 
@@ -397,11 +546,12 @@ mod tests {
             max_fails: 1,
             eject_for: Duration::from_millis(50),
         });
-        g.upstreams[0].failed(&g.ejection);
-        assert!(g.upstreams[0].is_ejected());
+        let m = g.upstreams();
+        m[0].failed(&g.ejection);
+        assert!(m[0].is_ejected());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(!g.upstreams[0].is_ejected());
-        let picks: Vec<usize> = (0..2).map(|_| g.pick(&[]).unwrap().0).collect();
+        assert!(!m[0].is_ejected());
+        let picks: Vec<usize> = (0..2).map(|_| g.pick(&m, &[]).unwrap().0).collect();
         assert!(picks.contains(&0), "{picks:?}");
     }
 }
