@@ -1002,7 +1002,8 @@ SCENARIO_TITLES = {
     "ab-keepalive": ("3b. HTTP/1.0 keep-alive", "`ab -k` (HTTP/1.0 with `Connection: Keep-Alive`), 64 concurrent. "
                      "`ka reqs` is ab's count of responses that kept the connection."),
     "memory": ("4. Idle keep-alive connections", f"{IDLE_CONNECTIONS:,} connections that have each served one `GET /` and sit idle; "
-               "growth of the serving process's VmRSS ÷ connections (`bench/idle_memory.py`, a fresh server each time). "
+               "growth of the serving process's VmRSS ÷ connections, measured 5 s after the last response was read "
+               "(`bench/idle_memory.py`, a fresh server each time; every idle-memory figure here uses this definition). "
                "CPU is per response while the connections were set up."),
     "proxy": ("5. Reverse proxy", "`wrk -t1 -c64` through the proxy to one drainpipe origin; proxy **and** origin share CPU 0. "
               "CPU columns are the proxy's (the origin's is shown separately); syscalls are the proxy's. "
