@@ -207,6 +207,24 @@ async fn serve_config(
         _pid_file = create_pid_file()?;
     }
 
+    // Everything that can still fail comes before the first accept: a
+    // successor that accepted connections and then gave up would drop them.
+    let proxy = if proxies.is_empty() {
+        None
+    } else {
+        let proxy = config.proxy();
+        config.resolve_upstreams(&proxy).await?;
+        Some(proxy)
+    };
+    let service = if forward.is_empty() {
+        None
+    } else {
+        config.forward_proxy()?
+    };
+    if successor.is_some() {
+        _pid_file = create_pid_file()?;
+    }
+
     let (stop, stopped) = watch::channel(false);
     let mut registry = Registry::new();
     let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
@@ -219,9 +237,7 @@ async fn serve_config(
         serving
             .spawn(async move { ("origin".into(), server.serve(listener, Origin, until).await) });
     }
-    if !proxies.is_empty() {
-        let proxy = config.proxy();
-        config.resolve_upstreams(&proxy).await?;
+    if let Some(proxy) = proxy {
         registry = registry.proxy("proxy", proxy.clone());
         let many = proxies.len() > 1;
         for listener in proxies {
@@ -235,11 +251,6 @@ async fn serve_config(
             serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
         }
     }
-    let service = if forward.is_empty() {
-        None
-    } else {
-        config.forward_proxy()?
-    };
     let many = forward.len() > 1;
     for listener in forward {
         let Some(service) = service.clone() else {
@@ -273,7 +284,6 @@ async fn serve_config(
         });
     }
     if let Some(successor) = successor.take() {
-        _pid_file = create_pid_file()?;
         successor
             .ready()
             .map_err(|e| format!("cannot tell the old process this one is serving: {e}"))?;

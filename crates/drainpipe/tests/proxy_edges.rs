@@ -607,3 +607,117 @@ async fn options_asterisk_goes_to_the_default_upstream() {
     );
     assert!(upstream.errors().is_empty(), "{:?}", upstream.errors());
 }
+
+// RFC 9112 §9.5 stops an upload only for a response that refuses it: an
+// upstream that answers 200 at once and then reads the whole body (it
+// streams while it reads) gets every byte, and the response after that.
+#[tokio::test]
+async fn an_early_success_lets_the_upload_finish() {
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let upstream = raw_server(move |_, mut c| {
+        let counter = counter.clone();
+        async move {
+            let mut chunk = [0u8; 65536];
+            let end = loop {
+                if let Some(end) = find(&c.buf, b"\r\n\r\n") {
+                    break end + 4;
+                }
+                match c.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&c.buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+            let mut got = c.buf.len() - end;
+            while got < len {
+                match tokio::time::timeout(WAIT, c.stream.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => got += n,
+                }
+            }
+            counter.store(got, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+    .await;
+    let srv = proxy_with(upstream, Client::new()).await;
+    let total = 1024 * 1024;
+    let mut c = Raw::connect(srv.addr).await;
+    let mut request =
+        format!("POST /stream HTTP/1.1\r\nHost: a\r\nContent-Length: {total}\r\n\r\n").into_bytes();
+    request.extend(std::iter::repeat_n(b'x', total));
+    c.send(&request).await;
+    let res = c.response().await;
+    assert_eq!(res.status, 200, "{}", res.head);
+    assert_eq!(res.body_str(), "ok");
+    assert!(
+        eventually(WAIT, || received.load(Ordering::SeqCst) == total).await,
+        "the upstream got {} of {total} body bytes",
+        received.load(Ordering::SeqCst)
+    );
+}
+
+// A handler that sends informational responses to a client that never reads
+// them is told the queue is full; the connection's memory stays bounded.
+#[tokio::test]
+async fn informational_responses_are_bounded_when_the_client_does_not_read() {
+    use drainpipe::server::InterimError;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let count = sent.clone();
+    let service =
+        drainpipe::server::service_fn(move |req: http::Request<drainpipe::body::Incoming>| {
+            let count = count.clone();
+            async move {
+                let interim = req.body().interim().expect("a drainpipe server's request");
+                let big = "x".repeat(8 * 1024);
+                let outcome = tokio::time::timeout(WAIT, async {
+                    loop {
+                        let mut res = http::Response::new(());
+                        *res.status_mut() = http::StatusCode::from_u16(103).unwrap();
+                        res.headers_mut()
+                            .insert("link", http::HeaderValue::from_str(&big).unwrap());
+                        match interim.send(res.into_parts().0) {
+                            Ok(()) => count.fetch_add(1, Ordering::SeqCst),
+                            Err(InterimError::Full) => return,
+                            Err(e) => panic!("{e}"),
+                        };
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await;
+                assert!(outcome.is_ok(), "the queue never filled");
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"done"),
+                )))
+            }
+        });
+    let srv = TestServer::start(drainpipe::server::Server::builder(), service).await;
+    let stream = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    // The client never reads; its receive buffer is kept small.
+    socket2::SockRef::from(&stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let (_r, mut w) = stream.into_split();
+    w.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || sent.load(Ordering::SeqCst) > 0).await,
+        "no informational response sent"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = sent.load(Ordering::SeqCst);
+    // Socket buffers take a few MiB at most; everything else waits in the
+    // 64 KiB outgoing queue and the 8-entry handler queue.
+    assert!(
+        n * 8 * 1024 < 16 * 1024 * 1024,
+        "{n} informational responses of 8 KiB accepted"
+    );
+}

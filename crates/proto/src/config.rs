@@ -32,6 +32,9 @@ pub struct Config {
     /// pipeline depth). When reached, [`Event::Paused`](crate::Event::Paused)
     /// asks the driver to stop reading.
     pub max_pipelined: usize,
+    /// Client: informational (1xx) responses accepted ahead of one final
+    /// response; beyond, the response is an error.
+    pub max_informational: usize,
     /// Server: read `Proxy-Connection` as the client hop's `Connection` (the
     /// Netscape convention browsers use with a proxy they know about, RFC 9112
     /// Appendix C.2.2). Only an explicit (forward) proxy turns this on.
@@ -82,6 +85,7 @@ impl Default for Config {
             max_body_bytes: None,
             max_discard_bytes: 64 * 1024,
             max_pipelined: 16,
+            max_informational: 32,
             honour_proxy_connection: false,
             keep_alive: KeepAlive::default(),
         }

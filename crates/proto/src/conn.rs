@@ -252,6 +252,7 @@ impl Connection {
             upgrade: tokens.upgrade && facts.upgrade,
             continue_pending: req.version() == Version::HTTP_11 && facts.expect_continue,
             request_done: false,
+            informational: 0,
         });
         self.recv = Recv::Body {
             decoder: Decoder::new(framing),
@@ -272,6 +273,14 @@ impl Connection {
             return Err(Error::remote(ErrorKind::BadStatus));
         }
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // Bounded like everything else: a server streaming 1xx without
+            // end is broken (or hostile).
+            let limit = self.config.max_informational;
+            let x = self.exchanges.front_mut().expect("checked by read_head");
+            x.informational = x.informational.saturating_add(1);
+            if usize::from(x.informational) > limit {
+                return Err(Error::remote(ErrorKind::TooManyInformational { limit }));
+            }
             return Ok(Event::Informational(res));
         }
         let framing = body_framing(
@@ -369,6 +378,7 @@ impl Connection {
                 upgrade: false,
                 continue_pending: false,
                 request_done: true,
+                informational: 0,
             });
         }
         self.recv = Recv::Failed(e.clone());
@@ -502,6 +512,7 @@ impl Connection {
             upgrade,
             continue_pending,
             request_done: false,
+            informational: 0,
         });
         self.send = Send::Body {
             encoder: Encoder::new(framing),

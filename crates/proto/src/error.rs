@@ -79,6 +79,12 @@ pub enum ErrorKind {
     /// `Max-Forwards` is not a decimal number, or its lines differ
     /// (RFC 9110 §7.6.2) (400).
     BadMaxForwards,
+    /// More informational (1xx) responses ahead of a final one than the limit
+    /// (a broken server) (502).
+    TooManyInformational {
+        /// The limit.
+        limit: usize,
+    },
     /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3 step 3; rejected
     /// as request smuggling) (400).
     ContentLengthAndTransferEncoding,
@@ -155,7 +161,7 @@ impl ErrorKind {
             UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             UnknownTransferCoding => StatusCode::NOT_IMPLEMENTED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BadStatus => StatusCode::BAD_GATEWAY,
+            BadStatus | TooManyInformational { .. } => StatusCode::BAD_GATEWAY,
             IllegalCall(_) | BodyNotAllowed | BodyLengthMismatch { .. } | Unsendable(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -187,6 +193,9 @@ impl fmt::Display for ErrorKind {
             BadHost => f.write_str("invalid Host value"),
             BadContentLength => f.write_str("invalid or conflicting Content-Length"),
             BadMaxForwards => f.write_str("invalid or conflicting Max-Forwards"),
+            TooManyInformational { limit } => {
+                write!(f, "more than {limit} informational responses")
+            }
             ContentLengthAndTransferEncoding => {
                 f.write_str("both Content-Length and Transfer-Encoding")
             }

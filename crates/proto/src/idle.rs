@@ -99,6 +99,14 @@ impl IdleEstimate {
         self.rtt.unwrap_or_default() * 2 + Self::MARGIN_FLOOR
     }
 
+    /// What is kept below a timeout of `timeout`: [`IdleEstimate::margin`],
+    /// and never less than a twentieth of the timeout (timers and clocks on
+    /// both sides are not exact, and the longer the wait the more they
+    /// drift).
+    pub fn margin_for(&self, timeout: Duration) -> Duration {
+        self.margin().max(timeout / 20)
+    }
+
     /// The shortest idle time at which the server was seen to close, if any
     /// (and confirmed within [`IdleEstimate::FORGET_AFTER`] of `now`).
     pub fn learned_timeout(&self, now: Instant) -> Option<Duration> {
@@ -118,7 +126,7 @@ impl IdleEstimate {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        Some(timeout.saturating_sub(self.margin()))
+        Some(timeout.saturating_sub(self.margin_for(timeout)))
     }
 
     /// Whether a connection idle past the limit may be reused now to test
@@ -171,13 +179,17 @@ mod tests {
         e.saw_idle_close(1000 * MS, now);
         e.saw_failed_reuse(1100 * MS, now);
         assert_eq!(e.learned_timeout(now), Some(1000 * MS));
-        assert_eq!(e.reuse_limit(None, now), Some(990 * MS), "floor only");
+        assert_eq!(e.reuse_limit(None, now), Some(950 * MS), "a twentieth");
         e.saw_round_trip(30 * MS);
         assert_eq!(e.margin(), 70 * MS);
         assert_eq!(e.reuse_limit(None, now), Some(930 * MS));
         // An announced timeout shorter than what was learned wins.
         assert_eq!(e.reuse_limit(Some(500 * MS), now), Some(430 * MS));
         assert_eq!(e.reuse_limit(Some(5000 * MS), now), Some(930 * MS));
+        // A long timeout keeps a twentieth of itself.
+        let mut long = IdleEstimate::default();
+        long.saw_idle_close(60_000 * MS, now);
+        assert_eq!(long.reuse_limit(None, now), Some(57_000 * MS));
     }
 
     #[test]
@@ -210,7 +222,7 @@ mod tests {
         e.saw_round_trip(MS);
         assert_eq!(
             e.reuse_limit(Some(Duration::from_secs(1)), Instant::now()),
-            Some(988 * MS)
+            Some(950 * MS)
         );
     }
 

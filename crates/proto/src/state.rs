@@ -107,6 +107,8 @@ pub(crate) struct Exchange {
     /// The request (head and body) has been received entirely (server) or sent
     /// entirely (client).
     pub(crate) request_done: bool,
+    /// Client: informational (1xx) responses received so far for it.
+    pub(crate) informational: u16,
 }
 
 impl Exchange {

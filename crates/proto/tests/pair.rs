@@ -997,6 +997,26 @@ fn http11_keep_alive_announces_the_idle_timeout_when_asked() {
     assert!(!s(&respond(&mut plain, 200, &[], b"")).contains("keep-alive"));
 }
 
+// Informational responses are bounded like everything else received.
+#[test]
+fn endless_informational_responses_are_an_error() {
+    let mut c = client();
+    request(&mut c, get("http://a/"));
+    let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+    let limit = Config::default().max_informational;
+    for _ in 0..limit {
+        c.receive(hints);
+        assert!(matches!(
+            c.next_event(),
+            Ok(drainpipe_proto::Event::Informational(_))
+        ));
+    }
+    c.receive(hints);
+    let e = c.next_event().unwrap_err();
+    assert_eq!(*e.kind(), ErrorKind::TooManyInformational { limit });
+    assert_eq!(e.status(), http::StatusCode::BAD_GATEWAY);
+}
+
 #[test]
 fn custom_reason_phrase() {
     let mut srv = server();

@@ -31,6 +31,8 @@ pub(crate) struct Conn {
     /// The last exchange's round trip: from the request written whole to
     /// the first byte of its final response head.
     pub(super) round_trip: Option<Duration>,
+    /// When bytes were last read from the socket.
+    pub(super) last_read: Option<Instant>,
     /// The timer of an exchange's waits, made at the first wait and reset
     /// for each later one.
     pub(super) timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -52,6 +54,7 @@ impl Conn {
             created: Instant::now(),
             response_ended: None,
             round_trip: None,
+            last_read: None,
             timer: None,
         }
     }
@@ -79,7 +82,7 @@ impl Conn {
                 Ok(Event::NeedData) => {
                     match read_buf(&mut self.stream, self.proto.recv_buf()).await {
                         Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => {}
+                        Ok(_) => self.last_read = Some(Instant::now()),
                         Err(e) if self.proto.buffered() == 0 => {
                             return Err(closed_before_response(progress, Some(e)));
                         }
@@ -106,7 +109,9 @@ impl Conn {
             match self.proto.next_event() {
                 Ok(Event::Data(data)) => return Poll::Ready(Ok(Some(BodyFrame::Data(data)))),
                 Ok(Event::End { trailers }) => {
-                    self.response_ended = Some(Instant::now());
+                    // The server's idle clock started when it sent these
+                    // bytes, not when the reader got round to them.
+                    self.response_ended = Some(self.last_read.unwrap_or_else(Instant::now));
                     return Poll::Ready(Ok(Some(BodyFrame::End(trailers))));
                 }
                 Ok(Event::NeedData) => {
@@ -116,7 +121,7 @@ impl Conn {
                         cx
                     )) {
                         Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => {}
+                        Ok(_) => self.last_read = Some(Instant::now()),
                         Err(e) => return Poll::Ready(Err(Error::io(e))),
                     }
                 }
@@ -156,7 +161,9 @@ impl Conn {
     /// close it, nothing is in flight, and it has requests left
     /// ([`proto::Connection::is_reusable`]).
     pub(crate) fn is_reusable(&self) -> bool {
-        self.proto.is_reusable()
+        // Bytes of the last request still queued (an early answer came
+        // while they were going out): the server may never read them.
+        self.proto.is_reusable() && self.out.is_empty()
     }
 
     /// When the connection last went idle: the end of its last response.

@@ -6,9 +6,11 @@
 //!                 │ 100, or the expect timeout             │ write error
 //!                 └──────────────▶ body                    └─▶ broken
 //!  response: 1xx → the caller's hook (100 also releases the body)
-//!            final head → returned at once, even mid-upload (RFC 9112 §9.5):
-//!            the rest of the body is not sent and the connection, its
-//!            request unfinished, is never reused
+//!            final head mid-upload (RFC 9112 §9.5): an error status (4xx,
+//!            5xx) or a closing response is returned at once, the rest of
+//!            the body is not sent and the connection, its request
+//!            unfinished, is never reused; any other (a 2xx from a server
+//!            that answers while it reads) is held until the body is sent
 //!  timers:   send (a write making no progress), response (from the request
 //!            written to the final head), expect (the wait for 100)
 //! ```
@@ -74,6 +76,12 @@ enum Upload {
 /// The state of one exchange's loop.
 struct Exchange<'h> {
     upload: Upload,
+    /// A final response that came before the body was sent, held until it
+    /// is (a response that does not refuse the body).
+    held_response: Option<(Response<()>, Framing)>,
+    /// Whether an informational response came (then a close is no longer
+    /// "before any byte of the response").
+    informational: bool,
     source: BodyKind,
     /// Since when the queued request bytes have made no progress.
     stalled_since: Option<Instant>,
@@ -109,6 +117,8 @@ impl Conn {
         };
         let mut exchange = Exchange {
             upload,
+            held_response: None,
+            informational: false,
             source: body.0,
             stalled_since: None,
             reused,
@@ -124,10 +134,24 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(Response<()>, Framing), Error>> {
         loop {
-            if let Poll::Ready(done) = self.poll_response(x, cx) {
-                return Poll::Ready(done);
+            if x.held_response.is_none() {
+                match self.poll_response(x, cx) {
+                    Poll::Ready(Ok(res))
+                        if x.upload_done() || refuses_body(&res.0, &self.proto) =>
+                    {
+                        return Poll::Ready(Ok(res));
+                    }
+                    Poll::Ready(Ok(res)) => x.held_response = Some(res),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
             }
             self.poll_upload(x, cx)?;
+            if x.upload_done() {
+                if let Some(res) = x.held_response.take() {
+                    return Poll::Ready(Ok(res));
+                }
+            }
             // The one timer: the earliest deadline that applies now.
             let now = Instant::now();
             let deadlines = [
@@ -191,6 +215,7 @@ impl Conn {
                     return Poll::Ready(Ok((head, body)));
                 }
                 Ok(Event::Informational(res)) => {
+                    x.informational = true;
                     if res.status() == http::StatusCode::CONTINUE
                         && matches!(x.upload, Upload::AwaitContinue { .. })
                     {
@@ -207,7 +232,7 @@ impl Conn {
                         cx
                     )) {
                         Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => {}
+                        Ok(_) => self.last_read = Some(Instant::now()),
                         Err(e) if self.proto.buffered() == 0 => {
                             return Poll::Ready(Err(x.closed_before_response(Some(e))));
                         }
@@ -258,6 +283,7 @@ impl Conn {
                             Poll::Ready(Err(_)) => {}
                             Poll::Pending => return Ok(()),
                         }
+                        x.stalled_since = None;
                         x.upload = Upload::Broken { at: Instant::now() };
                         return Ok(());
                     }
@@ -341,10 +367,33 @@ fn poll_source(
     }
 }
 
+/// Whether an early final response means the server does not want the rest
+/// of the body (RFC 9112 §9.5): an error status, or the connection closes
+/// after it.
+fn refuses_body(head: &Response<()>, proto: &proto::Connection) -> bool {
+    head.status().as_u16() >= 400 || !proto.keep_alive()
+}
+
 impl Exchange<'_> {
-    /// The connection ended before any byte of the response: whether the
-    /// request may be retried depends on how far it got.
+    /// Whether the request went out whole, or can go no further.
+    fn upload_done(&self) -> bool {
+        matches!(self.upload, Upload::Written { .. } | Upload::Broken { .. })
+    }
+
+    /// The connection ended before the final response: whether the request
+    /// may be retried depends on how far it got. After an informational
+    /// response the server had answered something: not "before any byte".
     fn closed_before_response(&self, cause: Option<std::io::Error>) -> Error {
+        if self.informational {
+            let kind = Kind::Truncated {
+                expected: None,
+                received: 0,
+            };
+            return match cause {
+                Some(e) => Error::with_source(kind, e),
+                None => Error::new(kind),
+            };
+        }
         let kind = Kind::ClosedBeforeResponse {
             reused: self.reused,
             request_written: matches!(self.upload, Upload::Written { .. }),

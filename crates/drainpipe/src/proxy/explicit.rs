@@ -299,11 +299,6 @@ impl ForwardProxy {
         {
             head.headers.insert(HOST, host);
         }
-        // RFC 9112 §3.2.4: an OPTIONS for the server as a whole
-        // (`OPTIONS http://host:port`, no path) goes on in asterisk-form.
-        if head.method == Method::OPTIONS && head.uri.path_and_query().is_none() {
-            head.uri = http::Uri::from_static("*");
-        }
         // Sent in origin-form (the URI's path and query) to the address that
         // passed the policy, not to the name again.
         let origin = Origin {

@@ -3,8 +3,9 @@
 //! `resolve_interval`, so a fleet behind DNS (a Kubernetes headless Service,
 //! an autoscaled group) is followed. An address that appears becomes a new
 //! server (its own health, ejection and pool); one that disappears takes no
-//! new request, and its pooled connections close once idle (requests in
-//! flight finish). A failed lookup keeps the servers known.
+//! new request, and once three answers in a row lacked it, it leaves: its
+//! pooled connections close once idle (requests in flight finish). A failed
+//! lookup keeps the servers known.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -643,8 +643,8 @@ where
                 }
                 // The 1xx the handler sent go out before anything its work
                 // causes (the pump's own `100 Continue` included).
-                self.queue_interim(info.request);
                 self.interim.register(cx.waker());
+                self.queue_interim(info.request);
                 if let Some(p) = pump.as_mut() {
                     self.poll_pump(p, cx)?;
                 }
@@ -866,7 +866,15 @@ where
 
     /// Queues the informational responses a handler sent for `request`
     /// ahead of its final response (the core writes none to HTTP/1.0).
+    ///
+    /// Nothing is taken while the outgoing queue holds [`FLUSH_BYTES`] or
+    /// more (a client that does not read): the handler's queue then fills
+    /// and [`Interim::send`](super::Interim::send) says so, instead of
+    /// memory growing.
     fn queue_interim(&mut self, request: u32) {
+        if self.out.len() >= FLUSH_BYTES {
+            return;
+        }
         for head in self.interim.take(request) {
             if let Err(e) = self
                 .conn

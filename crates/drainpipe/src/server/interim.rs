@@ -9,8 +9,10 @@
 //! come too late (after the final head) or for another request. To an
 //! HTTP/1.0 client nothing is written (RFC 9110 §15.2); the core decides.
 //!
-//! The queue is one per connection and small: a handler that sends faster
-//! than the client reads gets [`InterimError::Full`], never unbounded memory.
+//! The queue is one per connection and small, and the connection moves
+//! nothing from it while its outgoing bytes are not being read: a handler
+//! that sends faster than the client reads gets [`InterimError::Full`], never
+//! unbounded memory.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -93,7 +93,7 @@ impl Default for Config {
         Config {
             proto: Arc::new(proto::Config {
                 keep_alive: proto::KeepAlive {
-                    timeout_secs: Some(idle_timeout.as_secs() as u32),
+                    timeout_secs: announced_secs(idle_timeout),
                     announce_to_http11: true,
                     ..proto::KeepAlive::default()
                 },
@@ -114,6 +114,14 @@ impl Default for Config {
             park_after: Some(Duration::from_secs(1)),
         }
     }
+}
+
+/// The idle timeout as announced in `Keep-Alive: timeout=T`: whole seconds,
+/// nothing under one (`timeout=0` would tell clients never to reuse).
+fn announced_secs(idle_timeout: Duration) -> Option<u32> {
+    u32::try_from(idle_timeout.as_secs())
+        .ok()
+        .filter(|s| *s > 0)
 }
 
 /// Builds a [`Server`].
@@ -140,7 +148,7 @@ impl Builder {
     /// `Keep-Alive: timeout=`. Default 60 s.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.config.idle_timeout = d;
-        self.proto().keep_alive.timeout_secs = Some(d.as_secs() as u32);
+        self.proto().keep_alive.timeout_secs = announced_secs(d);
         self
     }
 
