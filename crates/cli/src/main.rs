@@ -85,7 +85,7 @@ fn main() -> ExitCode {
                 config: Some(path),
                 pid_file,
                 ..
-            }) => run::config(Box::new(move || Config::load(&path)), pid_file).await,
+            }) => run::config(std::sync::Arc::new(move || Config::load(&path)), pid_file).await,
             Some(Command::Proxy {
                 config: None,
                 listen,
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                         access_log,
                     )
                 };
-                run::config(Box::new(load), pid_file).await
+                run::config(std::sync::Arc::new(load), pid_file).await
             }
             Some(Command::Upgrade(t)) => {
                 control::run(control::Ask::Upgrade, t.pid, t.pid_file.as_deref())
@@ -132,12 +132,12 @@ fn main() -> ExitCode {
                         access_log,
                     )
                 };
-                run::config(Box::new(load), pid_file).await
+                run::config(std::sync::Arc::new(load), pid_file).await
             }
             Some(Command::Bench(bench)) => bench::run(bench).await,
             None => {
                 let load = || Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME);
-                run::config(Box::new(load), None).await
+                run::config(std::sync::Arc::new(load), None).await
             }
         }
     });

@@ -305,7 +305,7 @@ async fn serve_config(
 
 /// Reads the configuration: from its file, the flags, or the built-in
 /// default.
-pub type Loader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+pub type Loader = std::sync::Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// A hand-off under way: resolves to the successor once it serves.
 type HandOver = Pin<Box<dyn Future<Output = io::Result<Child>>>>;
@@ -366,7 +366,13 @@ impl Signals {
             }
             if asked == "reload" {
                 // Checked here first: a bad file never starts a successor.
-                if let Err(e) = load() {
+                // Off the runtime's thread: loading resolves host names,
+                // which may block for the resolver's timeout.
+                let check = load.clone();
+                let checked = tokio::task::spawn_blocking(move || check().map(drop))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the configuration check failed: {e}")));
+                if let Err(e) = checked {
                     tracing::error!("reload refused: {e}; still serving as before");
                     control::report(Err(&e));
                     continue;
