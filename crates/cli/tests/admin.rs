@@ -31,12 +31,248 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The value of a metric line (exact name and labels).
 fn metric(text: &str, series: &str) -> u64 {
+    metric_f(text, series) as u64
+}
+
+/// The value of a metric line, as written.
+fn metric_f(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
         .trim()
         .parse::<f64>()
-        .unwrap() as u64
+        .unwrap()
+}
+
+/// A proxy (with its admin listener) in front of two upstream servers: the
+/// origin `up`, and `down`, a port nothing listens on, found down by health
+/// checks every 100 ms. Returns once `/metrics` says it is down.
+fn proxy_with_a_server_down(up: SocketAddr) -> (Proc, SocketAddr) {
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("drainpipe-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("proxy-{}.toml", down.port()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+[[upstream]]\nname = \"app\"\nservers = [\"{up}\", \"{down}\"]\n\n\
+[upstream.health]\npath = \"/\"\ninterval = \"100ms\"\ntimeout = \"1s\"\nfall = 1\nrise = 1\n\n\
+[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        ),
+    )
+    .unwrap();
+    let proxy = Proc::start(&["proxy", "--config", config.to_str().unwrap()], 2);
+    let admin = proxy.addr("admin");
+    let series = format!(
+        "drainpipe_upstream_server_state{{proxy=\"proxy\",group=\"app\",server=\"{down}\",state=\"down\"}}"
+    );
+    let start = std::time::Instant::now();
+    while metric(&get(admin, "/metrics").1, &series) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{down} never down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (proxy, down)
+}
+
+// /metrics with a proxy in front of two upstream servers, one down: latency
+// histograms, responses by status class per listener and per group, each
+// server's state, health check, connections, requests and timings, process
+// figures and build info, all as `promtool check metrics` accepts them.
+#[test]
+fn metrics_with_a_server_down_pass_promtool() {
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let up = origin.addr("origin");
+    let (proxy, down) = proxy_with_a_server_down(up);
+    let admin = proxy.addr("admin");
+    let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for path in [
+        "/",
+        "/",
+        "/status/503",
+        "/",
+        "/status/404",
+        "/",
+        "/status/503",
+        "/",
+        "/",
+    ] {
+        request(&mut s, path, false);
+    }
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let m = |series: &str| metric(&text, series);
+    let l = "listener=\"proxy\"";
+    assert_eq!(
+        m(&format!("drainpipe_responses_total{{{l},class=\"2xx\"}}")),
+        6
+    );
+    assert_eq!(
+        m(&format!("drainpipe_responses_total{{{l},class=\"4xx\"}}")),
+        1
+    );
+    assert_eq!(
+        m(&format!("drainpipe_responses_total{{{l},class=\"5xx\"}}")),
+        2
+    );
+    assert_eq!(
+        m(&format!("drainpipe_request_duration_seconds_count{{{l}}}")),
+        9
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_request_duration_seconds_bucket{{{l},le=\"+Inf\"}}"
+        )),
+        9
+    );
+    // Every request answered locally within a second.
+    assert_eq!(
+        m(&format!(
+            "drainpipe_request_duration_seconds_bucket{{{l},le=\"1\"}}"
+        )),
+        9
+    );
+    let g = "proxy=\"proxy\",group=\"app\"";
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_responses_total{{{g},class=\"5xx\"}}"
+        )),
+        2
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_request_duration_seconds_count{{{g}}}"
+        )),
+        9
+    );
+    let (su, sd) = (
+        format!("{g},server=\"{up}\""),
+        format!("{g},server=\"{down}\""),
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_state{{{su},state=\"up\"}}"
+        )),
+        1
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_state{{{su},state=\"down\"}}"
+        )),
+        0
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_state{{{sd},state=\"down\"}}"
+        )),
+        1
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_state{{{sd},state=\"up\"}}"
+        )),
+        0
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_health_check_passed{{{su}}}"
+        )),
+        1
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_health_check_passed{{{sd}}}"
+        )),
+        0
+    );
+    // The down server gets no request; the live one all nine.
+    assert_eq!(
+        m(&format!("drainpipe_upstream_server_requests_total{{{su}}}")),
+        9
+    );
+    assert_eq!(
+        m(&format!("drainpipe_upstream_server_requests_total{{{sd}}}")),
+        0
+    );
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_first_byte_seconds_count{{{su}}}"
+        )),
+        9
+    );
+    assert!(
+        m(&format!(
+            "drainpipe_upstream_server_connect_seconds_count{{{su}}}"
+        )) >= 1
+    );
+    let conns = |state: &str| {
+        m(&format!(
+            "drainpipe_upstream_server_connections{{{su},state=\"{state}\"}}"
+        ))
+    };
+    assert!(conns("open") >= 1, "{text}");
+    assert_eq!(conns("open"), conns("idle") + conns("active"));
+    assert_eq!(
+        m(&format!(
+            "drainpipe_upstream_server_connections{{{sd},state=\"open\"}}"
+        )),
+        0
+    );
+    assert!(m("process_open_fds") > 3);
+    assert!(m("process_resident_memory_bytes") > 1 << 20);
+    let started = metric_f(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&started),
+        "{started} vs {now}"
+    );
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("drainpipe_build_info{"))
+        .expect("build info");
+    assert!(
+        build.starts_with(&format!(
+            "drainpipe_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )) && build.ends_with("\"} 1"),
+        "{build}"
+    );
+
+    if peer("promtool") {
+        let mut check = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{text}"
+        );
+    }
 }
 
 /// The text of the element with `id` in a dumped DOM.

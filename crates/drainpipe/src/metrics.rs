@@ -1,11 +1,27 @@
 //! What the admin listener reports: the live counters of every server
-//! (connections by state, closes by reason, requests, bytes) and every proxy
-//! (upstream connections opened and reused, retries), as Prometheus text and
-//! as JSON for the live status page.
+//! (connections by state, closes by reason, requests, bytes, latency,
+//! responses by status class), every proxy (upstream connections opened and
+//! reused, retries) and every upstream server (state, health checks,
+//! connections, errors, latency), the process itself and the build, as
+//! Prometheus text and as JSON for the live status page.
 
+mod histogram;
+mod process;
+mod status;
+mod upstream;
+
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+pub use histogram::{
+    Histogram, Snapshot as HistogramSnapshot, StatusClasses, LATENCY_BUCKETS_MICROS, STATUS_CLASSES,
+};
+pub use process::Process;
+pub use status::Status;
+pub use upstream::{CheckResult, ServerState, UpstreamError, UpstreamSnapshot, UpstreamStats};
 
 use crate::proxy::Proxy;
 use crate::server::{CloseReason, Stats, REQUESTS_PER_CONNECTION};
@@ -16,6 +32,8 @@ pub struct Registry {
     servers: Vec<(String, Arc<Stats>)>,
     proxies: Vec<(String, Proxy)>,
     not_ready: Arc<AtomicBool>,
+    /// The last five minutes, one sample a second (see [`Registry::sample`]).
+    history: Arc<Mutex<status::History>>,
 }
 
 /// One listener's figures at one moment.
@@ -39,6 +57,10 @@ pub struct ServerSnapshot {
     pub closed: Vec<(&'static str, u64)>,
     /// Whether it is draining.
     pub draining: bool,
+    /// Responses by status class, 1xx first.
+    pub responses: [u64; 5],
+    /// Request duration.
+    pub latency: HistogramSnapshot,
 }
 
 impl Registry {
@@ -75,6 +97,11 @@ impl Registry {
                 .any(|(_, s)| s.draining.load(Ordering::Relaxed))
     }
 
+    /// Whether this is the last clone (the admin sampler stops then).
+    pub fn is_orphaned(&self) -> bool {
+        Arc::strong_count(&self.history) == 1
+    }
+
     /// Every server's figures now.
     pub fn servers(&self) -> Vec<ServerSnapshot> {
         self.servers
@@ -103,19 +130,25 @@ impl Registry {
                         .map(|r| (r.as_str(), s.closed(*r)))
                         .collect(),
                     draining: s.draining.load(Ordering::Relaxed),
+                    responses: s.responses.snapshot(),
+                    latency: s.latency.snapshot(),
                 }
             })
             .collect()
     }
 
     /// Everything in the Prometheus text exposition format: each family's
-    /// `HELP` and `TYPE`, then all its samples together.
+    /// `HELP` and `TYPE`, then all its samples together. Labels name only
+    /// configured things (listeners, proxies, groups, servers) and fixed sets
+    /// (states, reasons, status classes, error kinds), so their number is
+    /// bounded by the configuration.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let servers = self.servers();
         let proxies = self.proxies();
-        let by_listener = |s: &ServerSnapshot| format!("listener=\"{}\"", s.name);
-        let by_proxy = |p: &ProxySnapshot| format!("proxy=\"{}\"", p.name);
+        let upstreams = self.upstream_servers();
+        let by_listener = |s: &ServerSnapshot| format!("listener=\"{}\"", esc(&s.name));
+        let by_proxy = |p: &ProxySnapshot| format!("proxy=\"{}\"", esc(&p.name));
         family(
             &mut out,
             "drainpipe_connections",
@@ -126,9 +159,7 @@ impl Registry {
                 s.states
                     .into_iter()
                     .chain([("draining", draining)])
-                    .map(move |(state, n)| {
-                        (format!("listener=\"{}\",state=\"{state}\"", s.name), n)
-                    })
+                    .map(move |(state, n)| (format!("{},state=\"{state}\"", by_listener(s)), n))
             }),
         );
         family(
@@ -151,9 +182,9 @@ impl Registry {
             "counter",
             "Connections closed, by reason.",
             servers.iter().flat_map(|s| {
-                s.closed.iter().map(move |(reason, n)| {
-                    (format!("listener=\"{}\",reason=\"{reason}\"", s.name), *n)
-                })
+                s.closed
+                    .iter()
+                    .map(move |(reason, n)| (format!("{},reason=\"{reason}\"", by_listener(s)), *n))
             }),
         );
         family(
@@ -163,6 +194,31 @@ impl Registry {
             "Requests received.",
             servers.iter().map(|s| (by_listener(s), s.requests)),
         );
+        family(
+            &mut out,
+            "drainpipe_responses_total",
+            "counter",
+            "Responses sent, by status class.",
+            servers.iter().flat_map(|s| {
+                STATUS_CLASSES
+                    .iter()
+                    .zip(s.responses)
+                    .map(move |(class, n)| (format!("{},class=\"{class}\"", by_listener(s)), n))
+            }),
+        );
+        help(
+            &mut out,
+            "drainpipe_request_duration_seconds",
+            "histogram",
+            "From a request's head received to its response queued, per listener.",
+        );
+        for s in &servers {
+            s.latency.write_prometheus(
+                &mut out,
+                "drainpipe_request_duration_seconds",
+                &by_listener(s),
+            );
+        }
         help(
             &mut out,
             "drainpipe_requests_per_connection",
@@ -170,6 +226,7 @@ impl Registry {
             "Requests served by each closed connection.",
         );
         for (name, stats) in &self.servers {
+            let name = esc(name);
             let buckets = stats.requests_per_connection();
             let mut cumulative = 0;
             for (i, bound) in REQUESTS_PER_CONNECTION.iter().enumerate() {
@@ -183,6 +240,11 @@ impl Registry {
             let _ = writeln!(
                 out,
                 "drainpipe_requests_per_connection_bucket{{listener=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let _ = writeln!(
+                out,
+                "drainpipe_requests_per_connection_sum{{listener=\"{name}\"}} {}",
+                stats.requests_of_closed_connections()
             );
             let _ = writeln!(
                 out,
@@ -203,10 +265,7 @@ impl Registry {
             "Bytes read and written on client connections.",
             servers.iter().flat_map(|s| {
                 [("in", s.bytes.0), ("out", s.bytes.1)].map(|(direction, n)| {
-                    (
-                        format!("listener=\"{}\",direction=\"{direction}\"", s.name),
-                        n,
-                    )
+                    (format!("{},direction=\"{direction}\"", by_listener(s)), n)
                 })
             }),
         );
@@ -247,6 +306,8 @@ impl Registry {
             "Requests answered 502 or 504.",
             proxies.iter().map(|p| (by_proxy(p), p.gateway_errors)),
         );
+        self.upstream_families(&mut out, &upstreams);
+        self.process_families(&mut out);
         help(
             &mut out,
             "drainpipe_ready",
@@ -254,6 +315,240 @@ impl Registry {
             "1 when ready to take traffic.",
         );
         let _ = writeln!(out, "drainpipe_ready {}", u8::from(self.is_ready()));
+        out
+    }
+
+    /// The families of upstream groups and servers.
+    fn upstream_families(&self, out: &mut String, upstreams: &[UpstreamSnapshot]) {
+        // A group's figures are the sum of its servers'.
+        let mut groups: Vec<(String, [u64; 5], HistogramSnapshot)> = Vec::new();
+        for u in upstreams {
+            let key = u.group_labels();
+            match groups.iter_mut().find(|(k, ..)| *k == key) {
+                Some((_, responses, latency)) => {
+                    for (a, b) in responses.iter_mut().zip(u.responses) {
+                        *a += b;
+                    }
+                    *latency = latency.plus(&u.latency);
+                }
+                None => groups.push((key, u.responses, u.latency)),
+            }
+        }
+        family(
+            out,
+            "drainpipe_upstream_responses_total",
+            "counter",
+            "Upstream responses, by group and status class.",
+            groups.iter().flat_map(|(labels, responses, _)| {
+                STATUS_CLASSES
+                    .iter()
+                    .zip(responses)
+                    .map(move |(class, n)| (format!("{labels},class=\"{class}\""), *n))
+            }),
+        );
+        help(
+            out,
+            "drainpipe_upstream_request_duration_seconds",
+            "histogram",
+            "From choosing an upstream server to the end of its response body, per group.",
+        );
+        for (labels, _, latency) in &groups {
+            latency.write_prometheus(out, "drainpipe_upstream_request_duration_seconds", labels);
+        }
+        family(
+            out,
+            "drainpipe_upstream_server_state",
+            "gauge",
+            "1 for the state each upstream server is in (up, down: failed its health checks, ejected: too many failed requests).",
+            upstreams.iter().flat_map(|u| {
+                ServerState::ALL.iter().map(move |s| {
+                    (
+                        format!("{},state=\"{}\"", u.labels(), s.as_str()),
+                        u8::from(*s == u.state),
+                    )
+                })
+            }),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_health_check_passed",
+            "gauge",
+            "1 if the last active health check passed, 0 if it failed (absent before the first).",
+            upstreams
+                .iter()
+                .filter_map(|u| Some((u.labels(), u8::from(u.check.as_ref()?.ok)))),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_health_check_timestamp_seconds",
+            "gauge",
+            "When the last active health check ended.",
+            upstreams
+                .iter()
+                .filter_map(|u| Some((u.labels(), unix(u.check.as_ref()?.at)))),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_connections",
+            "gauge",
+            "Connections to each upstream server: open, idle in the pool, active (lent to a request).",
+            upstreams.iter().flat_map(|u| {
+                [("open", u.open), ("idle", u.idle), ("active", u.active())]
+                    .map(|(state, n)| (format!("{},state=\"{state}\"", u.labels()), n))
+            }),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_requests_total",
+            "counter",
+            "Requests sent to each upstream server (retries included).",
+            upstreams.iter().map(|u| (u.labels(), u.requests)),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_responses_total",
+            "counter",
+            "Responses from each upstream server, by status class.",
+            upstreams.iter().flat_map(|u| {
+                STATUS_CLASSES
+                    .iter()
+                    .zip(u.responses)
+                    .map(move |(class, n)| (format!("{},class=\"{class}\"", u.labels()), n))
+            }),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_errors_total",
+            "counter",
+            "Failed requests to each upstream server, by kind (connect, timeout, response, stale).",
+            upstreams.iter().flat_map(|u| {
+                u.errors
+                    .map(|(kind, n)| (format!("{},kind=\"{}\"", u.labels(), kind.as_str()), n))
+            }),
+        );
+        for (name, text, pick) in [
+            (
+                "drainpipe_upstream_server_request_duration_seconds",
+                "From choosing the server to the end of its response body.",
+                (|u: &UpstreamSnapshot| u.latency) as fn(&UpstreamSnapshot) -> HistogramSnapshot,
+            ),
+            (
+                "drainpipe_upstream_server_first_byte_seconds",
+                "From sending a request (a connect included when needed) to the response head.",
+                |u| u.ttfb,
+            ),
+            (
+                "drainpipe_upstream_server_connect_seconds",
+                "Time to open a connection to the server.",
+                |u| u.connect,
+            ),
+        ] {
+            help(out, name, "histogram", text);
+            for u in upstreams {
+                pick(u).write_prometheus(out, name, &u.labels());
+            }
+        }
+        family(
+            out,
+            "drainpipe_upstream_server_learned_idle_timeout_seconds",
+            "gauge",
+            "The idle timeout learned from the server's closes (absent when none).",
+            upstreams
+                .iter()
+                .filter_map(|u| Some((u.labels(), u.learned_idle_timeout?))),
+        );
+        family(
+            out,
+            "drainpipe_upstream_server_retired_early_total",
+            "counter",
+            "Pooled connections closed instead of reused, idle past the server's idle timeout.",
+            upstreams.iter().map(|u| (u.labels(), u.retired_early)),
+        );
+    }
+
+    /// The process families and build information.
+    fn process_families(&self, out: &mut String) {
+        if let Some(p) = Process::read() {
+            family(
+                out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                [("", p.resident_bytes as f64)],
+            );
+            family(
+                out,
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                [("", p.open_fds as f64)],
+            );
+            family(
+                out,
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                [("", p.cpu_seconds)],
+            );
+            family(
+                out,
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                [("", p.start_time_seconds)],
+            );
+        }
+        family(
+            out,
+            "drainpipe_build_info",
+            "gauge",
+            "The version and git commit drainpipe was built from (always 1).",
+            [(
+                format!(
+                    "version=\"{}\",commit=\"{}\"",
+                    env!("CARGO_PKG_VERSION"),
+                    esc(env!("DRAINPIPE_COMMIT"))
+                ),
+                1,
+            )],
+        );
+    }
+
+    /// Every upstream server's figures now, proxy by proxy, group by group.
+    pub fn upstream_servers(&self) -> Vec<UpstreamSnapshot> {
+        let mut out = Vec::new();
+        for (proxy_name, proxy) in &self.proxies {
+            let client = proxy.client();
+            for group in proxy.groups() {
+                for u in group.upstreams().iter() {
+                    let (state, since, reason) = upstream::state_of(u, &group);
+                    let stats = u.stats();
+                    let origin = u.origin();
+                    out.push(UpstreamSnapshot {
+                        proxy: proxy_name.clone(),
+                        group: group.name().to_string(),
+                        server: origin.to_string(),
+                        state,
+                        since,
+                        reason,
+                        check: stats.last_check(),
+                        open: client.open_connections(origin) as u64,
+                        idle: client.idle_connections(origin) as u64,
+                        in_flight: u.in_flight() as u64,
+                        requests: u.requests(),
+                        responses: stats.responses.snapshot(),
+                        errors: stats.errors(),
+                        latency: stats.latency.snapshot(),
+                        ttfb: stats.ttfb.snapshot(),
+                        connect: client.connect_time(origin).unwrap_or_default(),
+                        learned_idle_timeout: client
+                            .learned_idle_timeout(origin)
+                            .map(|d| d.as_secs_f64()),
+                        retired_early: client.retired_early(origin),
+                    });
+                }
+            }
+        }
         out
     }
 
@@ -273,50 +568,6 @@ impl Registry {
                 }
             })
             .collect()
-    }
-
-    /// The figures the status page shows, as JSON.
-    pub fn status_json(&self) -> String {
-        let mut out = String::from("{\"ready\":");
-        out.push_str(if self.is_ready() { "true" } else { "false" });
-        out.push_str(",\"listeners\":[");
-        for (i, s) in self.servers().iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let closed: u64 = s.closed.iter().map(|(_, n)| n).sum();
-            let _ = write!(
-                out,
-                "{{\"name\":{:?},\"open\":{},\"accepted\":{},\"requests\":{},\"closed\":{},\"draining\":{},\"states\":{{",
-                s.name, s.open, s.accepted, s.requests, closed, s.draining
-            );
-            for (j, (state, n)) in s.states.iter().enumerate() {
-                let _ = write!(out, "{}\"{state}\":{n}", if j > 0 { "," } else { "" });
-            }
-            out.push_str("},\"closed_by\":{");
-            for (j, (reason, n)) in s.closed.iter().enumerate() {
-                let _ = write!(out, "{}\"{reason}\":{n}", if j > 0 { "," } else { "" });
-            }
-            out.push_str("}}");
-        }
-        out.push_str("],\"proxies\":[");
-        for (i, p) in self.proxies().iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"name\":{:?},\"opened\":{},\"reused\":{},\"reuse_ratio\":{:.4},\"retries\":{},\"gateway_errors\":{}}}",
-                p.name,
-                p.opened,
-                p.reused,
-                p.reuse_ratio(),
-                p.retries,
-                p.gateway_errors
-            );
-        }
-        out.push_str("]}");
-        out
     }
 }
 
@@ -347,6 +598,25 @@ impl ProxySnapshot {
     }
 }
 
+/// A label value escaped for the text format (backslash, quote, newline).
+pub(crate) fn esc(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A metric family's `HELP` and `TYPE` lines.
 fn help(out: &mut String, name: &str, kind: &str, text: &str) {
     let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
@@ -354,16 +624,20 @@ fn help(out: &mut String, name: &str, kind: &str, text: &str) {
 
 /// A metric family: its `HELP` and `TYPE`, then each sample (its labels and
 /// value), all together as the exposition format asks.
-fn family<V: std::fmt::Display>(
+fn family<L: AsRef<str>, V: std::fmt::Display>(
     out: &mut String,
     name: &str,
     kind: &str,
     text: &str,
-    samples: impl IntoIterator<Item = (String, V)>,
+    samples: impl IntoIterator<Item = (L, V)>,
 ) {
     help(out, name, kind, text);
     for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        match labels.as_ref() {
+            "" => writeln!(out, "{name} {value}"),
+            labels => writeln!(out, "{name}{{{labels}}} {value}"),
+        }
+        .unwrap_or(());
     }
 }
 

@@ -352,6 +352,12 @@ impl Client {
             .map_or(0, |p| p.retired_early.load(Ordering::Relaxed))
     }
 
+    /// How long connections to `origin` took to open (`None` before its
+    /// first one).
+    pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::HistogramSnapshot> {
+        self.pool_if_any(origin).map(|p| p.connect_time.snapshot())
+    }
+
     fn pool_if_any(&self, origin: &Origin) -> Option<Arc<Pool>> {
         self.inner.pools.lock().unwrap().get(origin).cloned()
     }

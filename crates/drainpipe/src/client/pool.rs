@@ -36,6 +36,7 @@ use super::conn::Conn;
 use super::connect::{connect, Origin};
 use super::Config;
 use crate::error::{Error, Kind};
+use crate::metrics::Histogram;
 use crate::upgrade::Upgraded;
 
 /// The connections of one origin.
@@ -49,6 +50,8 @@ pub(crate) struct Pool {
     /// Connections closed before reuse because they had sat idle past the
     /// server's known or learned idle timeout.
     pub(crate) retired_early: AtomicU64,
+    /// How long new connections took to open.
+    pub(crate) connect_time: Histogram,
 }
 
 /// The reaper's waker, for connections going idle to register with.
@@ -145,6 +148,7 @@ impl Pool {
             stats,
             watcher,
             retired_early: AtomicU64::new(0),
+            connect_time: Histogram::default(),
         }
     }
 
@@ -216,8 +220,10 @@ impl Pool {
                 Err(_) => return Err(Error::new(Kind::PoolTimeout)),
             }
         }
+        let started = std::time::Instant::now();
         match connect(&self.origin, self.config.connect_timeout).await {
             Ok(stream) => {
+                self.connect_time.record(started.elapsed());
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
                 Ok(self.lend(Box::new(Conn::new(stream, self.config.proto.clone()))))
             }

@@ -67,6 +67,7 @@ pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 use crate::body::Incoming;
 use crate::client::{Client, Failure, RequestBody, ResponseBody};
 use crate::error::Error;
+use crate::metrics::UpstreamError;
 use crate::server::Interim;
 use upstream::InFlight;
 
@@ -304,7 +305,7 @@ impl Proxy {
         let mut again: Option<usize> = None;
         let members = group.upstreams();
         loop {
-            let (index, in_flight) = match group.pick(&members, &tried) {
+            let (index, mut in_flight) = match group.pick(&members, &tried) {
                 Some(picked) => picked,
                 None => match again.take() {
                     Some(index) => (index, Group::pick_again(&members, index)),
@@ -322,6 +323,7 @@ impl Proxy {
                     head.headers.insert(HOST, host.clone());
                 }
             }
+            let sent_at = std::time::Instant::now();
             match self
                 .inner
                 .client
@@ -330,23 +332,31 @@ impl Proxy {
             {
                 Ok(res) => {
                     upstream.succeeded();
+                    in_flight.answered(res.status(), sent_at.elapsed());
                     self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     return self.respond(res, in_flight, received, on_upgrade);
                 }
                 Err(Failure::NotSent(e, unsent)) => {
                     // Nothing reached this upstream: any request may go on.
                     upstream.failed(&group.ejection);
+                    in_flight.failed(UpstreamError::Connect);
                     tracing::warn!(upstream = %origin, error = %e, "upstream connect failed");
                     body = unsent;
                     last_error = Some(e);
                 }
                 Err(Failure::Sent(e)) => {
                     upstream.failed(&group.ejection);
+                    in_flight.failed(if e.is_timeout() {
+                        UpstreamError::Timeout
+                    } else {
+                        UpstreamError::Response
+                    });
                     return self.gateway_error(&e);
                 }
                 Err(Failure::Stale(e, replay)) => {
                     // The connection was stale, not the upstream at fault:
                     // no mark towards ejection.
+                    in_flight.failed(UpstreamError::Stale);
                     tracing::debug!(upstream = %origin, error = %e, "stale upstream connection; retrying");
                     body = replay;
                     last_error = Some(e);

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::resolve::Resolver;
 use crate::client::{Client, Origin};
+use crate::metrics::{UpstreamError, UpstreamStats};
 
 /// How a group chooses among its upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +89,7 @@ pub struct Upstream {
     checks_passed: AtomicU32,
     checks_failed: AtomicU32,
     requests: AtomicU64,
+    stats: UpstreamStats,
 }
 
 impl Upstream {
@@ -116,6 +118,7 @@ impl Upstream {
             checks_passed: AtomicU32::new(0),
             checks_failed: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            stats: UpstreamStats::default(),
         }
     }
 
@@ -137,6 +140,11 @@ impl Upstream {
     /// Requests sent to it so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Its latency, responses, errors and health history.
+    pub fn stats(&self) -> &UpstreamStats {
+        &self.stats
     }
 
     /// Whether the last health checks passed.
@@ -173,11 +181,18 @@ impl Upstream {
                 .saturating_add(u64::try_from(ejection.eject_for.as_millis()).unwrap_or(u64::MAX))
                 .max(1);
             self.ejected_until.store(until, Ordering::Relaxed);
+            self.stats.record_ejection(ejection.eject_for);
             tracing::warn!(upstream = %self.origin, fails, "upstream ejected");
         }
     }
 
-    fn check_result(&self, ok: bool, check: &HealthCheck) {
+    fn check_result(&self, ok: bool, detail: String, check: &HealthCheck) {
+        let was = self.is_healthy();
+        self.count_check(ok, check);
+        self.stats.record_check(ok, detail, was != self.is_healthy());
+    }
+
+    fn count_check(&self, ok: bool, check: &HealthCheck) {
         if ok {
             self.checks_failed.store(0, Ordering::Relaxed);
             let passed = self.checks_passed.fetch_add(1, Ordering::Relaxed) + 1;
@@ -204,19 +219,49 @@ fn is_address(host: &str) -> bool {
         .is_ok()
 }
 
-/// Counts a request in flight to an upstream until dropped.
+/// Counts a request in flight to an upstream until dropped; the request's
+/// duration goes into the upstream's latency if it was answered.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Upstream>);
+pub(crate) struct InFlight {
+    upstream: Arc<Upstream>,
+    started: std::time::Instant,
+    answered: bool,
+}
 
 impl InFlight {
+    fn new(upstream: Arc<Upstream>) -> InFlight {
+        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+        upstream.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            upstream,
+            started: std::time::Instant::now(),
+            answered: false,
+        }
+    }
+
     pub(crate) fn upstream(&self) -> &Arc<Upstream> {
-        &self.0
+        &self.upstream
+    }
+
+    /// The upstream answered with `status` after `ttfb`.
+    pub(crate) fn answered(&mut self, status: http::StatusCode, ttfb: std::time::Duration) {
+        self.answered = true;
+        self.upstream.stats.ttfb.record(ttfb);
+        self.upstream.stats.responses.record(status);
+    }
+
+    /// The attempt failed with `kind`.
+    pub(crate) fn failed(&self, kind: UpstreamError) {
+        self.upstream.stats.record_error(kind);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.answered {
+            self.upstream.stats.latency.record(self.started.elapsed());
+        }
+        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -376,6 +421,11 @@ impl Group {
         &self.name
     }
 
+    /// Its active health checks, if on.
+    pub fn health(&self) -> Option<&HealthCheck> {
+        self.health.as_ref()
+    }
+
     /// Its upstreams now.
     pub fn upstreams(&self) -> Arc<Vec<Arc<Upstream>>> {
         self.members.read().unwrap().clone()
@@ -399,9 +449,7 @@ impl Group {
     }
 
     fn take(upstream: &Arc<Upstream>) -> InFlight {
-        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
-        upstream.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(upstream.clone())
+        InFlight::new(upstream.clone())
     }
 
     /// The upstream the balancing rule gives for `turn` among those
@@ -446,21 +494,35 @@ impl Group {
                 for upstream in group.upstreams().iter() {
                     let uri = format!("http://{}{}", upstream.origin, check.path);
                     let req = http::Request::get(uri).body(());
+                    let started = std::time::Instant::now();
                     let attempt = async {
-                        let res = client.request(req.ok()?).await.ok()?;
-                        let healthy = res.status().as_u16() < 500;
+                        let req = req.map_err(|e| e.to_string())?;
+                        let res = client.request(req).await.map_err(|e| e.to_string())?;
+                        let status = res.status();
                         // Read the body to its end so the connection goes back
                         // to the pool.
                         http_body_util::BodyExt::collect(res.into_body())
                             .await
-                            .ok()?;
-                        Some(healthy)
+                            .map_err(|e| e.to_string())?;
+                        Ok::<_, String>(status)
                     };
-                    let ok = matches!(
-                        tokio::time::timeout(check.timeout, attempt).await,
-                        Ok(Some(true))
-                    );
-                    upstream.check_result(ok, &check);
+                    let (ok, detail) = match tokio::time::timeout(check.timeout, attempt).await {
+                        Ok(Ok(status)) => (
+                            status.as_u16() < 500,
+                            format!(
+                                "GET {} {} in {:.1} ms",
+                                check.path,
+                                status,
+                                started.elapsed().as_secs_f64() * 1e3
+                            ),
+                        ),
+                        Ok(Err(e)) => (false, format!("GET {}: {e}", check.path)),
+                        Err(_) => (
+                            false,
+                            format!("GET {}: no answer within {:?}", check.path, check.timeout),
+                        ),
+                    };
+                    upstream.check_result(ok, detail, &check);
                 }
                 drop(group);
                 tokio::time::sleep(check.interval).await;

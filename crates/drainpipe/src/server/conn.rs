@@ -591,13 +591,12 @@ where
                 peer: self.resume.peer,
             };
             let body = body.with_conn(info, self.interim.handle(info.request));
-            let access = self.shared.config.access_log.then(|| {
-                (
-                    head.method().clone(),
-                    head.uri().clone(),
-                    std::time::Instant::now(),
-                )
-            });
+            let started = std::time::Instant::now();
+            let access = self
+                .shared
+                .config
+                .access_log
+                .then(|| (head.method().clone(), head.uri().clone()));
             let mut req = head.map(|()| body);
             if self.conn.request_may_switch() {
                 let (on_upgrade, pending) = OnUpgrade::pair();
@@ -775,7 +774,10 @@ where
                 return Err(CloseReason::HandlerError);
             }
             self.queued += 1;
-            if let Some((method, uri, started)) = access {
+            let stats = &self.shared.stats;
+            stats.latency.record(started.elapsed());
+            stats.responses.record(status);
+            if let Some((method, uri)) = access {
                 tracing::info!(
                     target: "drainpipe::access",
                     conn = self.resume.id,
@@ -898,6 +900,7 @@ where
     /// Queues a short `text/plain` answer written by the server itself (errors,
     /// timeouts), after which the connection closes.
     fn answer_plain(&mut self, status: StatusCode, text: String) {
+        self.shared.stats.responses.record(status);
         self.conn.close_after_current();
         let mut res = http::Response::new(());
         *res.status_mut() = status;

@@ -137,10 +137,15 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     /// Bytes written to clients.
     pub bytes_out: AtomicU64,
+    /// From a request's head to its response's end queued, per request.
+    pub latency: crate::metrics::Histogram,
+    /// Responses by status class (the server's own error answers included).
+    pub responses: crate::metrics::StatusClasses,
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
+    per_connection_sum: AtomicU64,
 }
 
 /// Upper bounds of the requests-per-connection histogram buckets (a last
@@ -173,6 +178,13 @@ impl Stats {
             .position(|&bound| n <= bound)
             .unwrap_or(REQUESTS_PER_CONNECTION.len());
         self.per_connection[bucket].fetch_add(1, Ordering::Relaxed);
+        self.per_connection_sum
+            .fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+
+    /// Requests served by the connections closed so far.
+    pub fn requests_of_closed_connections(&self) -> u64 {
+        self.per_connection_sum.load(Ordering::Relaxed)
     }
 }
 
