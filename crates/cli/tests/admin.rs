@@ -466,3 +466,135 @@ fn access_log_names_connection_and_request_number() {
         lines[1]
     );
 }
+
+// The status page with one of two upstream servers down: the overall state
+// reads "degraded", each server's row says its state, why and its last
+// health check, and its numbers match /metrics; the tables are in the page
+// as served (no script needed); headless Chromium runs the script, which
+// draws six charts of the last five minutes as inline SVG. A screenshot is
+// saved as target/tmp/admin-status-degraded.png.
+#[test]
+fn status_page_shows_each_server_and_charts() {
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let up = origin.addr("origin");
+    let (proxy, down) = proxy_with_a_server_down(up);
+    let admin = proxy.addr("admin");
+    // Traffic over three seconds, so the charts have points.
+    let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..30 {
+        let path = if i % 10 == 9 {
+            "/status/503"
+        } else {
+            "/delay/5"
+        };
+        assert!(request(&mut s, path, false).0 >= 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = get(admin, "/metrics");
+    let sv = |server: SocketAddr, name: &str| {
+        metric(
+            &metrics,
+            &format!("{name}{{proxy=\"proxy\",group=\"app\",server=\"{server}\"}}"),
+        )
+        .to_string()
+    };
+
+    // Without JavaScript: the page as served holds the tables.
+    let (status, html) = get(admin, "/status");
+    assert_eq!(status, 200);
+    assert_eq!(element(&html, "ready"), "degraded");
+    assert_eq!(element(&html, "srv0-name"), up.to_string());
+    assert_eq!(element(&html, "srv0-state"), "up");
+    assert_eq!(element(&html, "srv1-name"), down.to_string());
+    assert_eq!(element(&html, "srv1-state"), "down");
+    assert!(
+        element(&html, "srv1-reason")
+            .starts_with("1 failed health check(s) in a row; last: GET /: "),
+        "{html}"
+    );
+    assert!(
+        element(&html, "srv1-check").starts_with("failed: GET /: "),
+        "{html}"
+    );
+    assert!(
+        element(&html, "srv0-check").starts_with("passed: GET / 200 OK in "),
+        "{html}"
+    );
+    assert_eq!(
+        element(&html, "srv0-requests"),
+        sv(up, "drainpipe_upstream_server_requests_total")
+    );
+    // Nothing loaded from elsewhere: no links, sources or style URLs.
+    assert!(
+        !html.contains("<link") && !html.contains(" src=") && !html.contains("url("),
+        "an external resource in:\n{html}"
+    );
+
+    if peer("chromium") {
+        let url = format!("http://{admin}/status");
+        let out = chromium(&["--dump-dom", &url]);
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (_, metrics) = get(admin, "/metrics");
+        let sv = |server: SocketAddr, name: &str| {
+            metric(
+                &metrics,
+                &format!("{name}{{proxy=\"proxy\",group=\"app\",server=\"{server}\"}}"),
+            )
+            .to_string()
+        };
+        assert_eq!(element(&dom, "ready"), "degraded");
+        assert_eq!(element(&dom, "srv0-state"), "up");
+        assert_eq!(element(&dom, "srv1-state"), "down");
+        for (id, name) in [
+            ("requests", "drainpipe_upstream_server_requests_total"),
+            ("open", "drainpipe_upstream_server_connections"),
+        ] {
+            let name = if id == "open" {
+                // The open connections gauge carries a state label.
+                let series = format!(
+                    "{name}{{proxy=\"proxy\",group=\"app\",server=\"{up}\",state=\"open\"}}"
+                );
+                metric(&metrics, &series).to_string()
+            } else {
+                sv(up, name)
+            };
+            assert_eq!(element(&dom, &format!("srv0-{id}")), name, "srv0-{id}");
+        }
+        assert_eq!(element(&dom, "srv1-requests"), "0");
+        assert_eq!(
+            element(&dom, "proxy-5xx"),
+            metric(
+                &metrics,
+                "drainpipe_responses_total{listener=\"proxy\",class=\"5xx\"}"
+            )
+            .to_string()
+        );
+        assert_eq!(element(&dom, "proxy-5xx"), "3");
+        assert_eq!(
+            element(&dom, "proxy-requests"),
+            metric(&metrics, "drainpipe_requests_total{listener=\"proxy\"}").to_string()
+        );
+        // Six charts, each an SVG, with lines drawn from the history.
+        assert_eq!(
+            dom.matches("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\"")
+                .count(),
+            6,
+            "{dom}"
+        );
+        assert!(dom.matches("<path d=\"M").count() >= 6, "{dom}");
+        let p50 = element(&dom, "proxy-p50");
+        assert!(p50.ends_with(" ms"), "{p50}");
+        let screenshot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status-degraded.png");
+        let _ = std::fs::remove_file(&screenshot);
+        chromium(&[
+            "--window-size=1400,1100",
+            &format!("--screenshot={}", screenshot.display()),
+            &url,
+        ]);
+        let png = std::fs::read(&screenshot).expect("a screenshot was written");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+        eprintln!("status page screenshot: {}", screenshot.display());
+    }
+}

@@ -252,7 +252,7 @@ pub(crate) fn state_of(
             ServerState::Down,
             stats.health_changed(),
             format!(
-                "failed {fall} health checks in a row; last: {}",
+                "{fall} failed health check(s) in a row; last: {}",
                 checked(&check)
             ),
         );
