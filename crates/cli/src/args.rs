@@ -55,7 +55,8 @@ pub enum Command {
         /// Address of the admin listener (/metrics, /status, /healthz, /ready).
         #[arg(long, conflicts_with = "config")]
         admin: Option<ListenAddr>,
-        /// Log a line per request (connection id, request number, status).
+        /// Log a line per request in the combined format to stdout (a config
+        /// file sets the format and file: [access_log]).
         #[arg(long, conflicts_with = "config")]
         access_log: bool,
         /// Write the process id to this file (atomically); removed at exit,

@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drainpipe::access::{AccessLog, Format, Target};
 use drainpipe::client::Client;
 use drainpipe::proxy::{
     Balance, Credentials, Ejection, ForwardProxy, Forwarding, Group, HealthCheck, Policy, Proxy,
@@ -65,9 +66,8 @@ pub struct Config {
     pub origin: Option<ListenConf>,
     /// The admin listener.
     pub admin: Option<ListenConf>,
-    /// Whether to log a line per request.
-    #[serde(default)]
-    pub access_log: bool,
+    /// The access log (none when absent).
+    pub access_log: Option<AccessLogConf>,
     /// An explicit (forward) proxy.
     pub forward: Option<ForwardConf>,
     /// How upstream host names are resolved.
@@ -87,6 +87,16 @@ pub struct ResolverConf {
 
 /// How often a group's host names are resolved again by default.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The access log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConf {
+    /// `"combined"` (default), `"json"`, or a template of `$variables`.
+    pub format: Option<String>,
+    /// A file's path, `"stdout"` (default) or `"stderr"`.
+    pub path: Option<String>,
+}
 
 /// The explicit (forward) proxy.
 #[derive(Debug, Deserialize)]
@@ -405,7 +415,7 @@ impl Config {
                 upstream: "upstream".into(),
             }],
             admin: admin.map(|listen| ListenConf { listen }),
-            access_log,
+            access_log: access_log.then(AccessLogConf::default),
             ..Config::default()
         })
     }
@@ -429,7 +439,7 @@ impl Config {
                 credentials,
             }),
             admin: admin.map(|listen| ListenConf { listen }),
-            access_log,
+            access_log: access_log.then(AccessLogConf::default),
             ..Config::default()
         };
         config
@@ -482,6 +492,7 @@ impl Config {
     /// servers that parse and resolve, the credentials file reads, routes
     /// need a listener. The error is the key at fault and what is wrong.
     fn check(&self) -> Result<(), Invalid> {
+        self.access_log_format()?;
         for (i, u) in self.upstream.iter().enumerate() {
             if u.servers.is_empty() {
                 return Err(Invalid::new(
@@ -566,7 +577,42 @@ impl Config {
         if let Some(n) = s.max_body_bytes {
             b = b.max_body_bytes(n);
         }
-        self.drain_settings(b.access_log(self.access_log))
+        self.drain_settings(b)
+    }
+
+    /// The access log's format (combined when not set).
+    fn access_log_format(&self) -> Result<Option<Format>, Invalid> {
+        let Some(a) = &self.access_log else {
+            return Ok(None);
+        };
+        let format = a.format.as_deref().unwrap_or("combined");
+        format
+            .parse::<Format>()
+            .map(Some)
+            .map_err(|e| Invalid::new("access_log.format", e.to_string()))
+    }
+
+    /// The access log, opened (none when not configured). The error names
+    /// the key and the file.
+    pub fn access_log(&self) -> Result<Option<AccessLog>, String> {
+        let format = self
+            .access_log_format()
+            .map_err(|e| format!("{}: {}", e.key, e.message))?;
+        let Some(format) = format else {
+            return Ok(None);
+        };
+        let path = self
+            .access_log
+            .as_ref()
+            .and_then(|a| a.path.as_deref())
+            .unwrap_or("stdout");
+        let target: Target = match path.parse() {
+            Ok(t) => t,
+            Err(never) => match never {},
+        };
+        AccessLog::new(format, target)
+            .map(Some)
+            .map_err(|e| format!("access_log.path: cannot open {path:?}: {e}"))
     }
 
     /// The server builder for the built-in origin: defaults, with this file's

@@ -179,6 +179,10 @@ async fn serve_config(
     mut signals: Signals,
 ) -> Result<(), String> {
     let config = load()?;
+    let access_log = config.access_log()?;
+    if let Some(log) = &access_log {
+        tokio::spawn(reopen_on_sigusr1(signals.usr1.take(), log.clone()));
+    }
     let mut listeners = Listeners::new(handed);
     // Bind everything first: a bad address fails before anything serves.
     let mut origin = Vec::new();
@@ -243,7 +247,7 @@ async fn serve_config(
         for listener in proxies {
             let addr = local(&listener);
             let name = role_name("proxy", &listener, many);
-            let server = config.server().build();
+            let server = config.server().access_log(access_log.clone()).build();
             registry = registry.server(name.clone(), server.stats());
             println!("drainpipe proxy listening on http://{addr}");
             let until = wait(stopped.clone());
@@ -256,7 +260,11 @@ async fn serve_config(
         let Some(service) = service.clone() else {
             break;
         };
-        let server = config.server().honour_proxy_connection(true).build();
+        let server = config
+            .server()
+            .honour_proxy_connection(true)
+            .access_log(access_log.clone())
+            .build();
         registry = registry.server(role_name("forward", &listener, many), server.stats());
         println!(
             "drainpipe forward proxy listening on http://{}",
@@ -300,6 +308,9 @@ async fn serve_config(
     }
     let _ = admin_stop.send(true);
     admin_tasks.join_all().await;
+    if let Some(log) = &access_log {
+        log.flush();
+    }
     Ok(())
 }
 
@@ -319,6 +330,8 @@ struct Signals {
     int: Option<Signal>,
     hup: Option<Signal>,
     usr2: Option<Signal>,
+    /// Reopens the access log (logrotate); ignored without one.
+    usr1: Option<Signal>,
 }
 
 impl Signals {
@@ -328,6 +341,7 @@ impl Signals {
             int: signal(SignalKind::interrupt()).ok(),
             hup: signal(SignalKind::hangup()).ok(),
             usr2: signal(SignalKind::user_defined2()).ok(),
+            usr1: signal(SignalKind::user_defined1()).ok(),
         }
     }
 
@@ -401,6 +415,20 @@ impl Signals {
             tracing::info!("{what} abandoned: the successor is stopped");
         }
         tracing::info!("signal received: draining");
+    }
+}
+
+/// On each SIGUSR1, reopens the access log file by its name (after
+/// logrotate moved it away).
+async fn reopen_on_sigusr1(mut usr1: Option<Signal>, log: drainpipe::access::AccessLog) {
+    loop {
+        recv(&mut usr1).await;
+        match log.reopen() {
+            Ok(()) => tracing::info!("SIGUSR1: access log reopened"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGUSR1: cannot reopen the access log; lines are dropped")
+            }
+        }
     }
 }
 

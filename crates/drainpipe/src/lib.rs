@@ -15,6 +15,7 @@
 //! Handlers are `tower::Service<http::Request<Incoming>>` whose response body is
 //! an `http_body::Body`, so an axum `Router` runs unchanged.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod client;

@@ -36,6 +36,8 @@ pub(crate) struct Conn {
     /// The timer of an exchange's waits, made at the first wait and reset
     /// for each later one.
     pub(super) timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// How long it took to open (for the access log).
+    pub(crate) connect_time: Option<Duration>,
 }
 
 /// How far a request got before it failed, for the error it becomes.
@@ -56,6 +58,7 @@ impl Conn {
             round_trip: None,
             last_read: None,
             timer: None,
+            connect_time: None,
         }
     }
 

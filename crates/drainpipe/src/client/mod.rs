@@ -515,7 +515,16 @@ impl Client {
         if let Some(rtt) = checkout.conn_mut().round_trip.take() {
             checkout.pool().round_trip(rtt);
         }
-        let (res, framing) = sent.map_err(Failure::Sent)?;
+        let (mut res, framing) = sent.map_err(Failure::Sent)?;
+        if head.extensions.get::<crate::access::Wanted>().is_some() {
+            // A connection from the pool was idle for a while before.
+            let reused = checkout.reused_after().is_some();
+            let connect_time = checkout.conn_mut().connect_time.filter(|_| !reused);
+            res.extensions_mut().insert(crate::access::ConnUsed {
+                reused,
+                connect_time,
+            });
+        }
         if framing != proto::Framing::None {
             let size = match framing.exact_len() {
                 Some(n) => SizeHint::with_exact(n),

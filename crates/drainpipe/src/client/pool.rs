@@ -223,9 +223,12 @@ impl Pool {
         let started = std::time::Instant::now();
         match connect(&self.origin, self.config.connect_timeout).await {
             Ok(stream) => {
-                self.connect_time.record(started.elapsed());
+                let took = started.elapsed();
+                self.connect_time.record(took);
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
-                Ok(self.lend(Box::new(Conn::new(stream, self.config.proto.clone()))))
+                let mut conn = Box::new(Conn::new(stream, self.config.proto.clone()));
+                conn.connect_time = Some(took);
+                Ok(self.lend(conn))
             }
             Err(e) => {
                 self.free_slot();

@@ -330,9 +330,20 @@ impl Proxy {
                 .send(origin, &head, body, fresh, Some(&relay))
                 .await
             {
-                Ok(res) => {
+                Ok(mut res) => {
                     upstream.succeeded();
-                    in_flight.answered(res.status(), sent_at.elapsed());
+                    let response_time = sent_at.elapsed();
+                    in_flight.answered(res.status(), response_time);
+                    if head.extensions.get::<crate::access::Wanted>().is_some() {
+                        let conn = res.extensions_mut().remove::<crate::access::ConnUsed>();
+                        res.extensions_mut().insert(crate::access::Upstream {
+                            addr: upstream.addr().clone(),
+                            connect_time: conn.and_then(|c| c.connect_time),
+                            response_time,
+                            reused: conn.is_some_and(|c| c.reused),
+                            retries: (tried.len() - 1) as u32,
+                        });
+                    }
                     self.inner.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     return self.respond(res, in_flight, received, on_upgrade);
                 }

@@ -78,6 +78,7 @@ pub struct Upstream {
     /// `Host` for requests sent to it when the client's is not kept (`None`
     /// if its name cannot be one).
     host_value: Option<HeaderValue>,
+    addr: Arc<str>,
     in_flight: AtomicUsize,
     fails: AtomicU32,
     /// When it was created: the origin of `ejected_until`.
@@ -108,6 +109,7 @@ impl Upstream {
 
     fn with_host(origin: Origin, host_value: Option<HeaderValue>) -> Upstream {
         Upstream {
+            addr: origin.to_string().into(),
             origin,
             host_value,
             in_flight: AtomicUsize::new(0),
@@ -125,6 +127,11 @@ impl Upstream {
     /// Where it is.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// Its `host:port` (made once).
+    pub fn addr(&self) -> &Arc<str> {
+        &self.addr
     }
 
     /// Its `host:port` as a `Host` value (made once).

@@ -35,6 +35,7 @@ use super::drain::{CloseReason, InState, Phase, Shared};
 use super::interim;
 use super::park::{Parker, Resume};
 use super::{date, Abort, ConnInfo};
+use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
 use crate::io::{poll_read_buf, poll_write_buf, pool, read_buf, try_write_buf, write_buf};
@@ -129,6 +130,7 @@ where
         can_park: parker.is_some(),
         date: None,
         interim: Arc::default(),
+        access: None,
     };
     let stop = tokio::select! {
         stop = driver.serve() => stop,
@@ -253,6 +255,8 @@ struct Driver<'a, S> {
     /// Informational responses handlers ask for, written ahead of their
     /// final ones.
     interim: Arc<interim::Queue>,
+    /// The access-log record of the request being handled (when logging).
+    access: Option<Box<access::Record>>,
 }
 
 /// Feeds one request body to its handler.
@@ -262,6 +266,8 @@ struct Pump {
     /// Whether the connection's timer runs the body timeout (armed while
     /// waiting for body bytes; the timer is free while a request is handled).
     waiting: bool,
+    /// Body bytes passed on so far.
+    received: u64,
 }
 
 impl<'a, S, B> Driver<'a, S>
@@ -284,6 +290,9 @@ where
                         // its whole task up when it is parked.
                         self.exchange(head, body).await
                     };
+                    if self.access.is_some() {
+                        self.log_access(exchanged.err());
+                    }
                     if let Err(reason) = exchanged {
                         return reason.into();
                     }
@@ -337,6 +346,24 @@ where
                 }
             }
         }
+    }
+
+    /// Writes the access-log line of the request just handled: why the
+    /// connection closes after it, if it does (`failed`, or the core says
+    /// it must).
+    #[cold]
+    fn log_access(&mut self, failed: Option<CloseReason>) {
+        let (Some(mut record), Some(log)) = (self.access.take(), &self.shared.config.access_log)
+        else {
+            return;
+        };
+        record.request_time = record.time.elapsed().unwrap_or_default();
+        record.close_reason = match failed {
+            Some(reason) => Some(reason.as_str()),
+            None if self.conn.must_close() => Some(self.close_reason().as_str()),
+            None => None,
+        };
+        log.log(&record);
     }
 
     /// Why the connection closes when the core says it must.
@@ -578,6 +605,7 @@ where
                     Some(Pump {
                         tx: Some(tx),
                         waiting: false,
+                        received: 0,
                     }),
                 )
             } else {
@@ -592,12 +620,19 @@ where
             };
             let body = body.with_conn(info, self.interim.handle(info.request));
             let started = std::time::Instant::now();
-            let access = self
-                .shared
-                .config
-                .access_log
-                .then(|| (head.method().clone(), head.uri().clone()));
+            let logged = self.shared.config.access_log.is_some();
+            if logged {
+                self.access = Some(Box::new(access::Record::new(
+                    &head,
+                    info.peer,
+                    info.id,
+                    info.request,
+                )));
+            }
             let mut req = head.map(|()| body);
+            if logged {
+                req.extensions_mut().insert(access::Wanted);
+            }
             if self.conn.request_may_switch() {
                 let (on_upgrade, pending) = OnUpgrade::pair();
                 req.extensions_mut().insert(on_upgrade);
@@ -695,6 +730,10 @@ where
                 self.conn.close_after_current();
             }
             let status = parts.status;
+            // Bytes this response adds to the queue (for the access log):
+            // counted around each addition, as the queue may be written out
+            // between them.
+            let queued_before = self.out.len();
             let size = body
                 .size_hint()
                 .exact()
@@ -718,6 +757,7 @@ where
                         return Err(CloseReason::HandlerError);
                     }
                 };
+            let mut sent = self.out.len().saturating_sub(queued_before);
             let mut trailers = None;
             if framing != Framing::None {
                 let mut body = pin!(body);
@@ -751,10 +791,12 @@ where
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(mut data) => {
                                 let bytes = data.copy_to_bytes(data.remaining());
+                                let before = self.out.len();
                                 if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
                                     tracing::error!(error = %e, "response body refused");
                                     return Err(CloseReason::HandlerError);
                                 }
+                                sent += self.out.len().saturating_sub(before);
                                 if self.out.len() >= FLUSH_BYTES {
                                     self.flush().await?;
                                 }
@@ -769,25 +811,21 @@ where
                     }
                 }
             }
+            let before = self.out.len();
             if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
                 tracing::error!(error = %e, "response body shorter than its length");
                 return Err(CloseReason::HandlerError);
             }
+            sent += self.out.len().saturating_sub(before);
             self.queued += 1;
             let stats = &self.shared.stats;
             stats.latency.record(started.elapsed());
             stats.responses.record(status);
-            if let Some((method, uri)) = access {
-                tracing::info!(
-                    target: "drainpipe::access",
-                    conn = self.resume.id,
-                    request = self.conn.requests_started(),
-                    peer = %self.resume.peer,
-                    method = %method,
-                    target = %uri,
-                    status = status.as_u16(),
-                    micros = started.elapsed().as_micros() as u64,
-                );
+            if let Some(record) = self.access.as_deref_mut() {
+                record.status = status.as_u16();
+                record.bytes_sent = sent as u64;
+                record.bytes_received = pump.as_ref().map_or(0, |p| p.received);
+                record.upstream = parts.extensions.get::<access::Upstream>().cloned();
             }
             Ok(())
         }
@@ -814,6 +852,7 @@ where
             }
             match self.conn.next_event() {
                 Ok(Event::Data(data)) => {
+                    pump.received += data.len() as u64;
                     tx.data(data);
                     pump.waiting = false;
                 }
@@ -901,6 +940,10 @@ where
     /// timeouts), after which the connection closes.
     fn answer_plain(&mut self, status: StatusCode, text: String) {
         self.shared.stats.responses.record(status);
+        if let Some(record) = self.access.as_deref_mut() {
+            record.status = status.as_u16();
+            record.bytes_sent = text.len() as u64;
+        }
         self.conn.close_after_current();
         let mut res = http::Response::new(());
         *res.status_mut() = status;

@@ -80,7 +80,7 @@ pub struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) drain_delay: Duration,
     pub(crate) drain_spread: Duration,
-    pub(crate) access_log: bool,
+    pub(crate) access_log: Option<crate::access::AccessLog>,
     pub(crate) conn_info_extension: bool,
     pub(crate) linger: Linger,
     pub(crate) max_batch: usize,
@@ -107,7 +107,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             drain_spread: Duration::ZERO,
-            access_log: false,
+            access_log: None,
             conn_info_extension: false,
             linger: Linger::default(),
             max_batch: 16,
@@ -267,11 +267,9 @@ impl Builder {
         self
     }
 
-    /// Logs one line per request (target `drainpipe::access`): connection id,
-    /// the request's number on it, method, target, status, duration. Default
-    /// off.
-    pub fn access_log(mut self, on: bool) -> Self {
-        self.config.access_log = on;
+    /// Writes a line per request to `log` ([`crate::access`]). Default: none.
+    pub fn access_log(mut self, log: Option<crate::access::AccessLog>) -> Self {
+        self.config.access_log = log;
         self
     }
 

@@ -1,0 +1,189 @@
+//! The access log: one line per request, in the combined format, as JSON, or
+//! after a template of `$variables`, written through a buffer to a file (or
+//! stdout or stderr), reopened on demand for log rotation.
+//!
+//! The server fills a [`Record`] for each request when a log is set
+//! ([`crate::server::Builder::access_log`]); a proxy adds what it knows of
+//! the upstream exchange ([`Upstream`], in the response's extensions). It
+//! asks for it through a [`Wanted`] marker in the request's extensions, so
+//! nothing is gathered when no log is written.
+
+mod format;
+mod sink;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+pub use format::{Format, UnknownVariable, VARIABLES};
+pub use sink::Target;
+
+/// An access log: a format and where its lines go. Cheap to clone.
+#[derive(Clone)]
+pub struct AccessLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    format: Format,
+    sink: sink::Sink,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("format", &self.inner.format)
+            .field("target", self.inner.sink.target())
+            .finish()
+    }
+}
+
+impl AccessLog {
+    /// A log in `format` to `target` (a file is opened for appending, and
+    /// created if missing). Lines are buffered: written when 64 KiB gathered,
+    /// every second (inside a tokio runtime), on [`AccessLog::flush`] and
+    /// when the last clone is dropped.
+    pub fn new(format: Format, target: Target) -> std::io::Result<AccessLog> {
+        let log = AccessLog {
+            inner: Arc::new(Inner {
+                format,
+                sink: sink::Sink::open(target)?,
+            }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&log.inner);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    match weak.upgrade() {
+                        Some(inner) => inner.sink.flush(),
+                        None => return,
+                    }
+                }
+            });
+        }
+        Ok(log)
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&self) {
+        self.inner.sink.flush();
+    }
+
+    /// Flushes, then opens the file again by its name (after logrotate moved
+    /// it); stdout and stderr are left as they are.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        self.inner.sink.reopen()
+    }
+
+    /// Logs one request.
+    pub fn log(&self, record: &Record) {
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.inner.format.write(record, &mut line);
+            line.push('\n');
+            self.inner.sink.write(line.as_bytes());
+        });
+    }
+}
+
+/// Put in a request's extensions by a server that logs it: a proxy then
+/// puts [`Upstream`] in the response's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted;
+
+/// What a proxy tells the access log of the upstream exchange (in the
+/// response's extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The server's `host:port`.
+    pub addr: Arc<str>,
+    /// Time to open the connection (`None`: a pooled one was reused).
+    pub connect_time: Option<Duration>,
+    /// From sending the request to its response head.
+    pub response_time: Duration,
+    /// Whether the connection was reused.
+    pub reused: bool,
+    /// Attempts before the one that was answered.
+    pub retries: u32,
+}
+
+/// What the client tells of the connection an answered request used (in the
+/// response's extensions, when the request carries [`Wanted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnUsed {
+    /// Time to open it (`None`: a pooled one was reused).
+    pub connect_time: Option<Duration>,
+    /// Whether it was reused.
+    pub reused: bool,
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// When its head arrived.
+    pub time: SystemTime,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Its method.
+    pub method: Method,
+    /// Its target as received.
+    pub target: Uri,
+    /// Its version.
+    pub version: Version,
+    /// The response's status (0 if none was sent).
+    pub status: u16,
+    /// Bytes of request body received.
+    pub bytes_received: u64,
+    /// Bytes of response sent: head, body and framing.
+    pub bytes_sent: u64,
+    /// From the head's arrival to the response's end queued.
+    pub request_time: Duration,
+    /// Its `Host`.
+    pub host: Option<HeaderValue>,
+    /// Its `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+    /// Its `Referer`.
+    pub referer: Option<HeaderValue>,
+    /// Its connection's id.
+    pub connection_id: u64,
+    /// Its number on the connection, from 1.
+    pub connection_requests: u32,
+    /// The upstream exchange, when proxied.
+    pub upstream: Option<Upstream>,
+    /// Why the connection closed, when this was its last request.
+    pub close_reason: Option<&'static str>,
+}
+
+impl Record {
+    /// A record of a request with `head` from `remote` on connection `id`,
+    /// its `number`th.
+    pub fn new<B>(head: &http::Request<B>, remote: SocketAddr, id: u64, number: u32) -> Record {
+        let h = head.headers();
+        Record {
+            time: SystemTime::now(),
+            remote,
+            method: head.method().clone(),
+            target: head.uri().clone(),
+            version: head.version(),
+            status: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+            request_time: Duration::ZERO,
+            host: h.get(http::header::HOST).cloned(),
+            user_agent: h.get(http::header::USER_AGENT).cloned(),
+            referer: h.get(http::header::REFERER).cloned(),
+            connection_id: id,
+            connection_requests: number,
+            upstream: None,
+            close_reason: None,
+        }
+    }
+}
