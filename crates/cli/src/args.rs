@@ -12,9 +12,22 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// How process logs (stderr) are written: text lines, or one JSON
+    /// object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// What to run; with none, the default config.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The process logs' format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-02T07:40:00.123Z  INFO drainpipe: message key=value`.
+    Text,
+    /// `{"timestamp":…,"level":"INFO","message":…,"key":value,"target":…}`.
+    Json,
 }
 
 /// The subcommands.
