@@ -223,6 +223,20 @@ pub struct BenchArgs {
     /// Also print an ASCII bar chart of requests/s per strategy.
     #[arg(long)]
     pub chart: bool,
+    /// Constant throughput: R requests per second across all connections,
+    /// each due at its time; latencies run from when each was due (no
+    /// coordinated omission).
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate in requests per second (above 0)"
+        )),
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

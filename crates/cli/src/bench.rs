@@ -16,9 +16,16 @@
 //! were written to the end of its response.
 //!
 //! Every request sent ends one way: completed (a response ended; counted in
-//! `requests`, and in `non_2xx` too if its status was not 2xx), failed (an error
-//! of one kind), or given back when the server closed a keep-alive connection
-//! gracefully before answering it (it is sent again on a new connection).
+//! `requests`, by status code, and in `non_2xx` too if its status was not
+//! 2xx), failed (an error of one kind), or given back when the server closed a
+//! keep-alive connection gracefully before answering it (it is sent again on a
+//! new connection). Any failed request makes the exit status 1 (bad usage: 2).
+//!
+//! With `--rate R` the requests follow a schedule of R per second across all
+//! connections (request i is due at start + i/R): a connection sends a request
+//! only once it is due, and its latency runs from when it was due, not from
+//! when it could be sent, so a server that stalls is charged for every
+//! request that waited behind the stall (no coordinated omission, as in wrk2).
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write as _};
@@ -91,12 +98,37 @@ impl Kind {
     }
 }
 
-/// Runs `drainpipe bench`: one strategy, or all four with `--compare`, then
-/// prints the results (a table, or JSON lines) on stdout. Errors are one line
-/// naming the URL.
-pub async fn run(args: BenchArgs) -> Result<(), String> {
+/// Runs `drainpipe bench` and says how it went: exit status 0 when every
+/// request completed, 1 when any failed (the report is printed all the
+/// same, and one line on stderr counts the failures) or the URL cannot be
+/// reached, 2 on bad usage (a URL that is not `http://`, a request that
+/// cannot be sent). Errors are one line naming the URL.
+pub async fn main(args: BenchArgs) -> std::process::ExitCode {
+    let url = args.url.clone();
+    let (code, line) = match run(args).await {
+        Ok((0, _)) => return std::process::ExitCode::SUCCESS,
+        Ok((failed, sent)) => (1, format!("{failed} of {sent} requests to {url} failed")),
+        Err(Stop::Usage(e)) => (2, e),
+        Err(Stop::Failed(e)) => (1, e),
+    };
+    eprintln!("drainpipe: {line}");
+    std::process::ExitCode::from(code)
+}
+
+/// Why a bench could not run.
+enum Stop {
+    /// Bad usage (exit status 2).
+    Usage(String),
+    /// The target could not be loaded (exit status 1).
+    Failed(String),
+}
+
+/// Runs one strategy, or all four with `--compare`, then prints the results
+/// (a table, or JSON lines) on stdout. Returns the requests that failed and
+/// those that ended (completed or failed).
+async fn run(args: BenchArgs) -> Result<(u64, u64), Stop> {
     let target = Target::resolve(&args.url).await?;
-    let request = Template::new(&args, target.uri.clone(), false)?;
+    let request = Template::new(&args, target.uri.clone(), false).map_err(Stop::Usage)?;
     let duration = match args.requests {
         Some(_) => None,
         None => Some(Duration::from_secs_f64(
@@ -107,7 +139,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // The first connection proves the URL reachable; the first strategy uses it.
     let mut first = match connect(target.addr, Instant::now() + timeout).await {
         Ok(stream) => Some(stream),
-        Err(e) => return Err(format!("cannot connect to {}: {e}", args.url)),
+        Err(e) => return Err(Stop::Failed(format!("cannot connect to {}: {e}", args.url))),
     };
     let strategies: Vec<Strategy> = if args.compare {
         Strategy::ALL.to_vec()
@@ -129,13 +161,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 _ => 1,
             },
             request: if close {
-                Template::new(&args, target.uri.clone(), true)?
+                Template::new(&args, target.uri.clone(), true).map_err(Stop::Usage)?
             } else {
                 request.clone()
             },
             requests: args.requests,
             duration,
             timeout,
+            rate: args.rate,
         };
         let report = run_strategy(&target, setup, first.take(), tty).await;
         if args.json {
@@ -154,7 +187,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             print!("{}", chart(&reports));
         }
     }
-    Ok(())
+    let failed: u64 = reports.iter().map(Report::errors).sum();
+    let completed: u64 = reports.iter().map(|r| r.stats.completed).sum();
+    Ok((failed, failed + completed))
 }
 
 /// Where the requests go.
@@ -165,28 +200,34 @@ struct Target {
 
 impl Target {
     /// Parses an `http://` URL and resolves its host.
-    async fn resolve(url: &str) -> Result<Target, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
+    async fn resolve(url: &str) -> Result<Target, Stop> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Stop::Usage(format!("invalid URL {url}: {e}")))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some(_) => return Err(format!("unsupported URL {url}: only http:// is supported")),
+            Some(_) => {
+                return Err(Stop::Usage(format!(
+                    "unsupported URL {url}: only http:// is supported"
+                )))
+            }
             None => {
-                return Err(format!(
+                return Err(Stop::Usage(format!(
                     "invalid URL {url}: expected http://HOST[:PORT][/PATH]"
-                ))
+                )))
             }
         }
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("invalid URL {url}: no host"))?;
+            .ok_or_else(|| Stop::Usage(format!("invalid URL {url}: no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(80);
         let addr = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| format!("cannot resolve {url}: {e}"))?
+            .map_err(|e| Stop::Failed(format!("cannot resolve {url}: {e}")))?
             .next()
-            .ok_or_else(|| format!("cannot resolve {url}: no address"))?;
+            .ok_or_else(|| Stop::Failed(format!("cannot resolve {url}: no address")))?;
         Ok(Target { uri, addr })
     }
 }
@@ -250,6 +291,48 @@ struct Setup {
     requests: Option<u64>,
     duration: Option<Duration>,
     timeout: Duration,
+    rate: Option<f64>,
+}
+
+/// A constant-throughput schedule: request `i` is due at `start + i / rate`.
+struct Schedule {
+    start: Instant,
+    per_second: f64,
+    /// The next request not yet claimed by a connection.
+    next: AtomicU64,
+}
+
+impl Schedule {
+    fn due_at(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.per_second)
+    }
+
+    /// When the next unclaimed request is due.
+    fn next_due(&self) -> Instant {
+        self.due_at(self.next.load(Relaxed))
+    }
+
+    /// Claims up to `room` requests due by `now` (and before the deadline),
+    /// pushing when each was due.
+    fn claim_due(&self, room: u64, now: Instant, plan: &Plan, due: &mut Vec<Instant>) -> u64 {
+        let mut n = 0;
+        while n < room {
+            let i = self.next.load(Relaxed);
+            let at = self.due_at(i);
+            if at > now || plan.past_deadline(at) {
+                break;
+            }
+            if self
+                .next
+                .compare_exchange_weak(i, i + 1, Relaxed, Relaxed)
+                .is_ok()
+            {
+                due.push(at);
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 /// What the connection tasks of one run share.
@@ -262,6 +345,8 @@ struct Plan {
     budget: Option<AtomicU64>,
     deadline: Option<Instant>,
     timeout: Duration,
+    /// `--rate`: when each request is due.
+    schedule: Option<Schedule>,
     /// Completed so far, for the progress line.
     completed: AtomicU64,
     /// Errors so far, for the progress line.
@@ -295,6 +380,11 @@ impl Plan {
         }
     }
 
+    /// Whether the request budget is spent (never, for a duration).
+    fn exhausted(&self) -> bool {
+        self.budget.as_ref().is_some_and(|b| b.load(Relaxed) == 0)
+    }
+
     fn past_deadline(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| now >= d)
     }
@@ -315,6 +405,10 @@ struct Stats {
     non_2xx: u64,
     errors: [u64; 6],
     opened: u64,
+    /// Responses by status code (index: the code; 0: out of range).
+    statuses: Box<[u64; 600]>,
+    bytes_read: u64,
+    bytes_written: u64,
 }
 
 impl Stats {
@@ -326,6 +420,9 @@ impl Stats {
             non_2xx: 0,
             errors: [0; 6],
             opened: 0,
+            statuses: Box::new([0; 600]),
+            bytes_read: 0,
+            bytes_written: 0,
         }
     }
 
@@ -350,6 +447,20 @@ impl Stats {
             *a += b;
         }
         self.opened += other.opened;
+        for (a, b) in self.statuses.iter_mut().zip(other.statuses.iter()) {
+            *a += b;
+        }
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+    }
+
+    /// The status codes seen and how many responses had each.
+    fn statuses(&self) -> Vec<(u16, u64)> {
+        (0u16..)
+            .zip(self.statuses.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code, *n))
+            .collect()
     }
 }
 
@@ -375,10 +486,18 @@ async fn connect(addr: SocketAddr, limit: Instant) -> std::io::Result<TcpStream>
 async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
     let mut stats = Stats::new();
     loop {
-        let reserved = plan.take(1);
-        if reserved == 0 {
-            break;
-        }
+        // On a schedule, a connection claims its requests as they fall due.
+        let reserved = if plan.schedule.is_some() {
+            if plan.exhausted() {
+                break;
+            }
+            0
+        } else {
+            match plan.take(1) {
+                0 => break,
+                n => n,
+            }
+        };
         let now = Instant::now();
         if plan.past_deadline(now) {
             plan.give_back(reserved);
@@ -445,6 +564,8 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
     let mut conn = Connection::new(Role::Client, plan.config.clone());
     let mut out = WriteBuf::new();
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth as usize);
+    // On a schedule: when each request about to be sent was due.
+    let mut due: Vec<Instant> = Vec::new();
     let mut last_progress = Instant::now();
     let watchdog = tokio::time::sleep_until(plan.cap(last_progress + plan.timeout).into());
     tokio::pin!(watchdog);
@@ -453,7 +574,15 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
         if conn.keep_alive() {
             let room = plan.depth.saturating_sub(conn.in_flight() as u64 + to_send);
             if room > 0 {
-                to_send += plan.take(room);
+                match &plan.schedule {
+                    None => to_send += plan.take(room),
+                    Some(schedule) => {
+                        let claimed = schedule.claim_due(room, Instant::now(), plan, &mut due);
+                        let granted = plan.take(claimed);
+                        due.truncate(due.len() - (claimed - granted) as usize);
+                        to_send += granted;
+                    }
+                }
             }
         }
         if to_send > 0 {
@@ -464,6 +593,7 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
                     return Flow::Stop;
                 }
             }
+            let writing = out.len() as u64;
             loop {
                 tokio::select! {
                     biased;
@@ -484,14 +614,33 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
                     },
                 }
             }
+            stats.bytes_written += writing;
             let now = Instant::now();
             last_progress = now;
-            sent_at.extend(std::iter::repeat_n(now, to_send as usize));
+            if plan.schedule.is_some() {
+                // Latency runs from when each request was due.
+                sent_at.extend(due.drain(..));
+            } else {
+                sent_at.extend(std::iter::repeat_n(now, to_send as usize));
+            }
             to_send = 0;
         }
         let in_flight = conn.in_flight() as u64;
         if in_flight == 0 {
-            return Flow::Next;
+            match &plan.schedule {
+                Some(schedule) if conn.keep_alive() && !plan.exhausted() => {
+                    // Idle until the next request falls due (another
+                    // connection may claim it first: then the next one).
+                    let at = schedule.next_due();
+                    if plan.past_deadline(at) {
+                        return Flow::Stop;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    last_progress = Instant::now();
+                    continue;
+                }
+                _ => return Flow::Next,
+            }
         }
 
         // Read what arrived, straight into the core's receive buffer.
@@ -515,7 +664,7 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
         };
         match read {
             Ok(0) => conn.receive_eof(),
-            Ok(_) => {}
+            Ok(n) => stats.bytes_read += n as u64,
             Err(_) => {
                 stats.error(Kind::Io, in_flight, plan);
                 return Flow::Next;
@@ -528,9 +677,11 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
         let ended = loop {
             match conn.next_event() {
                 Ok(Event::Response { head, .. }) => {
+                    let code = head.status().as_u16();
                     if !head.status().is_success() {
                         stats.non_2xx += 1;
                     }
+                    stats.statuses[usize::from(code).min(599)] += 1;
                 }
                 Ok(Event::End { .. }) => {
                     if let Some(sent) = sent_at.pop_front() {
@@ -592,6 +743,8 @@ struct Report {
     stats: Stats,
     elapsed: Duration,
     time_wait: u64,
+    /// `--rate`, if given.
+    rate: Option<f64>,
 }
 
 impl Report {
@@ -620,6 +773,24 @@ impl Report {
         self.stats.latency.max() as f64 / 1000.0
     }
 
+    fn mean_ms(&self) -> f64 {
+        self.stats.latency.mean() / 1000.0
+    }
+
+    fn stdev_ms(&self) -> f64 {
+        self.stats.latency.stdev() / 1000.0
+    }
+
+    /// Bytes read per second.
+    fn read_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.stats.bytes_read as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// One JSON object (one line).
     fn json(&self, url: &str) -> String {
         let kinds: serde_json::Map<String, serde_json::Value> = Kind::ALL
@@ -640,12 +811,24 @@ impl Report {
             "rps": round(self.rps()),
             "connections_opened": self.stats.opened,
             "time_wait": self.time_wait,
+            "rate": self.rate,
+            "bytes_read": self.stats.bytes_read,
+            "bytes_written": self.stats.bytes_written,
+            "read_bytes_per_s": round(self.read_per_second()),
+            "status_codes": self
+                .stats
+                .statuses()
+                .into_iter()
+                .map(|(code, n)| (code.to_string(), n.into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "latency_ms": {
+                "mean": round(self.mean_ms()),
+                "stdev": round(self.stdev_ms()),
                 "p50": self.ms(0.50),
                 "p90": self.ms(0.90),
                 "p99": self.ms(0.99),
+                "p99.9": self.ms(0.999),
                 "max": self.max_ms(),
-                "mean": round(self.stats.latency.mean() / 1000.0),
             },
         })
         .to_string()
@@ -670,6 +853,11 @@ async fn run_strategy(
         budget: setup.requests.map(AtomicU64::new),
         deadline: setup.duration.map(|d| start + d),
         timeout: setup.timeout,
+        schedule: setup.rate.map(|per_second| Schedule {
+            start,
+            per_second,
+            next: AtomicU64::new(0),
+        }),
         completed: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
@@ -706,6 +894,7 @@ async fn run_strategy(
         stats,
         elapsed,
         time_wait,
+        rate: setup.rate,
     }
 }
 
@@ -851,6 +1040,31 @@ fn table(reports: &[Report]) -> String {
             r.time_wait,
         );
     }
+    for r in reports {
+        let codes: Vec<String> = r
+            .stats
+            .statuses()
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{}: latency ms mean {:.3} stdev {:.3} p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; read {} bytes ({:.2} MB/s), written {} bytes; status {}{}",
+            r.strategy.name(),
+            r.mean_ms(),
+            r.stdev_ms(),
+            r.ms(0.50),
+            r.ms(0.90),
+            r.ms(0.99),
+            r.ms(0.999),
+            r.max_ms(),
+            r.stats.bytes_read,
+            r.read_per_second() / 1e6,
+            r.stats.bytes_written,
+            if codes.is_empty() { "none".to_string() } else { codes.join(", ") },
+            r.rate.map_or(String::new(), |rate| format!("; rate {rate} req/s asked, latency from each request's due time")),
+        );
+    }
     for r in reports.iter().filter(|r| r.errors() > 0) {
         let kinds: Vec<String> = Kind::ALL
             .iter()
@@ -901,6 +1115,50 @@ mod tests {
         assert_eq!(time_wait_in("", 8080), 0);
     }
 
+    // At 1000 requests/s, 10.5 ms after the start 11 are due (0 ms .. 10 ms),
+    // at most `room` at a time, each with the time it was due; none past the
+    // deadline.
+    #[test]
+    fn a_schedule_gives_out_only_what_is_due() {
+        let start = Instant::now();
+        let plan = Plan {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            depth: 4,
+            request: Template {
+                parts: http::Request::new(()).into_parts().0,
+                size: BodySize::Exact(0),
+                body: None,
+            },
+            config: Arc::new(Config::default()),
+            budget: None,
+            deadline: Some(start + Duration::from_millis(20)),
+            timeout: Duration::from_secs(1),
+            schedule: Some(Schedule {
+                start,
+                per_second: 1000.0,
+                next: AtomicU64::new(0),
+            }),
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        };
+        let s = plan.schedule.as_ref().unwrap();
+        let mut due = Vec::new();
+        let now = start + Duration::from_micros(10_500);
+        assert_eq!(s.claim_due(8, now, &plan, &mut due), 8);
+        assert_eq!(s.claim_due(8, now, &plan, &mut due), 3);
+        assert_eq!(s.claim_due(8, now, &plan, &mut due), 0);
+        let offsets: Vec<u128> = due.iter().map(|t| (*t - start).as_micros()).collect();
+        assert_eq!(offsets, (0..11).map(|i| i * 1000).collect::<Vec<_>>());
+        assert_eq!(s.next_due() - start, Duration::from_millis(11));
+        let later = start + Duration::from_secs(1);
+        due.clear();
+        assert_eq!(
+            s.claim_due(100, later, &plan, &mut due),
+            9,
+            "none past 20 ms"
+        );
+    }
+
     #[test]
     fn budget_is_shared_and_given_back() {
         let plan = Plan {
@@ -915,6 +1173,7 @@ mod tests {
             budget: Some(AtomicU64::new(5)),
             deadline: None,
             timeout: Duration::from_secs(1),
+            schedule: None,
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         };

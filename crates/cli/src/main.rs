@@ -77,9 +77,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // bench has exit statuses of its own (1: a request failed, 2: bad usage).
+    let command = match args.command {
+        Some(Command::Bench(bench)) => {
+            return runtime.block_on(async {
+                alloc::spawn_housekeeping();
+                bench::main(bench).await
+            })
+        }
+        other => other,
+    };
     let result = runtime.block_on(async {
         alloc::spawn_housekeeping();
-        match args.command {
+        match command {
             Some(Command::Origin {
                 listen,
                 max_requests,
@@ -138,7 +148,7 @@ fn main() -> ExitCode {
                 };
                 run::config(std::sync::Arc::new(load), pid_file).await
             }
-            Some(Command::Bench(bench)) => bench::run(bench).await,
+            Some(Command::Bench(_)) => unreachable!("bench ran above"),
             None => {
                 let load = || Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME);
                 run::config(std::sync::Arc::new(load), None).await

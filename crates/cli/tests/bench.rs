@@ -76,10 +76,30 @@ fn drainpipe(args: &[&str], within: Duration) -> Output {
 
 /// Runs a bench that must succeed and returns its JSON lines.
 fn bench_json(args: &[&str]) -> Vec<Value> {
+    bench_json_exit(args, 0)
+}
+
+/// Runs a bench that must exit with `code` and returns its JSON lines.
+fn bench_json_exit(args: &[&str], code: i32) -> Vec<Value> {
     let mut all = vec!["bench", "--json"];
     all.extend_from_slice(args);
     let out = drainpipe(&all, Duration::from_secs(8));
-    assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+    assert_eq!(out.code, Some(code), "{args:?}: {}", out.stderr);
+    if code == 1 {
+        // The report, then one line counting the failures.
+        assert_eq!(
+            out.stderr
+                .lines()
+                .filter(|l| l.starts_with("drainpipe: "))
+                .count(),
+            1
+        );
+        assert!(
+            out.stderr.contains(" requests to http://") && out.stderr.contains(" failed"),
+            "{}",
+            out.stderr
+        );
+    }
     out.stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
@@ -147,10 +167,21 @@ fn compare_json_prints_four_objects_with_the_required_fields() {
             num(r, key);
         }
         assert!(r["rps"].as_f64().unwrap() > 0.0, "{r}");
-        for q in ["p50", "p90", "p99", "max"] {
+        for q in ["mean", "stdev", "p50", "p90", "p99", "p99.9", "max"] {
             let ms = r["latency_ms"][q].as_f64().unwrap_or(-1.0);
             assert!((0.0..5000.0).contains(&ms), "{q} in {r}");
         }
+        let l = &r["latency_ms"];
+        assert!(
+            l["p99"].as_f64() <= l["p99.9"].as_f64() && l["p99.9"].as_f64() <= l["max"].as_f64(),
+            "{r}"
+        );
+        // "Hello, World!" (13 bytes) and a head per response; the request
+        // bytes as sent.
+        assert!(num(r, "bytes_read") > 100 * 13, "{r}");
+        assert!(num(r, "bytes_written") > 100 * 20, "{r}");
+        assert!(r["read_bytes_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["status_codes"], serde_json::json!({"200": 100}), "{r}");
         assert_eq!(num(r, "requests"), 100, "{r}");
         for kind in [
             "connect",
@@ -203,25 +234,35 @@ fn duration_runs_for_about_that_long_with_plain_progress() {
     );
     assert!(out.stderr.contains(" 0 errors"), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
     assert!(lines[0].starts_with("strategy") && lines[0].contains("req/s"));
     assert!(lines[1].starts_with("persistent"), "{}", out.stdout);
+    // The details: latency spread, transfer, status codes.
+    assert!(
+        lines[2].starts_with("persistent: latency ms mean ")
+            && lines[2].contains(" p99.9 ")
+            && lines[2].contains(" MB/s), written ")
+            && lines[2].contains("; status 200 "),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn errors_are_counted_by_kind_and_non_2xx_apart() {
     let origin = Origin::start();
-    let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/truncate/100")])[0];
+    let r = &bench_json_exit(&["-n", "20", "-c", "2", &origin.url("/truncate/100")], 1)[0];
     assert_eq!(num(r, "requests"), 0, "{r}");
     assert_eq!(num(r, "errors"), 20, "{r}");
     assert_eq!(r["errors_by_kind"]["truncated"].as_u64(), Some(20), "{r}");
 
-    let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/reset")])[0];
+    let r = &bench_json_exit(&["-n", "20", "-c", "2", &origin.url("/reset")], 1)[0];
     assert_eq!(r["errors_by_kind"]["io"].as_u64(), Some(20), "{r}");
 
     let r = &bench_json(&["-n", "20", "-c", "2", &origin.url("/status/503")])[0];
     assert_eq!((num(r, "requests"), num(r, "errors")), (20, 0), "{r}");
     assert_eq!(num(r, "non_2xx"), 20, "{r}");
+    assert_eq!(r["status_codes"], serde_json::json!({"503": 20}), "{r}");
 
     // The server closes after every response: a new connection each time, and
     // the pipelined requests it left unanswered go again, without errors.
@@ -239,15 +280,18 @@ fn errors_are_counted_by_kind_and_non_2xx_apart() {
     assert_eq!((num(r, "requests"), num(r, "errors")), (30, 0), "{r}");
     assert_eq!(num(r, "connections_opened"), 30, "{r}");
 
-    let r = &bench_json(&[
-        "-n",
-        "2",
-        "-c",
-        "2",
-        "--timeout",
-        "0.3",
-        &origin.url("/delay/3000"),
-    ])[0];
+    let r = &bench_json_exit(
+        &[
+            "-n",
+            "2",
+            "-c",
+            "2",
+            "--timeout",
+            "0.3",
+            &origin.url("/delay/3000"),
+        ],
+        1,
+    )[0];
     assert_eq!(r["errors_by_kind"]["timeout"].as_u64(), Some(2), "{r}");
 }
 
@@ -275,14 +319,20 @@ fn compare_table_and_chart() {
         .enumerate()
     {
         assert!(lines[1 + i].starts_with(name), "{}", out.stdout);
-        let bar = lines[6 + i];
+        // Then a line of details per strategy.
+        assert!(
+            lines[5 + i].starts_with(&format!("{name}: latency ms mean ")),
+            "{}",
+            out.stdout
+        );
+        let bar = lines[10 + i];
         assert!(
             bar.starts_with(name) && bar.contains("|#"),
             "{}",
             out.stdout
         );
     }
-    assert_eq!(lines[5], "requests/s", "{}", out.stdout);
+    assert_eq!(lines[9], "requests/s", "{}", out.stdout);
 }
 
 #[test]
@@ -325,12 +375,13 @@ fn unreachable_or_unsupported_url_is_one_line_naming_it() {
         .port();
     let url = format!("http://127.0.0.1:{port}/");
     one_line_error(&["bench", "-n", "10", &url], 1, &url);
+    // Bad usage: exit status 2.
     one_line_error(
         &["bench", "https://127.0.0.1:1/"],
-        1,
+        2,
         "https://127.0.0.1:1/",
     );
-    one_line_error(&["bench", "not a url"], 1, "not a url");
+    one_line_error(&["bench", "not a url"], 2, "not a url");
 }
 
 #[test]
@@ -369,4 +420,62 @@ fn bad_flags_are_one_line_naming_them() {
     ] {
         one_line_error(args, 2, names);
     }
+}
+
+// The bytes read are exactly the responses' bytes: /bytes/1000 answers 1000
+// body bytes after a head of known size.
+#[test]
+fn bytes_read_are_the_responses_bytes() {
+    let origin = Origin::start();
+    let r = &bench_json(&["-n", "10", "-c", "1", &origin.url("/bytes/1000")])[0];
+    let per_response = num(r, "bytes_read") / 10;
+    assert_eq!(num(r, "bytes_read") % 10, 0, "{r}");
+    assert!((1000 + 40..1000 + 400).contains(&per_response), "{r}");
+}
+
+// --rate 500: the run keeps 500 requests a second (within 5 %), its
+// latencies measured from each request's due time.
+#[test]
+fn rate_keeps_the_throughput_asked() {
+    let origin = Origin::start();
+    let r = &bench_json(&[
+        "--rate",
+        "500",
+        "-c",
+        "4",
+        "--duration",
+        "2",
+        &origin.url("/"),
+    ])[0];
+    let rps = r["rps"].as_f64().unwrap();
+    assert!((475.0..=525.0).contains(&rps), "{rps} req/s: {r}");
+    assert_eq!(r["rate"].as_f64(), Some(500.0), "{r}");
+    assert_eq!(num(r, "errors"), 0, "{r}");
+    assert!((950..=1000).contains(&num(r, "requests")), "{r}");
+}
+
+// No coordinated omission: one connection to a server that takes 50 ms per
+// request, asked for 100 requests a second, serves 20 a second; the requests
+// queue behind each other and their latency, counted from when each was due,
+// grows far past 50 ms (counted from when each was sent it would stay near
+// 50 ms).
+#[test]
+fn rate_latency_counts_the_wait_behind_a_slow_server() {
+    let origin = Origin::start();
+    let r = &bench_json(&[
+        "--rate",
+        "100",
+        "-c",
+        "1",
+        "--duration",
+        "1",
+        &origin.url("/delay/50"),
+    ])[0];
+    let l = &r["latency_ms"];
+    assert!(num(r, "requests") <= 21, "{r}");
+    assert!(l["p50"].as_f64().unwrap() > 200.0, "{r}");
+    assert!(l["max"].as_f64().unwrap() > 600.0, "{r}");
+    // Without --rate the same load reports about 50 ms.
+    let r = &bench_json(&["-n", "10", "-c", "1", &origin.url("/delay/50")])[0];
+    assert!(r["latency_ms"]["p50"].as_f64().unwrap() < 150.0, "{r}");
 }
