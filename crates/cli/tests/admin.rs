@@ -286,7 +286,12 @@ fn element(dom: &str, id: &str) -> String {
 }
 
 fn chromium(args: &[&str]) -> std::process::Output {
-    let profile = std::env::temp_dir().join(format!("drainpipe-chromium-{}", std::process::id()));
+    // A profile of its own: two browsers on one profile directory (tests run
+    // in parallel) make the second one fail.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile =
+        std::env::temp_dir().join(format!("drainpipe-chromium-{}-{run}", std::process::id()));
     let mut cmd = Command::new("chromium");
     cmd.args([
         "--headless",

@@ -196,7 +196,8 @@ impl Upstream {
     fn check_result(&self, ok: bool, detail: String, check: &HealthCheck) {
         let was = self.is_healthy();
         self.count_check(ok, check);
-        self.stats.record_check(ok, detail, was != self.is_healthy());
+        self.stats
+            .record_check(ok, detail, was != self.is_healthy());
     }
 
     fn count_check(&self, ok: bool, check: &HealthCheck) {
