@@ -109,10 +109,56 @@ async fn a_refusing_server_is_counted_ejected_and_degrades_the_status() {
         "drainpipe_upstream_responses_total{proxy=\"px\",group=\"app\",class=\"5xx\"} 1".into(),
         "drainpipe_responses_total{listener=\"web\",class=\"2xx\"} 3".into(),
         "drainpipe_request_duration_seconds_count{listener=\"web\"} 4".into(),
+        // The issue-18 figures: none retired early; no idle timeout learned,
+        // so that gauge has no sample at all.
+        format!("drainpipe_upstream_server_retired_early_total{{{dl}}} 0"),
     ] {
         assert!(
             text.contains(&format!("{line}\n")),
             "{line} not in:\n{text}"
         );
     }
+    assert!(
+        !text.contains("drainpipe_upstream_server_learned_idle_timeout_seconds{"),
+        "{text}"
+    );
+}
+
+// An upstream that closes idle connections after 300 ms without announcing
+// it: once the pool saw the close, the learned idle timeout is a sample of
+// its own (issue 18's figure, per server).
+#[tokio::test]
+async fn the_learned_idle_timeout_is_shown_per_server() {
+    let live = TestServer::origin(
+        Server::builder()
+            .idle_timeout(Duration::from_millis(300))
+            .announce_idle_timeout(false),
+    )
+    .await;
+    let (srv, proxy) = proxy_in_front_of(live.addr).await;
+    let registry = Registry::new().proxy("px", proxy);
+    let client = Client::new();
+    let res = client
+        .request(http::Request::get(srv.url("/")).body(()).unwrap())
+        .await
+        .unwrap();
+    res.into_body().collect().await.unwrap();
+    let series = format!(
+        "drainpipe_upstream_server_learned_idle_timeout_seconds{{proxy=\"px\",group=\"peer\",server=\"127.0.0.1:{}\"}} ",
+        live.addr.port()
+    );
+    let mut text = String::new();
+    let learned = eventually(Duration::from_secs(3), || {
+        text = registry.prometheus();
+        text.contains(&series)
+    })
+    .await;
+    assert!(learned, "{text}");
+    let value: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.25..0.6).contains(&value), "{value}");
 }
