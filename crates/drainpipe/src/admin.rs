@@ -28,10 +28,11 @@ pub struct Admin {
 
 impl Admin {
     /// Serves what `registry` holds. Inside a tokio runtime, also samples
-    /// the registry every second for the status page's rates and charts,
-    /// until the last clone of the registry outside the sampler is gone.
+    /// the registry every second for the status page's rates and charts
+    /// (once per registry, however many admin services serve it), until the
+    /// last clone of the registry outside the sampler is gone.
     pub fn new(registry: Registry) -> Admin {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if tokio::runtime::Handle::try_current().is_ok() && registry.claim_sampling() {
             tokio::spawn(sample(registry.clone()));
         }
         Admin { registry }
@@ -102,5 +103,23 @@ impl tower_service::Service<Request<Incoming>> for Admin {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         ready(Ok(self.answer(req.uri().path())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Two admin services on one registry (an admin listener bound to two
+    // addresses) share one sampler: a sample a second, not two.
+    #[tokio::test]
+    async fn one_sampler_per_registry() {
+        let registry = Registry::new();
+        let a = Admin::new(registry.clone());
+        let b = Admin::new(registry.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // Ticks at 0 s and 1 s.
+        assert_eq!(registry.samples(), 2);
+        drop((a, b));
     }
 }

@@ -34,6 +34,9 @@ pub struct Registry {
     not_ready: Arc<AtomicBool>,
     /// The last five minutes, one sample a second (see [`Registry::sample`]).
     history: Arc<Mutex<status::History>>,
+    /// Whether a sampler runs (one per registry, however many admin
+    /// listeners serve it).
+    sampling: Arc<AtomicBool>,
 }
 
 /// One listener's figures at one moment.
@@ -95,6 +98,11 @@ impl Registry {
                 .servers
                 .iter()
                 .any(|(_, s)| s.draining.load(Ordering::Relaxed))
+    }
+
+    /// Claims the one sampler of this registry: true the first time.
+    pub fn claim_sampling(&self) -> bool {
+        !self.sampling.swap(true, Ordering::Relaxed)
     }
 
     /// Whether this is the last clone (the admin sampler stops then).

@@ -266,6 +266,11 @@ impl Registry {
         history.samples.push_back(sample);
     }
 
+    /// Samples held (at most five minutes' worth).
+    pub fn samples(&self) -> usize {
+        self.history.lock().unwrap().samples.len()
+    }
+
     /// Everything the status page shows, now.
     pub fn status(&self) -> Status {
         let now = SystemTime::now();
