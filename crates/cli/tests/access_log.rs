@@ -220,3 +220,43 @@ fn combined_from_the_flag_templates_and_a_bad_variable() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// The forward proxy logs the origin it reached, like the reverse proxy.
+#[test]
+fn the_forward_proxy_logs_its_upstream() {
+    let dir = std::env::temp_dir().join(format!("drainpipe-access-f-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("forward.log");
+    let _ = std::fs::remove_file(&log);
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin");
+    let cfg = dir.join("forward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[forward]\nlisten = \"127.0.0.1:0\"\nallow_private = true\n\n[access_log]\nformat = \"json\"\npath = \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let proxy = Proc::start(&["proxy", "--config", cfg.to_str().unwrap()], 1);
+    let mut s = TcpStream::connect(proxy.addr("forward")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET http://{upstream}/conn HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (head, _) = read_response(&mut s, &mut Vec::new()).unwrap();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let lines = wait_lines(&log, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["target"], format!("http://{upstream}/conn"));
+    assert_eq!(l["upstream_addr"], upstream.to_string());
+    assert_eq!(l["upstream_reused"], false);
+    assert_eq!(l["retries"], 0);
+    assert!(l["upstream_connect_time"].as_f64().unwrap() > 0.0, "{l}");
+    assert_eq!(l["close_reason"], "keep_alive_end");
+    let _ = std::fs::remove_dir_all(&dir);
+}

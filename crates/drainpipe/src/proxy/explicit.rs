@@ -306,17 +306,34 @@ impl ForwardProxy {
             port: addr.port(),
         };
         let client = &self.inner.client;
-        match client
+        let sent_at = std::time::Instant::now();
+        let retried = std::sync::atomic::AtomicU64::new(0);
+        let sent = client
             .send_retrying(
                 &origin,
                 &head,
                 RequestBody::stream(body),
                 Some(&relay),
-                &client.stats().retries,
+                &retried,
             )
-            .await
-        {
-            Ok(res) => {
+            .await;
+        let retries = retried.load(std::sync::atomic::Ordering::Relaxed);
+        client
+            .stats()
+            .retries
+            .fetch_add(retries, std::sync::atomic::Ordering::Relaxed);
+        match sent {
+            Ok(mut res) => {
+                if head.extensions.get::<crate::access::Wanted>().is_some() {
+                    let conn = res.extensions_mut().remove::<crate::access::ConnUsed>();
+                    res.extensions_mut().insert(crate::access::Upstream {
+                        addr: origin.to_string().into(),
+                        connect_time: conn.and_then(|c| c.connect_time),
+                        response_time: sent_at.elapsed(),
+                        reused: conn.is_some_and(|c| c.reused),
+                        retries: u32::try_from(retries).unwrap_or(u32::MAX),
+                    });
+                }
                 let (mut head, body) = res.into_parts();
                 forward::response_fields(
                     &mut head.headers,
