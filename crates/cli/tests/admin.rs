@@ -544,7 +544,7 @@ fn status_page_shows_each_server_and_charts() {
         );
         // Six charts, each an SVG, with lines drawn from the history.
         assert_eq!(
-            dom.matches("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\"")
+            dom.matches("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 400 130\"")
                 .count(),
             6,
             "{dom}"
