@@ -232,9 +232,9 @@ pub struct BenchArgs {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Ok(r),
+        Ok(r) if r.is_finite() && (0.001..=10_000_000.0).contains(&r) => Ok(r),
         _ => Err(format!(
-            "{s:?} is not a rate in requests per second (above 0)"
+            "{s:?} is not a rate in requests per second (0.001 to 10000000)"
         )),
     }
 }

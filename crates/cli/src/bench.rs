@@ -512,7 +512,10 @@ async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
                     break;
                 }
                 Err(_) => {
-                    stats.error(Kind::Connect, reserved, &plan);
+                    // On a schedule nothing was reserved, but a failed
+                    // connect is a failure all the same (else a dead server
+                    // looks like a quiet one and the run passes).
+                    stats.error(Kind::Connect, reserved.max(1), &plan);
                     let until = plan.cap(Instant::now() + CONNECT_BACKOFF);
                     tokio::time::sleep_until(until.into()).await;
                     continue;

@@ -28,9 +28,35 @@ pub enum Ask {
     Upgrade,
 }
 
-/// Where process `pid` reports the outcome of its last hand-off.
+/// Where this process reports the outcome of its last hand-off: its own
+/// temporary directory.
 pub fn status_path(pid: u32) -> PathBuf {
     std::env::temp_dir().join(format!("drainpipe-{pid}.handoff"))
+}
+
+/// The same file as process `pid` sees it, from another process: through
+/// `/proc/PID/root` and that process's `TMPDIR`, so a service with a private
+/// `/tmp` (systemd's `PrivateTmp=yes`) or its own `TMPDIR` is reached too.
+/// Falls back to this process's view when `/proc` does not show it.
+fn status_path_of(pid: u32) -> PathBuf {
+    let tmp = std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()
+        .and_then(|env| {
+            env.split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"TMPDIR=").map(|v| v.to_vec()))
+        })
+        .map(|v| PathBuf::from(String::from_utf8_lossy(&v).into_owned()))
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let through_root = root
+        .join(tmp.strip_prefix("/").unwrap_or(&tmp))
+        .join(format!("drainpipe-{pid}.handoff"));
+    if through_root.parent().is_some_and(Path::is_dir) {
+        through_root
+    } else {
+        status_path(pid)
+    }
 }
 
 /// In the running process: records the outcome of a hand-off, if a command
@@ -100,7 +126,7 @@ pub fn run(ask: Ask, pid: Option<i32>, pid_file: Option<&Path>) -> Result<(), St
             "process {pid} runs `drainpipe {other}`, which has no configuration to reload or listeners to hand over; not signalled"
         ));
     }
-    let status = status_path(pid as u32);
+    let status = status_path_of(pid as u32);
     let _ = std::fs::remove_file(&status);
     std::fs::File::create(&status)
         .map_err(|e| format!("cannot create {}: {e}", status.display()))?;

@@ -161,4 +161,13 @@ async fn the_learned_idle_timeout_is_shown_per_server() {
         .parse()
         .unwrap();
     assert!((0.25..0.6).contains(&value), "{value}");
+    // The status page's row for the server says the same.
+    let status = registry.status();
+    let row = status
+        .servers
+        .iter()
+        .find(|r| r.server == format!("127.0.0.1:{}", live.addr.port()))
+        .expect("a row for the server");
+    assert_eq!(row.learned_idle_timeout, Some(value));
+    assert_eq!(row.retired_early, 0);
 }

@@ -42,33 +42,19 @@ impl std::fmt::Debug for AccessLog {
 
 impl AccessLog {
     /// A log in `format` to `target` (a file is opened for appending, and
-    /// created if missing). Lines are buffered: written when 64 KiB gathered,
-    /// every second (inside a tokio runtime), on [`AccessLog::flush`] and
-    /// when the last clone is dropped.
+    /// created if missing). Lines are written by a thread of the log's own:
+    /// when 64 KiB gathered, every second, on [`AccessLog::flush`] and when
+    /// the last clone is dropped; a request never waits for the target.
     pub fn new(format: Format, target: Target) -> std::io::Result<AccessLog> {
-        let log = AccessLog {
+        Ok(AccessLog {
             inner: Arc::new(Inner {
                 format,
                 sink: sink::Sink::open(target)?,
             }),
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let weak = Arc::downgrade(&log.inner);
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    every.tick().await;
-                    match weak.upgrade() {
-                        Some(inner) => inner.sink.flush(),
-                        None => return,
-                    }
-                }
-            });
-        }
-        Ok(log)
+        })
     }
 
-    /// Writes what is buffered.
+    /// Writes what is queued, waiting (a few seconds at most) until it is.
     pub fn flush(&self) {
         self.inner.sink.flush();
     }

@@ -32,7 +32,8 @@ pub(super) fn render(status: &Status) -> String {
              <td id=\"srv{i}-active\">{active}</td><td id=\"srv{i}-requests\">{requests}</td>\
              <td id=\"srv{i}-errors\">{errors}</td><td id=\"srv{i}-rps\">{rps:.1}</td>\
              <td id=\"srv{i}-error-rate\">{rate:.1} %</td>\
-             <td id=\"srv{i}-p50\">{p50}</td><td id=\"srv{i}-p99\">{p99}</td></tr>",
+             <td id=\"srv{i}-p50\">{p50}</td><td id=\"srv{i}-p99\">{p99}</td>\
+             <td id=\"srv{i}-learned\">{learned}</td><td id=\"srv{i}-retired\">{retired}</td></tr>",
             group = esc(&format!("{} / {}", r.proxy, r.group)),
             server = esc(&r.server),
             state = r.state.as_str(),
@@ -49,6 +50,10 @@ pub(super) fn render(status: &Status) -> String {
             rate = r.error_rate * 100.0,
             p50 = ms(r.p50),
             p99 = ms(r.p99),
+            learned = r
+                .learned_idle_timeout
+                .map_or_else(|| "—".to_string(), |t| format!("{t:.2} s")),
+            retired = r.retired_early,
         );
     }
     let mut listeners = String::new();

@@ -205,6 +205,11 @@ pub struct ServerRow {
     pub p50: Option<f64>,
     /// 99th percentile, likewise.
     pub p99: Option<f64>,
+    /// The server's idle timeout as learned from its closes, in seconds.
+    pub learned_idle_timeout: Option<f64>,
+    /// Pooled connections closed instead of reused: idle past its known or
+    /// learned idle timeout.
+    pub retired_early: u64,
 }
 
 /// A health check's outcome.
@@ -353,6 +358,8 @@ impl Registry {
                     },
                     p50: latency.quantile(0.5),
                     p99: latency.quantile(0.99),
+                    learned_idle_timeout: u.learned_idle_timeout,
+                    retired_early: u.retired_early,
                 }
             })
             .collect::<Vec<_>>();
