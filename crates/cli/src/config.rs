@@ -503,6 +503,14 @@ impl Config {
             for (j, s) in u.servers.iter().enumerate() {
                 let at = |e| Invalid::new(format!("upstream[{i}].servers[{j}]"), e);
                 let origin = addr::upstream(s).map_err(at)?;
+                // One server listed twice would be two of the same series in
+                // /metrics and a double share of the requests.
+                let twice = u.servers[..j]
+                    .iter()
+                    .any(|o| addr::upstream(o).is_ok_and(|o| o == origin));
+                if twice {
+                    return Err(at(format!("{s} is listed twice in this group")));
+                }
                 // With name servers of its own, drainpipe resolves the names
                 // when it starts (and fails then), not here.
                 if !u.lazy && self.resolver.nameservers.is_empty() {
@@ -941,6 +949,16 @@ timeout = "1m"
             );
             assert_eq!(err.lines().count(), 1, "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_server_listed_twice_in_a_group_is_refused() {
+        let text = "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:9\", \"http://127.0.0.1:9\"]\n\n[[route]]\npath = \"/\"\nupstream = \"a\"\n";
+        let e = Config::parse(text, "twice.toml").unwrap_err();
+        assert!(
+            e.starts_with("twice.toml: upstream[0].servers[1]: http://127.0.0.1:9 is listed twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -757,6 +757,10 @@ where
                         return Err(CloseReason::HandlerError);
                     }
                 };
+            // The status that went out is logged even if the body then fails.
+            if let Some(record) = self.access.as_deref_mut() {
+                record.status = status.as_u16();
+            }
             let mut sent = self.out.len().saturating_sub(queued_before);
             let mut trailers = None;
             if framing != Framing::None {
