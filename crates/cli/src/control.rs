@@ -34,11 +34,16 @@ pub fn status_path(pid: u32) -> PathBuf {
     std::env::temp_dir().join(format!("drainpipe-{pid}.handoff"))
 }
 
-/// The same file as process `pid` sees it, from another process: through
-/// `/proc/PID/root` and that process's `TMPDIR`, so a service with a private
-/// `/tmp` (systemd's `PrivateTmp=yes`) or its own `TMPDIR` is reached too.
-/// Falls back to this process's view when `/proc` does not show it.
+/// The same file as process `pid` sees it, from another process: its
+/// `TMPDIR` (or `/tmp`) seen through `/proc/PID/root`, so a service with a
+/// private `/tmp` (systemd's `PrivateTmp=yes`) is reached too. When that is
+/// the directory this process sees under the same name (the usual case), the
+/// plain path is used; otherwise the directory is held open and reached
+/// through `/proc/self/fd`, which outlives the process (it may exit right
+/// after it reports). Falls back to this process's view.
 fn status_path_of(pid: u32) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let name = format!("drainpipe-{pid}.handoff");
     let tmp = std::fs::read(format!("/proc/{pid}/environ"))
         .ok()
         .and_then(|env| {
@@ -48,15 +53,22 @@ fn status_path_of(pid: u32) -> PathBuf {
         .map(|v| PathBuf::from(String::from_utf8_lossy(&v).into_owned()))
         .filter(|p| p.is_absolute())
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let root = PathBuf::from(format!("/proc/{pid}/root"));
-    let through_root = root
-        .join(tmp.strip_prefix("/").unwrap_or(&tmp))
-        .join(format!("drainpipe-{pid}.handoff"));
-    if through_root.parent().is_some_and(Path::is_dir) {
-        through_root
-    } else {
-        status_path(pid)
+    let theirs =
+        PathBuf::from(format!("/proc/{pid}/root")).join(tmp.strip_prefix("/").unwrap_or(&tmp));
+    let Ok(dir) = std::fs::File::open(&theirs) else {
+        return status_path(pid);
+    };
+    let same = match (dir.metadata(), std::fs::metadata(&tmp)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    if same {
+        return tmp.join(name);
     }
+    // Held open for the rest of this short-lived command.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    std::mem::forget(dir);
+    PathBuf::from(format!("/proc/self/fd/{fd}")).join(name)
 }
 
 /// In the running process: records the outcome of a hand-off, if a command
