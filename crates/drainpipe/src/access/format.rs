@@ -212,7 +212,7 @@ fn value(r: &Record, var: Var) -> Value<'_> {
     match VARIABLES[var.0] {
         "time" => Value::Time(r.time, TimeStyle::Rfc3339),
         "time_local" => Value::Time(r.time, TimeStyle::Clf),
-        "remote_addr" => Value::Ip(r.remote.ip()),
+        "remote_addr" => r.remote.map_or(Value::None, |a| Value::Ip(a.ip())),
         "method" => Value::Text(r.method.as_str()),
         "target" => Value::Uri(&r.target),
         "version" => Value::Text(version(r.version)),
@@ -386,7 +386,7 @@ mod tests {
             .header("user-agent", "curl/8 \"quoted\"")
             .body(())
             .unwrap();
-        let mut r = Record::new(&req, "10.0.0.7:5555".parse().unwrap(), 42, 3);
+        let mut r = Record::new(&req, Some("10.0.0.7:5555".parse().unwrap()), 42, 3);
         // 2000-10-10 13:55:36.250 UTC
         r.time = SystemTime::UNIX_EPOCH + Duration::from_millis(971_186_136_250);
         r.status = 201;

@@ -116,8 +116,8 @@ pub struct ConnUsed {
 pub struct Record {
     /// When its head arrived.
     pub time: SystemTime,
-    /// The client's address.
-    pub remote: SocketAddr,
+    /// The client's IP address (`None` for one without: a Unix socket).
+    pub remote: Option<SocketAddr>,
     /// Its method.
     pub method: Method,
     /// Its target as received.
@@ -151,7 +151,12 @@ pub struct Record {
 impl Record {
     /// A record of a request with `head` from `remote` on connection `id`,
     /// its `number`th.
-    pub fn new<B>(head: &http::Request<B>, remote: SocketAddr, id: u64, number: u32) -> Record {
+    pub fn new<B>(
+        head: &http::Request<B>,
+        remote: Option<SocketAddr>,
+        id: u64,
+        number: u32,
+    ) -> Record {
         let h = head.headers();
         Record {
             time: SystemTime::now(),

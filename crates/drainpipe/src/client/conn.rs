@@ -3,7 +3,6 @@
 //! long may it live).
 
 use std::future::poll_fn;
-use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::time::Instant;
 use super::body::{BodyFrame, Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
 use crate::io::{poll_read_buf, read_buf, write_buf};
+use crate::transport::Transport;
 use crate::upgrade::Upgraded;
 
 /// An open connection.
@@ -155,7 +155,7 @@ impl Conn {
         let read_buf = self.proto.take_switched().unwrap_or_default();
         let conn = *self;
         Upgraded {
-            stream: conn.stream,
+            stream: Box::new(conn.stream),
             read_buf,
         }
     }
@@ -187,7 +187,7 @@ impl Conn {
     /// Ready once the socket is readable (the server closed it or sent
     /// something); registers `cx` to be woken when it becomes so.
     pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.stream.poll_read_ready(cx).map(|_| ())
+        Transport::poll_read_ready(&self.stream, cx).map(|_| ())
     }
 
     /// Whether the peer closed (or sent something unasked) while the connection
@@ -198,15 +198,7 @@ impl Conn {
     /// since the response was read (a FIN or stray bytes make it readable), so a
     /// quiet pooled connection costs no system call to check.
     pub(crate) fn is_closed_by_peer(&self) -> bool {
-        let peek = || {
-            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-            socket2::SockRef::from(&self.stream).peek(&mut probe)
-        };
-        match self.stream.try_io(tokio::io::Interest::READABLE, peek) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            // EOF, unsolicited bytes, or an error: not reusable.
-            _ => true,
-        }
+        self.stream.peer_closed_or_sent()
     }
 
     /// Pipelining: writes every request head of `requests` (bodiless or in
@@ -229,7 +221,7 @@ impl Conn {
                 .send_end(None, &mut self.out)
                 .map_err(|e| Error::with_source(Kind::UserBody, e))?;
         }
-        write_buf(&self.stream, &mut self.out)
+        write_buf(&mut self.stream, &mut self.out)
             .await
             .map_err(Error::io)
     }

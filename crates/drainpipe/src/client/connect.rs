@@ -57,7 +57,7 @@ pub(crate) async fn connect(origin: &Origin, timeout: Duration) -> Result<TcpStr
         for addr in addrs {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
-                    crate::sock::set_nodelay(&stream);
+                    crate::transport::Transport::set_nodelay(&stream);
                     return Ok(stream);
                 }
                 Err(e) => last = Some(e),

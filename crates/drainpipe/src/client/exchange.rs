@@ -269,7 +269,7 @@ impl Conn {
             };
             if writable && !self.out.is_empty() {
                 let queued = self.out.len();
-                let wrote = try_write_buf(&self.stream, &mut self.out);
+                let wrote = try_write_buf(&mut self.stream, &mut self.out);
                 let progressed = self.out.len() < queued;
                 match wrote {
                     Ok(true) => x.stalled_since = None,

@@ -262,7 +262,7 @@ impl ForwardProxy {
             }
         };
         let up = Upgraded {
-            stream,
+            stream: Box::new(stream),
             read_buf: bytes::Bytes::new(),
         };
         tokio::spawn(async move {
@@ -281,7 +281,7 @@ impl ForwardProxy {
 
     async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
-        let peer = req.body().conn_info().map(|c| c.peer);
+        let peer = req.body().conn_info().and_then(|c| c.peer);
         let interim = req.body().interim();
         let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();

@@ -279,7 +279,7 @@ impl Proxy {
         };
         let group = route.group.clone();
         let received = req.version();
-        let peer = req.body().conn_info().map(|c| c.peer);
+        let peer = req.body().conn_info().and_then(|c| c.peer);
         // 1xx from the upstream go on to the client as they come (RFC 9110
         // §15.2); the server writes none to an HTTP/1.0 client.
         let interim = req.body().interim();

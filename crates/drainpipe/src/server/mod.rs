@@ -50,7 +50,7 @@ mod listener;
 mod park;
 mod slots;
 
-pub use listener::Listen;
+pub use listener::{Accept, Listen, SocketAcceptor};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -375,8 +375,9 @@ pub struct ConnInfo {
     pub id: u64,
     /// This request's number on its connection, from 1.
     pub request: u32,
-    /// The client's address.
-    pub peer: SocketAddr,
+    /// The client's IP address; `None` for a peer without one (a Unix
+    /// socket, an in-memory stream).
+    pub peer: Option<SocketAddr>,
 }
 
 /// Put in a response's extensions to make the server drop the connection with
