@@ -218,6 +218,48 @@ impl Transport for UnixStream {
 
 impl Transport for tokio::io::DuplexStream {}
 
+/// A boxed transport (a client's connection, a switched one) is one too:
+/// every fact is asked of the stream inside; it is never parked.
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        (**self).socket()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        (**self).peer_addr()
+    }
+
+    fn set_nodelay(&self) {
+        (**self).set_nodelay()
+    }
+
+    #[inline]
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+
+    #[inline]
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (**self).try_write_vectored(bufs)
+    }
+
+    fn has_input(&self) -> bool {
+        (**self).has_input()
+    }
+
+    fn peer_closed_or_sent(&self) -> bool {
+        (**self).peer_closed_or_sent()
+    }
+
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read_now(buf)
+    }
+
+    fn reset_on_close(&self) {
+        (**self).reset_on_close()
+    }
+}
+
 /// Whether input (or an EOF) waits on a socket: a non-blocking peek, asked of
 /// the kernel.
 pub(crate) fn peek_input(fd: BorrowedFd<'_>) -> bool {

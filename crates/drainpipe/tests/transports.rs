@@ -1,12 +1,15 @@
-//! The server on transports other than TCP: a Unix socket listener end to end
-//! (keep-alive, idle parking and resumption, drain), and a listener of the
-//! user's own that yields in-memory `tokio::io::duplex` streams.
+//! Transports other than TCP: a Unix socket listener end to end (keep-alive,
+//! idle parking and resumption, drain), a listener of the user's own that
+//! yields in-memory `tokio::io::duplex` streams, a client connector of the
+//! user's own, and the reverse proxy to a Unix socket upstream.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drainpipe::client::{self, Client, Connect, Connecting};
 use drainpipe::origin::Origin;
+use drainpipe::proxy::{Balance, Group, Proxy, Route};
 use drainpipe::server::{Accept, Server, Stats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::{UnixListener, UnixStream};
@@ -197,4 +200,106 @@ async fn own_listener_of_duplex_streams_is_served() {
     );
     assert_eq!(stats.parked.load(Ordering::Relaxed), 0, "never parked");
     assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
+}
+
+/// Serves the origin on a fresh Unix socket until the test ends.
+fn unix_origin(tag: &str) -> (SockPath, Arc<Stats>) {
+    let path = SockPath::new(tag);
+    let listener = UnixListener::bind(&path.0).unwrap();
+    let server = Server::builder().build();
+    let stats = server.stats();
+    tokio::spawn(async move { server.serve(listener, Origin, std::future::pending()).await });
+    (path, stats)
+}
+
+/// A connector of the test's own: every origin is one Unix socket.
+struct AlwaysUnix(std::path::PathBuf);
+
+impl Connect for AlwaysUnix {
+    fn connect<'a>(&'a self, _origin: &'a client::Origin) -> Connecting<'a> {
+        Box::pin(async move {
+            let s = UnixStream::connect(&self.0).await?;
+            Ok(Box::new(s) as Box<dyn drainpipe::transport::Transport>)
+        })
+    }
+}
+
+async fn text(res: http::Response<client::ResponseBody>) -> String {
+    use http_body_util::BodyExt;
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+// A client with a connector of its own (a Unix socket): pooling and
+// keep-alive as on TCP, the second request on the first one's connection.
+#[tokio::test]
+async fn client_with_own_connector_pools_over_unix() {
+    let (path, server) = unix_origin("client");
+    let client = Client::builder()
+        .connector(AlwaysUnix(path.0.clone()))
+        .build();
+    for n in 1..=2 {
+        let req = http::Request::get("http://local/conn").body(()).unwrap();
+        let res = client.request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(text(res).await, format!("conn=1 request={n}\n"));
+    }
+    let origin = client::Origin {
+        host: "local".into(),
+        port: 80,
+    };
+    assert_eq!(client.open_connections(&origin), 1);
+    assert_eq!(client.stats().opened.load(Ordering::Relaxed), 1);
+    assert_eq!(client.stats().reused.load(Ordering::Relaxed), 1);
+    assert_eq!(server.accepted.load(Ordering::Relaxed), 1);
+}
+
+// The reverse proxy (served here on in-memory pipes) in front of an upstream
+// on a Unix socket (`Origin::unix`, the default connector): its connection is
+// pooled and reused; a request without `Host` gets `Host: localhost`, and
+// the client's peer, with no IP address, adds no `X-Forwarded-For`.
+#[tokio::test]
+async fn proxy_reuses_a_unix_upstream_connection() {
+    let (path, upstream) = unix_origin("upstream");
+    let group = Arc::new(Group::new(
+        "unix",
+        vec![client::Origin::unix(&path.0)],
+        Balance::RoundRobin,
+    ));
+    assert_eq!(
+        client::Origin::unix(&path.0).to_string(),
+        format!("unix:{}", path.0.display())
+    );
+    let proxy = Proxy::builder()
+        .route(Route {
+            host: None,
+            path_prefix: "/".into(),
+            group,
+        })
+        .build();
+    let (conns, _) = {
+        let server = Server::builder().build();
+        let stats = server.stats();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            server
+                .serve(Pipes(Mutex::new(rx)), proxy, std::future::pending())
+                .await
+        });
+        (tx, stats)
+    };
+    let mut c = pipe(&conns).await;
+    let r1 = exchange(&mut c, "GET /conn HTTP/1.1\r\nHost: front\r\n\r\n").await;
+    assert!(r1.ends_with("\r\n\r\nconn=1 request=1\n"), "{r1}");
+    let r2 = exchange(&mut c, "GET /conn HTTP/1.1\r\nHost: front\r\n\r\n").await;
+    assert!(r2.ends_with("\r\n\r\nconn=1 request=2\n"), "{r2}");
+    let r3 = exchange(
+        &mut c,
+        "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    let echoed = r3.split("\r\n\r\n").nth(1).unwrap();
+    assert!(echoed.contains("\nhost: localhost\n"), "{echoed}");
+    assert!(!echoed.contains("x-forwarded-for"), "{echoed}");
+    assert_eq!(upstream.accepted.load(Ordering::Relaxed), 1);
 }

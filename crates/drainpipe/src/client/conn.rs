@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{request, Response};
 use proto::{Event, Framing, Role, WriteBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::{BodyFrame, Kind as BodyKind, RequestBody};
@@ -20,7 +19,7 @@ use crate::upgrade::Upgraded;
 
 /// An open connection.
 pub(crate) struct Conn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Box<dyn Transport>,
     pub(super) proto: proto::Connection,
     pub(super) out: WriteBuf,
     /// When it was opened (for the max lifetime).
@@ -48,7 +47,7 @@ struct Progress {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, config: std::sync::Arc<proto::Config>) -> Conn {
+    pub(crate) fn new(stream: Box<dyn Transport>, config: std::sync::Arc<proto::Config>) -> Conn {
         Conn {
             stream,
             proto: proto::Connection::new(Role::Client, config),
@@ -155,7 +154,7 @@ impl Conn {
         let read_buf = self.proto.take_switched().unwrap_or_default();
         let conn = *self;
         Upgraded {
-            stream: Box::new(conn.stream),
+            stream: conn.stream,
             read_buf,
         }
     }

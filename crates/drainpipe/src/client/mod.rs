@@ -50,7 +50,7 @@ use http::{Request, Response};
 use http_body::SizeHint;
 
 pub use body::{RequestBody, ResponseBody};
-pub use connect::Origin;
+pub use connect::{Connect, Connecting, Connector, Origin};
 pub(crate) use exchange::OnInformational;
 
 use crate::error::{Error, Kind};
@@ -94,6 +94,7 @@ pub struct Config {
     pub(crate) keep_alive_margin: Option<Duration>,
     pub(crate) probe_every: Duration,
     pub(crate) retry: bool,
+    pub(crate) connector: connect::Shared,
 }
 
 impl Default for Config {
@@ -112,6 +113,7 @@ impl Default for Config {
             keep_alive_margin: None,
             probe_every: Duration::from_secs(10),
             retry: true,
+            connector: connect::Shared::default(),
         }
     }
 }
@@ -214,6 +216,14 @@ impl Builder {
     /// Limits on received responses (head size, body size, …).
     pub fn proto_config(mut self, config: proto::Config) -> Self {
         self.config.proto = Arc::new(config);
+        self
+    }
+
+    /// How connections are opened: [`Connector`] by default (TCP, or a Unix
+    /// socket for an [`Origin::unix`]). Pooling and keep-alive are the
+    /// same on every transport.
+    pub fn connector(mut self, connector: impl Connect) -> Self {
+        self.config.connector = connect::Shared(Arc::new(connector));
         self
     }
 

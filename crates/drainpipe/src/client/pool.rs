@@ -221,7 +221,13 @@ impl Pool {
             }
         }
         let started = std::time::Instant::now();
-        match connect(&self.origin, self.config.connect_timeout).await {
+        match connect(
+            &*self.config.connector.0,
+            &self.origin,
+            self.config.connect_timeout,
+        )
+        .await
+        {
             Ok(stream) => {
                 let took = started.elapsed();
                 self.connect_time.record(took);

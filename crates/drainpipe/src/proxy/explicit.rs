@@ -38,7 +38,7 @@ use super::{
     forward, gateway_error, max_forwards, plain, relay_informational, Forwarding, ProxyBody,
 };
 use crate::body::Incoming;
-use crate::client::connect::connect;
+use crate::client::connect::connect_tcp_within;
 use crate::client::{Client, Failure, Origin, RequestBody};
 use crate::upgrade::{on_upgrade, tunnel, Upgraded};
 
@@ -246,7 +246,7 @@ impl ForwardProxy {
             host: addr.ip().to_string(),
             port: addr.port(),
         };
-        let stream = match connect(&target, self.inner.policy.connect_timeout).await {
+        let stream = match connect_tcp_within(&target, self.inner.policy.connect_timeout).await {
             Ok(s) => s,
             Err(e) if e.is_timeout() => {
                 return plain(
