@@ -7,11 +7,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http::{request, Response};
 use proto::{Event, Framing, Role, WriteBuf};
 use tokio::time::Instant;
 
-use super::body::{BodyFrame, Kind as BodyKind, RequestBody};
+use super::request_body::{Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
 use crate::io::{poll_read_buf, read_buf, write_buf};
 use crate::transport::Transport;
@@ -251,4 +252,10 @@ fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> 
         Some(e) => Error::with_source(kind, e),
         None => Error::new(kind),
     }
+}
+
+/// What reading a response body produced.
+pub(crate) enum BodyFrame {
+    Data(Bytes),
+    End(Option<HeaderMap>),
 }

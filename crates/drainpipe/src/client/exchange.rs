@@ -30,9 +30,9 @@ use http_body::Body;
 use proto::{Event, Framing};
 use tokio::time::Instant;
 
-use super::body::Kind as BodyKind;
 use super::conn::Conn;
-use super::RequestBody;
+use super::request_body::Kind as BodyKind;
+use super::request_body::RequestBody;
 use crate::error::{Error, Kind};
 use crate::io::{poll_read_buf, poll_write_buf};
 

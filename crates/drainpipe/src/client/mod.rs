@@ -34,11 +34,14 @@
 //! ```
 
 mod body;
+mod config;
 mod conn;
 pub(crate) mod connect;
 mod exchange;
 mod pool;
+mod request_body;
 pub mod retry;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,9 +52,12 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::SizeHint;
 
-pub use body::{RequestBody, ResponseBody};
+pub use body::ResponseBody;
+pub use config::{Config, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_SEND_TIMEOUT};
 pub use connect::{Connect, Connecting, Connector, Origin};
 pub(crate) use exchange::OnInformational;
+pub use request_body::RequestBody;
+pub use stats::Stats;
 
 use crate::error::{Error, Kind};
 use crate::upgrade::ClientUpgrade;
@@ -68,54 +74,6 @@ pub(crate) enum Failure {
     /// idempotent; here is its body once more. Where it goes is the caller's
     /// choice (the same origin on a new connection, or another upstream).
     Stale(Error, RequestBody),
-}
-
-/// The default wait for a response head, and then between two pieces of a
-/// response body: 60 s, nginx's `proxy_read_timeout`.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The default time a write of a request may make no progress: 60 s, nginx's
-/// `proxy_send_timeout`.
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The client's settings; see [`Builder`].
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub(crate) proto: Arc<proto::Config>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
-    pub(crate) send_timeout: Option<Duration>,
-    pub(crate) expect_timeout: Duration,
-    pub(crate) max_idle_per_host: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_per_host: Option<usize>,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) pool_timeout: Option<Duration>,
-    pub(crate) keep_alive_margin: Option<Duration>,
-    pub(crate) probe_every: Duration,
-    pub(crate) retry: bool,
-    pub(crate) connector: connect::Shared,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            proto: Arc::new(proto::Config::default()),
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
-            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
-            expect_timeout: Duration::from_secs(1),
-            max_idle_per_host: 64,
-            idle_timeout: Duration::from_secs(60),
-            max_per_host: None,
-            max_lifetime: None,
-            pool_timeout: None,
-            keep_alive_margin: None,
-            probe_every: Duration::from_secs(10),
-            retry: true,
-            connector: connect::Shared::default(),
-        }
-    }
 }
 
 /// Builds a [`Client`].
@@ -266,17 +224,6 @@ impl std::fmt::Debug for Informational {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Informational")
     }
-}
-
-/// Counters of a client.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections opened.
-    pub opened: AtomicU64,
-    /// Requests served by a pooled (reused) connection.
-    pub reused: AtomicU64,
-    /// Requests sent again after a safe-to-retry failure.
-    pub retries: AtomicU64,
 }
 
 /// An HTTP/1.x client with a connection pool per origin. Cheap to clone; clones

@@ -32,9 +32,10 @@ use proto::IdleEstimate;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::config::Config;
 use super::conn::Conn;
 use super::connect::{connect, Origin};
-use super::Config;
+use super::stats::Stats;
 use crate::error::{Error, Kind};
 use crate::metrics::Histogram;
 use crate::upgrade::Upgraded;
@@ -44,7 +45,7 @@ pub(crate) struct Pool {
     origin: Origin,
     config: Arc<Config>,
     state: Mutex<State>,
-    stats: Arc<super::Stats>,
+    stats: Arc<Stats>,
     /// Whom to wake when an idle connection becomes readable (the reaper).
     watcher: Arc<Watcher>,
     /// Connections closed before reuse because they had sat idle past the
@@ -138,7 +139,7 @@ impl Pool {
     pub(crate) fn new(
         origin: Origin,
         config: Arc<Config>,
-        stats: Arc<super::Stats>,
+        stats: Arc<Stats>,
         watcher: Arc<Watcher>,
     ) -> Pool {
         Pool {

@@ -34,9 +34,8 @@ use base64::Engine;
 use http::header::{HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use super::{
-    forward, gateway_error, max_forwards, plain, relay_informational, Forwarding, ProxyBody,
-};
+use super::forward::{self, Forwarding};
+use super::respond::{gateway_error, max_forwards, plain, relay_informational, ProxyBody};
 use crate::body::Incoming;
 use crate::client::connect::connect_tcp_within;
 use crate::client::{Client, Failure, Origin, RequestBody};

@@ -19,7 +19,6 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::CONTENT_TYPE;
@@ -30,10 +29,11 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::drain::{CloseReason, InState, Phase, Shared};
+use super::date;
+use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
+use super::info::{Abort, ConnInfo};
 use super::interim;
 use super::park::{Parker, Resume};
-use super::{date, Abort, ConnInfo};
 use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
@@ -222,16 +222,6 @@ where
     let _lingering = InState::enter(&shared.stats.lingering);
     sock::graceful_close(driver.stream, shared.config.linger).await;
     Exit::Closed(reason)
-}
-
-/// A delay in `[0, spread)` picked from a connection's id (scrambled, so
-/// neighbouring ids land far apart).
-pub(crate) fn spread_delay(id: u64, spread: Duration) -> Duration {
-    let nanos = spread.as_nanos() as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % nanos)
 }
 
 async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {

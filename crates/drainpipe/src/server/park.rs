@@ -256,7 +256,7 @@ impl Parker {
             slots.closed = true;
             for parked in slots.entries.iter_mut().flatten() {
                 if parked.resume.requests_started > 0 {
-                    parked.deadline = now + super::conn::spread_delay(parked.resume.id, spread);
+                    parked.deadline = now + super::drain::spread_delay(parked.resume.id, spread);
                     parked.expiry = CloseReason::Drain;
                 }
             }
