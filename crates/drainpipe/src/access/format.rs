@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
-use super::Record;
+use super::record::Record;
 
 /// A line format.
 #[derive(Debug, Clone, PartialEq, Eq)]

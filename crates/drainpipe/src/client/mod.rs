@@ -311,7 +311,7 @@ impl Client {
 
     /// How long connections to `origin` took to open (`None` before its
     /// first one).
-    pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::HistogramSnapshot> {
+    pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::histogram::Snapshot> {
         self.pool_if_any(origin).map(|p| p.connect_time.snapshot())
     }
 

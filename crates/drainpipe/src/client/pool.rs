@@ -37,7 +37,7 @@ use super::conn::Conn;
 use super::connect::{connect, Origin};
 use super::stats::Stats;
 use crate::error::{Error, Kind};
-use crate::metrics::Histogram;
+use crate::metrics::histogram::Histogram;
 use crate::upgrade::Upgraded;
 
 /// The connections of one origin.

@@ -67,7 +67,7 @@ pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
 use crate::body::Incoming;
 use crate::client::{Client, Failure, RequestBody, ResponseBody};
 use crate::error::Error;
-use crate::metrics::UpstreamError;
+use crate::metrics::upstream::UpstreamError;
 use respond::{gateway_error, max_forwards, plain, relay_informational};
 use upstream::InFlight;
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::resolve::Resolver;
 use crate::client::{Client, Origin};
-use crate::metrics::{UpstreamError, UpstreamStats};
+use crate::metrics::upstream::{UpstreamError, UpstreamStats};
 
 /// How a group chooses among its upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -138,9 +138,9 @@ pub struct Stats {
     /// Bytes written to clients.
     pub bytes_out: AtomicU64,
     /// From a request's head to its response's end queued, per request.
-    pub latency: crate::metrics::Histogram,
+    pub latency: crate::metrics::histogram::Histogram,
     /// Responses by status class (the server's own error answers included).
-    pub responses: crate::metrics::StatusClasses,
+    pub responses: crate::metrics::histogram::StatusClasses,
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
