@@ -406,6 +406,23 @@ mod tests {
         );
     }
 
+    // A client on a Unix socket has no IP address: absent, not made up.
+    #[test]
+    fn a_peer_without_an_ip_address_logs_none() {
+        let mut r = record();
+        r.remote = None;
+        let mut out = String::new();
+        Format::Combined.write(&r, &mut out);
+        assert!(
+            out.starts_with("- - - [10/Oct/2000:13:55:36 +0000] "),
+            "{out}"
+        );
+        out.clear();
+        Format::Json.write(&r, &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["remote_addr"], serde_json::Value::Null);
+    }
+
     #[test]
     fn json_has_every_field() {
         let mut r = record();
