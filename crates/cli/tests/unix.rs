@@ -137,7 +137,7 @@ fn unix_config(proxy: &Path, origin: &Path, mode: &str) -> String {
     format!(
         "[[listener]]\nlisten = \"unix:{}\"\n\n[origin]\nlisten = \"unix:{}\"\n\n\
 [[upstream]]\nname = \"o\"\nservers = [\"unix:{}\"]\n\n[[route]]\nupstream = \"o\"\n\n\
-[server]\nsocket_mode = \"{mode}\"\n\n[drain]\ndelay = \"0s\"\nspread = \"0s\"\n",
+[server]\nsocket_mode = \"{mode}\"\n\n[drain]\ndelay = \"100ms\"\nspread = \"0s\"\n",
         proxy.display(),
         origin.display(),
         origin.display()
