@@ -1,31 +1,39 @@
 //! The addresses a user writes, on the command line and in the config file:
-//! where to listen (`HOST:PORT`, `[::1]:PORT`, `:PORT`) and where an upstream
-//! is (`HOST:PORT`, `http://HOST[:PORT]`). Every error says what is wrong with
-//! the text ("port 'abc' is not a number", "scheme ftp is not supported").
+//! where to listen (`HOST:PORT`, `[::1]:PORT`, `:PORT`, `unix:/PATH`) and
+//! where an upstream is (`HOST:PORT`, `http://HOST[:PORT]`, `unix:/PATH`).
+//! Every error says what is wrong with the text ("port 'abc' is not a
+//! number", "scheme ftp is not supported").
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
 use drainpipe::client::Origin;
 use serde::{Deserialize, Deserializer};
 
 /// A listen address as written, and the socket addresses it stands for (a
-/// host name may resolve to several: each is bound).
+/// host name may resolve to several: each is bound), or the path of a Unix
+/// socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenAddr {
     text: String,
-    /// The socket addresses to bind, in resolver order.
+    /// The socket addresses to bind, in resolver order (none for a Unix
+    /// socket).
     pub addrs: Vec<SocketAddr>,
+    /// The Unix socket to bind (`unix:/PATH`).
+    pub unix: Option<PathBuf>,
 }
 
 impl ListenAddr {
     /// Parses and resolves `text`.
     pub fn parse(text: &str) -> Result<ListenAddr, String> {
         let text = text.trim();
-        if text.starts_with("unix:") {
-            return Err(format!(
-                "{text}: listening on a Unix socket is not supported yet (use HOST:PORT)"
-            ));
+        if let Some(path) = text.strip_prefix("unix:") {
+            return Ok(ListenAddr {
+                text: text.to_string(),
+                addrs: Vec::new(),
+                unix: Some(unix_path(text, path)?),
+            });
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(format!(
@@ -42,6 +50,7 @@ impl ListenAddr {
         Ok(ListenAddr {
             text: text.to_string(),
             addrs,
+            unix: None,
         })
     }
 
@@ -50,6 +59,7 @@ impl ListenAddr {
         ListenAddr {
             text: addr.to_string(),
             addrs: vec![addr],
+            unix: None,
         }
     }
 }
@@ -75,14 +85,56 @@ impl<'de> Deserialize<'de> for ListenAddr {
     }
 }
 
-/// An upstream server: `HOST:PORT`, `[V6]:PORT` or `http://HOST[:PORT]` (port
-/// 80 by default with the scheme). The host is not resolved here.
+/// The permission bits of a Unix socket file drainpipe creates, written in
+/// octal (`"660"`, `"0660"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(pub u32);
+
+impl std::str::FromStr for SocketMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SocketMode, String> {
+        let digits = text.trim();
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(SocketMode(mode)),
+            _ => Err(format!(
+                "{text:?} is not a file mode (octal permission bits such as \"660\")"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SocketMode, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The absolute path of a `unix:PATH` address.
+fn unix_path(text: &str, path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err(format!("{text}: no socket path (use unix:/PATH)"));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{text}: the socket path must be absolute (use unix:/PATH)"
+        ));
+    }
+    if path.len() > 107 {
+        // sun_path holds 108 bytes with its NUL.
+        return Err(format!("{text}: the socket path is longer than 107 bytes"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// An upstream server: `HOST:PORT`, `[V6]:PORT`, `http://HOST[:PORT]` (port
+/// 80 by default with the scheme) or `unix:/PATH`. The host is not resolved
+/// here.
 pub fn upstream(text: &str) -> Result<Origin, String> {
     let text = text.trim();
-    if text.starts_with("unix:") {
-        return Err(format!(
-            "{text}: upstreams on Unix sockets are not supported yet (use HOST:PORT)"
-        ));
+    if let Some(path) = text.strip_prefix("unix:") {
+        return Ok(Origin::unix(unix_path(text, path)?));
     }
     let (rest, default_port) = match text.split_once("://") {
         None => (text, None),
@@ -123,6 +175,10 @@ pub fn upstream(text: &str) -> Result<Origin, String> {
 /// Resolves an upstream's host now: `Err` names the host when it does not
 /// resolve (an IP address always does).
 pub fn resolve_upstream(origin: &Origin) -> Result<Vec<SocketAddr>, String> {
+    if origin.unix_path().is_some() {
+        // Nothing to resolve: whether it is there shows at connect time.
+        return Ok(Vec::new());
+    }
     match origin.host.parse::<IpAddr>() {
         Ok(ip) => Ok(vec![SocketAddr::new(ip, origin.port)]),
         Err(_) => resolve(&origin.host, origin.port),
@@ -221,6 +277,10 @@ mod tests {
             .iter()
             .all(|s| s.ip().is_loopback() && s.port() == 8085));
         assert_eq!(a.to_string(), "localhost:8085");
+        let a = ListenAddr::parse("unix:/run/d.sock").unwrap();
+        assert_eq!(a.unix, Some(PathBuf::from("/run/d.sock")));
+        assert!(a.addrs.is_empty());
+        assert_eq!(a.to_string(), "unix:/run/d.sock");
     }
 
     #[test]
@@ -233,7 +293,8 @@ mod tests {
             ("::1:80", "an IPv6 address needs brackets: [::1]:PORT"),
             ("[::1:80", "'[' without ']'"),
             ("[nope]:80", "\"nope\" is not an IPv6 address"),
-            ("unix:/run/d.sock", "Unix socket is not supported yet"),
+            ("unix:", "unix:: no socket path (use unix:/PATH)"),
+            ("unix:run/d.sock", "the socket path must be absolute"),
             ("http://127.0.0.1:80", "takes no scheme (http://)"),
             ("no host!:80", "\"no host!\" is not a valid host name"),
             (
@@ -244,6 +305,18 @@ mod tests {
             let err = ListenAddr::parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err:?} lacks {want:?}");
             assert_eq!(err.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn socket_modes() {
+        assert_eq!("660".parse(), Ok(SocketMode(0o660)));
+        assert_eq!("0600".parse(), Ok(SocketMode(0o600)));
+        for bad in ["", "8", "1777", "rw"] {
+            assert!(bad
+                .parse::<SocketMode>()
+                .unwrap_err()
+                .contains("is not a file mode"));
         }
     }
 
@@ -259,6 +332,9 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port), ("::1", 8081));
         let o = upstream("localhost:8082").unwrap();
         assert_eq!(o.to_string(), "localhost:8082");
+        let o = upstream("unix:/run/app.sock").unwrap();
+        assert_eq!(o.unix_path(), Some(std::path::Path::new("/run/app.sock")));
+        assert_eq!(o.to_string(), "unix:/run/app.sock");
     }
 
     #[test]
@@ -267,7 +343,10 @@ mod tests {
             ("127.0.0.1:abc", "port 'abc' is not a number"),
             ("ftp://h:21", "scheme ftp is not supported"),
             ("https://h:443", "TLS upstreams are not supported yet"),
-            ("unix:/run/app.sock", "Unix sockets are not supported yet"),
+            (
+                "unix:app.sock",
+                "unix:app.sock: the socket path must be absolute",
+            ),
             ("nowhere", "nowhere: no port"),
             (":8080", "no host"),
             ("http://h:80/api", "no path"),

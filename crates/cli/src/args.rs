@@ -36,8 +36,8 @@ pub enum Command {
     /// Serve the built-in origin routes (/, /echo, /bytes/N, /chunked/N,
     /// /delay/MS, /status/CODE, /close, /conn, /truncate/N, /reset).
     Origin {
-        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
-        /// interface).
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT (every
+        /// interface) or unix:/PATH (a Unix socket).
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: ListenAddr,
         /// Requests per connection before it closes.
@@ -54,12 +54,12 @@ pub enum Command {
         /// A TOML configuration file (instead of --listen/--upstream).
         #[arg(long, conflicts_with_all = ["listen", "upstream"])]
         config: Option<std::path::PathBuf>,
-        /// Address to listen on: HOST:PORT, [IPV6]:PORT or :PORT (every
-        /// interface); default 127.0.0.1:8080.
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT (every
+        /// interface) or unix:/PATH (a Unix socket); default 127.0.0.1:8080.
         #[arg(long)]
         listen: Option<ListenAddr>,
-        /// An upstream server `HOST:PORT` or `http://HOST:PORT` (repeat for
-        /// several).
+        /// An upstream server `HOST:PORT`, `http://HOST:PORT` or
+        /// `unix:/PATH` (repeat for several).
         #[arg(long = "upstream", value_name = "HOST:PORT")]
         upstream: Vec<String>,
         /// How requests are spread over the upstreams.
@@ -81,7 +81,7 @@ pub enum Command {
     /// CONNECT tunnels; private addresses and CONNECT ports other than 443
     /// denied unless allowed.
     Forward {
-        /// Address to listen on.
+        /// Address to listen on (HOST:PORT or unix:/PATH).
         #[arg(long, default_value = "127.0.0.1:3128")]
         listen: ListenAddr,
         /// Allow loopback and private destinations.

@@ -254,6 +254,8 @@ pub struct ServerConf {
     pub max_uri_bytes: Option<usize>,
     /// Largest request body (413 beyond).
     pub max_body_bytes: Option<u64>,
+    /// Permission bits of the Unix socket files the listeners create.
+    pub socket_mode: Option<addr::SocketMode>,
 }
 
 /// The upstream pools.

@@ -13,23 +13,26 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Child;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use drainpipe::admin::Admin;
+use drainpipe::body::Incoming;
 use drainpipe::handoff::{self, Handed, Successor};
 use drainpipe::metrics::Registry;
 use drainpipe::origin::Origin;
 use drainpipe::server::{DrainReport, Server};
+use drainpipe::BoxError;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::addr::ListenAddr;
+use crate::addr::{ListenAddr, SocketMode};
 use crate::config::Config;
 use crate::control;
 use crate::pidfile::PidFile;
@@ -45,37 +48,229 @@ const BACKLOG: u32 = 4096;
 /// sockets still open.
 struct Listeners {
     inherited: Vec<Handed>,
-    kept: Vec<(String, Weak<std::net::TcpListener>)>,
+    kept: Vec<(String, Kept)>,
+    /// Permission bits of the Unix socket files bound here.
+    mode: Option<SocketMode>,
+    /// The Unix socket files this process serves, removed when it exits
+    /// (not after a hand-off: the successor serves them).
+    files: Vec<SocketFile>,
 }
 
 impl Listeners {
-    fn new(inherited: Vec<Handed>) -> Listeners {
+    fn new(inherited: Vec<Handed>, mode: Option<SocketMode>) -> Listeners {
         Listeners {
             inherited,
             kept: Vec::new(),
+            mode,
+            files: Vec::new(),
         }
     }
 
-    fn take(&mut self, role: &str, addr: SocketAddr) -> Result<Arc<std::net::TcpListener>, String> {
+    /// The listener for `role` at `addr`: an IP address, or a Unix socket.
+    fn take(&mut self, role: &str, addr: Addr<'_>) -> Result<Bound, String> {
         let name = format!("{role} {addr}");
-        let std = match self.inherited.iter().position(|h| h.name == name) {
-            Some(i) => self.inherited.remove(i).listener,
-            None => bind(addr)?
-                .into_std()
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        let inherited = self
+            .inherited
+            .iter()
+            .position(|h| h.name == name)
+            .map(|i| self.inherited.remove(i).listener);
+        let bound = match (inherited, addr) {
+            (Some(handoff::Listener::Tcp(l)), Addr::Ip(_)) => Bound::Tcp(Arc::new(l)),
+            (Some(handoff::Listener::Unix(l)), Addr::Unix(path)) => {
+                self.files.push(SocketFile::of(path));
+                Bound::Unix(Arc::new(l))
+            }
+            (_, Addr::Ip(addr)) => Bound::Tcp(Arc::new(
+                bind(addr)?
+                    .into_std()
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+            )),
+            (_, Addr::Unix(path)) => {
+                let l = bind_unix(path, self.mode)?;
+                self.files.push(SocketFile::of(path));
+                Bound::Unix(Arc::new(l))
+            }
         };
-        let listener = Arc::new(std);
-        self.kept.push((name, Arc::downgrade(&listener)));
-        Ok(listener)
+        self.kept.push((name, bound.downgrade()));
+        Ok(bound)
     }
 
     /// The listeners still accepting, for a hand-off (held only while it runs).
-    fn offer(&self) -> Vec<(String, Arc<std::net::TcpListener>)> {
+    fn offer(&self) -> Vec<(String, Bound)> {
         self.kept
             .iter()
             .filter_map(|(n, l)| Some((n.clone(), l.upgrade()?)))
             .collect()
     }
+
+    /// Removes the Unix socket files (at exit, unless handed over).
+    fn remove_files(&self) {
+        for f in &self.files {
+            f.remove();
+        }
+    }
+}
+
+/// Where a listener listens.
+#[derive(Clone, Copy)]
+enum Addr<'a> {
+    Ip(SocketAddr),
+    Unix(&'a Path),
+}
+
+impl std::fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Ip(a) => write!(f, "{a}"),
+            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A listening socket, TCP or Unix.
+#[derive(Clone)]
+enum Bound {
+    Tcp(Arc<std::net::TcpListener>),
+    Unix(Arc<std::os::unix::net::UnixListener>),
+}
+
+/// A weak handle of a [`Bound`].
+enum Kept {
+    Tcp(Weak<std::net::TcpListener>),
+    Unix(Weak<std::os::unix::net::UnixListener>),
+}
+
+impl Bound {
+    fn downgrade(&self) -> Kept {
+        match self {
+            Bound::Tcp(l) => Kept::Tcp(Arc::downgrade(l)),
+            Bound::Unix(l) => Kept::Unix(Arc::downgrade(l)),
+        }
+    }
+
+    /// Serves `service` on it until `until`, then drains.
+    async fn serve<S, B>(
+        self,
+        server: Server,
+        service: S,
+        until: impl Future<Output = ()>,
+    ) -> DrainReport
+    where
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match self {
+            Bound::Tcp(l) => server.serve(l, service, until).await,
+            Bound::Unix(l) => server.serve(l, service, until).await,
+        }
+    }
+
+    /// Its address as a URL prefix: `http://ADDR` or `unix:PATH`.
+    fn url(&self) -> String {
+        match self {
+            Bound::Tcp(l) => format!("http://{}", local(l)),
+            Bound::Unix(l) => match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                Some(p) => format!("unix:{}", p.display()),
+                None => "unix:?".into(),
+            },
+        }
+    }
+}
+
+impl Kept {
+    fn upgrade(&self) -> Option<Bound> {
+        match self {
+            Kept::Tcp(l) => l.upgrade().map(Bound::Tcp),
+            Kept::Unix(l) => l.upgrade().map(Bound::Unix),
+        }
+    }
+}
+
+impl AsFd for Bound {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Bound::Tcp(l) => l.as_fd(),
+            Bound::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+/// A Unix socket file this process serves: removed at exit only while it is
+/// still the same file (a process that replaced it keeps its own).
+struct SocketFile {
+    path: PathBuf,
+    inode: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn of(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            inode: inode(path),
+        }
+    }
+
+    fn remove(&self) {
+        if self.inode.is_some() && inode(&self.path) == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Binds a Unix socket at `path` with `mode`. A file left there by a process
+/// that is gone (nothing accepts on it) is replaced; a socket something still
+/// listens on, or a file that is not a socket, is an error.
+fn bind_unix(
+    path: &Path,
+    mode: Option<SocketMode>,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let at = format!("cannot listen on unix:{}", path.display());
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(format!("{at}: the file exists and is not a socket"));
+        }
+        Ok(_) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!("{at}: a running process listens on it"));
+            }
+            // Stale: left by a process that is gone.
+            std::fs::remove_file(path).map_err(|e| format!("{at}: cannot replace it: {e}"))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{at}: {e}")),
+    }
+    let fail = |e: io::Error| format!("{at}: {e}");
+    let socket =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
+    socket
+        .bind(&socket2::SockAddr::unix(path).map_err(fail)?)
+        .map_err(fail)?;
+    if let Some(SocketMode(mode)) = mode {
+        // Before listen: nobody connects with the default mode.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    }
+    socket.listen(BACKLOG as i32).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -99,15 +294,8 @@ pub async fn origin(
     drain_timeout: Duration,
 ) -> Result<(), String> {
     let signals = Signals::new();
-    let listeners = listen
-        .addrs
-        .iter()
-        .map(|a| {
-            bind(*a)?
-                .into_std()
-                .map_err(|e| format!("cannot listen on {a}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut bound = Listeners::new(Vec::new(), None);
+    let listeners = take_all(&mut bound, "origin", &listen)?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
         builder = builder.max_requests_per_connection(n);
@@ -116,9 +304,9 @@ pub async fn origin(
     let mut serving = JoinSet::new();
     for listener in listeners {
         let server = builder.clone().build();
-        println!("drainpipe origin listening on http://{}", local(&listener));
+        println!("drainpipe origin listening on {}", listener.url());
         let until = wait(stopped.clone());
-        serving.spawn(async move { server.serve(listener, Origin, until).await });
+        serving.spawn(async move { listener.serve(server, Origin, until).await });
     }
     shutdown_signal(signals).await;
     let _ = stop.send(true);
@@ -127,6 +315,7 @@ pub async fn origin(
             log_report("origin", &report);
         }
     }
+    bound.remove_files();
     Ok(())
 }
 
@@ -140,11 +329,14 @@ fn take_all(
     listeners: &mut Listeners,
     role: &str,
     listen: &ListenAddr,
-) -> Result<Vec<Arc<std::net::TcpListener>>, String> {
+) -> Result<Vec<Bound>, String> {
+    if let Some(path) = &listen.unix {
+        return Ok(vec![listeners.take(role, Addr::Unix(path))?]);
+    }
     listen
         .addrs
         .iter()
-        .map(|a| listeners.take(role, *a))
+        .map(|a| listeners.take(role, Addr::Ip(*a)))
         .collect()
 }
 
@@ -183,7 +375,7 @@ async fn serve_config(
     if let Some(log) = &access_log {
         tokio::spawn(reopen_on_sigusr1(signals.usr1.take(), log.clone()));
     }
-    let mut listeners = Listeners::new(handed);
+    let mut listeners = Listeners::new(handed, config.server.socket_mode);
     // Bind everything first: a bad address fails before anything serves.
     let mut origin = Vec::new();
     if let Some(o) = &config.origin {
@@ -201,8 +393,19 @@ async fn serve_config(
     if let Some(a) = &config.admin {
         admin = take_all(&mut listeners, "admin", &a.listen)?;
     }
-    // Inherited listeners the configuration no longer names close now.
-    drop(std::mem::take(&mut listeners.inherited));
+    // Inherited listeners the configuration no longer names close now (and
+    // their socket files go: nothing serves them any more).
+    for handed in std::mem::take(&mut listeners.inherited) {
+        if let handoff::Listener::Unix(l) = &handed.listener {
+            if let Some(path) = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                SocketFile::of(&path).remove();
+            }
+        }
+    }
     // Written once bound; a successor takes the file over only once nothing
     // can fail any more (its failure must leave the old process's file).
     let create_pid_file = || pid_file.as_deref().map(PidFile::create).transpose();
@@ -236,23 +439,22 @@ async fn serve_config(
     for listener in origin {
         let server = config.origin_server().build();
         registry = registry.server(role_name("origin", &listener, many), server.stats());
-        println!("drainpipe origin listening on http://{}", local(&listener));
+        println!("drainpipe origin listening on {}", listener.url());
         let until = wait(stopped.clone());
         serving
-            .spawn(async move { ("origin".into(), server.serve(listener, Origin, until).await) });
+            .spawn(async move { ("origin".into(), listener.serve(server, Origin, until).await) });
     }
     if let Some(proxy) = proxy {
         registry = registry.proxy("proxy", proxy.clone());
         let many = proxies.len() > 1;
         for listener in proxies {
-            let addr = local(&listener);
             let name = role_name("proxy", &listener, many);
             let server = config.server().access_log(access_log.clone()).build();
             registry = registry.server(name.clone(), server.stats());
-            println!("drainpipe proxy listening on http://{addr}");
+            println!("drainpipe proxy listening on {}", listener.url());
             let until = wait(stopped.clone());
             let proxy = proxy.clone();
-            serving.spawn(async move { (name, server.serve(listener, proxy, until).await) });
+            serving.spawn(async move { (name, listener.serve(server, proxy, until).await) });
         }
     }
     let many = forward.len() > 1;
@@ -266,28 +468,24 @@ async fn serve_config(
             .access_log(access_log.clone())
             .build();
         registry = registry.server(role_name("forward", &listener, many), server.stats());
-        println!(
-            "drainpipe forward proxy listening on http://{}",
-            local(&listener)
-        );
+        println!("drainpipe forward proxy listening on {}", listener.url());
         let until = wait(stopped.clone());
         serving.spawn(async move {
             (
                 "forward".into(),
-                server.serve(listener, service, until).await,
+                listener.serve(server, service, until).await,
             )
         });
     }
     let (admin_stop, admin_stopped) = watch::channel(false);
     let mut admin_tasks = JoinSet::new();
     for listener in admin {
-        println!("drainpipe admin listening on http://{}", local(&listener));
+        println!("drainpipe admin listening on {}", listener.url());
         let service = Admin::new(registry.clone());
         let until = wait(admin_stopped.clone());
         admin_tasks.spawn(async move {
-            Server::builder()
-                .build()
-                .serve(listener, service, until)
+            listener
+                .serve(Server::builder().build(), service, until)
                 .await
         });
     }
@@ -298,7 +496,7 @@ async fn serve_config(
         tracing::info!("took over the listeners; serving");
     }
 
-    signals.wait_for_the_end(&listeners, load).await;
+    let handed_over = signals.wait_for_the_end(&listeners, load).await;
     registry.set_not_ready();
     let _ = stop.send(true);
     while let Some(done) = serving.join_next().await {
@@ -310,6 +508,9 @@ async fn serve_config(
     admin_tasks.join_all().await;
     if let Some(log) = &access_log {
         log.flush();
+    }
+    if !handed_over {
+        listeners.remove_files();
     }
     Ok(())
 }
@@ -349,8 +550,9 @@ impl Signals {
     /// upgrade; SIGHUP: reload, once the configuration validates) has a
     /// successor serving. A failed hand-off is logged with the successor's
     /// reason and this process goes on; SIGTERM/SIGINT while one is pending
-    /// stops the successor, then drains.
-    async fn wait_for_the_end(&mut self, listeners: &Listeners, load: &Loader) {
+    /// stops the successor, then drains. `true`: a successor serves the
+    /// listeners now.
+    async fn wait_for_the_end(&mut self, listeners: &Listeners, load: &Loader) -> bool {
         let mut pending: Option<(&str, HandOver)> = None;
         loop {
             let asked = tokio::select! {
@@ -364,7 +566,7 @@ impl Signals {
                         Ok(child) => {
                             tracing::info!(successor = child.id(), "{what}: successor serving; draining");
                             control::report(Ok(child.id()));
-                            return;
+                            return true;
                         }
                         Err(e) => {
                             tracing::error!("{what} failed: {e}; still serving as before");
@@ -415,6 +617,7 @@ impl Signals {
             tracing::info!("{what} abandoned: the successor is stopped");
         }
         tracing::info!("signal received: draining");
+        false
     }
 }
 
@@ -443,9 +646,10 @@ async fn recv(s: &mut Option<Signal>) {
 
 /// A listener's name in metrics and logs: its role, and its address when
 /// the role has several.
-fn role_name(role: &str, listener: &std::net::TcpListener, many: bool) -> String {
+fn role_name(role: &str, listener: &Bound, many: bool) -> String {
     if many {
-        format!("{role} {}", local(listener))
+        let url = listener.url();
+        format!("{role} {}", url.strip_prefix("http://").unwrap_or(&url))
     } else {
         role.into()
     }

@@ -59,8 +59,8 @@ fn bad_addresses_are_refused_with_what_is_wrong() {
             "::1:8080: an IPv6 address needs brackets: [::1]:PORT",
         ),
         (
-            "unix:/tmp/d.sock",
-            "unix:/tmp/d.sock: listening on a Unix socket is not supported yet",
+            "unix:tmp/d.sock",
+            "unix:tmp/d.sock: the socket path must be absolute (use unix:/PATH)",
         ),
         (
             "nowhere.invalid:80",
@@ -85,10 +85,7 @@ fn bad_addresses_are_refused_with_what_is_wrong() {
             "https://127.0.0.1:443",
             "https://127.0.0.1:443: TLS upstreams are not supported yet",
         ),
-        (
-            "unix:/tmp/app.sock",
-            "unix:/tmp/app.sock: upstreams on Unix sockets are not supported yet",
-        ),
+        ("unix:", "unix:: no socket path (use unix:/PATH)"),
         (
             "nowhere.invalid:80",
             "nowhere.invalid:80: host name 'nowhere.invalid' does not resolve",

@@ -18,7 +18,8 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 
 use crate::error::BodyError;
-use crate::server::{ConnInfo, Interim};
+use crate::server::info::ConnInfo;
+use crate::server::interim::Interim;
 
 /// A received body, streamed from the connection. It also carries the
 /// [`ConnInfo`] of the connection it arrived on.

@@ -67,7 +67,43 @@ pub struct Handed {
     /// The name it was offered under.
     pub name: String,
     /// The listening socket.
-    pub listener: std::net::TcpListener,
+    pub listener: Listener,
+}
+
+/// A listening socket passed in a hand-off: TCP or Unix (told apart by its
+/// address family).
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+    /// A Unix socket listener.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Listener {
+    /// The listener of a received descriptor, non-blocking.
+    fn of(fd: OwnedFd) -> io::Result<Listener> {
+        let unix = socket2::SockRef::from(&fd).local_addr()?.domain() == socket2::Domain::UNIX;
+        let listener = if unix {
+            Listener::Unix(std::os::unix::net::UnixListener::from(fd))
+        } else {
+            Listener::Tcp(std::net::TcpListener::from(fd))
+        };
+        match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true)?,
+            Listener::Unix(l) => l.set_nonblocking(true)?,
+        }
+        Ok(listener)
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
 }
 
 /// The successor's end of a hand-off: tell the old process when serving.
@@ -163,9 +199,10 @@ pub fn inherit() -> io::Result<Option<(Vec<Handed>, Successor)>> {
             }
         })
         .map(|(name, fd)| {
-            let listener = std::net::TcpListener::from(fd);
-            listener.set_nonblocking(true)?;
-            Ok(Handed { name, listener })
+            Ok(Handed {
+                name,
+                listener: Listener::of(fd)?,
+            })
         })
         .collect::<io::Result<Vec<_>>>()?;
     Ok(Some((handed, Successor { stream, stderr })))
@@ -388,12 +425,17 @@ mod tests {
     }
 
     // The old and new ends in one process: names and sockets arrive intact,
-    // and the handed listener accepts connections queued on the original.
+    // TCP and Unix listeners each as what they are, and the handed listener
+    // accepts connections queued on the original.
     #[tokio::test]
     async fn listeners_pass_with_their_names() {
         let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let b_path = socket_path().with_extension("b");
+        let _ = std::fs::remove_file(&b_path);
+        let b = std::os::unix::net::UnixListener::bind(&b_path).unwrap();
+        let _b_cleanup = RemoveOnDrop(b_path.clone());
+        let addr_a = a.local_addr().unwrap();
+        let addr_b = format!("unix:{}", b_path.display());
         let path = socket_path();
         let unix = UnixListener::bind(&path).unwrap();
         let _cleanup = RemoveOnDrop(path.clone());
@@ -424,11 +466,24 @@ mod tests {
         let handed = receiver.join().unwrap();
         assert_eq!(handed.len(), 2);
         assert_eq!(handed[0].name, format!("proxy {addr_a}"));
-        assert_eq!(handed[0].listener.local_addr().unwrap(), addr_a);
-        assert_eq!(handed[1].listener.local_addr().unwrap(), addr_b);
+        assert_eq!(handed[1].name, format!("admin {addr_b}"));
+        let Listener::Tcp(tcp) = &handed[0].listener else {
+            panic!("{:?} is TCP", handed[0].listener);
+        };
+        let Listener::Unix(unix) = &handed[1].listener else {
+            panic!("{:?} is Unix", handed[1].listener);
+        };
+        assert_eq!(tcp.local_addr().unwrap(), addr_a);
+        assert_eq!(
+            unix.local_addr().unwrap().as_pathname(),
+            Some(b_path.as_path())
+        );
         drop((a, b));
-        handed[0].listener.set_nonblocking(false).unwrap();
-        let (accepted, _) = handed[0].listener.accept().unwrap();
+        tcp.set_nonblocking(false).unwrap();
+        let (accepted, _) = tcp.accept().unwrap();
         assert_eq!(accepted.peer_addr().unwrap(), waiting.local_addr().unwrap());
+        let _client = std::os::unix::net::UnixStream::connect(&b_path).unwrap();
+        unix.set_nonblocking(false).unwrap();
+        assert!(unix.accept().is_ok(), "the handed Unix listener accepts");
     }
 }

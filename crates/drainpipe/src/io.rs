@@ -1,5 +1,8 @@
-//! The only socket reads and writes: reads land straight in the connection's
-//! receive buffer, writes take the whole outgoing queue in one vectored call.
+//! The only transport reads and writes: reads land straight in the
+//! connection's receive buffer, writes take the whole outgoing queue in one
+//! vectored call. Generic over [`Transport`]: a socket's fast paths (waiting
+//! for readiness before taking a buffer, a `writev` that registers no waker)
+//! come from its implementation of the trait.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -8,7 +11,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use proto::WriteBuf;
-use tokio::net::TcpStream;
+
+use crate::transport::Transport;
 
 /// Bytes reserved before each read.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
@@ -23,8 +27,8 @@ const MAX_IOVECS: usize = 32;
 /// nothing after all. So a connection waiting for its next request holds no
 /// read buffer. A read that returns less than it asked for marks the socket not
 /// ready (it was drained), so no extra `recv` ends in `EAGAIN`.
-pub(crate) fn poll_read_buf(
-    stream: &mut TcpStream,
+pub(crate) fn poll_read_buf<T: Transport>(
+    stream: &mut T,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -49,26 +53,36 @@ pub(crate) fn poll_read_buf(
 }
 
 /// Reads once into `buf`.
-pub(crate) async fn read_buf(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub(crate) async fn read_buf<T: Transport>(
+    stream: &mut T,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
     poll_fn(|cx| poll_read_buf(stream, buf, cx)).await
 }
 
-/// Writes everything in `out`, one vectored write per readiness.
-pub(crate) fn poll_write_buf(
-    stream: &TcpStream,
+/// Writes everything in `out`, one vectored write per readiness, then
+/// flushes the transport.
+pub(crate) fn poll_write_buf<T: Transport>(
+    stream: &mut T,
     out: &mut WriteBuf,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    while !try_write_buf(stream, out)? {
-        std::task::ready!(stream.poll_write_ready(cx))?;
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = out.chunks_vectored(&mut slices);
+        match std::task::ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(written) => out.advance(written),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
     }
-    Poll::Ready(Ok(()))
+    Pin::new(stream).poll_flush(cx)
 }
 
 /// Writes what `out` holds without waiting: `Ok(true)` when all of it went
 /// out, `Ok(false)` when the socket is full (the rest needs
 /// [`write_buf`]).
-pub(crate) fn try_write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Result<bool> {
+pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<bool> {
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let n = out.chunks_vectored(&mut slices);
@@ -83,7 +97,7 @@ pub(crate) fn try_write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Resul
 }
 
 /// Writes everything in `out`.
-pub(crate) async fn write_buf(stream: &TcpStream, out: &mut WriteBuf) -> io::Result<()> {
+pub(crate) async fn write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<()> {
     poll_fn(|cx| poll_write_buf(stream, out, cx)).await
 }
 

@@ -9,11 +9,41 @@
 //! | [`server`] | the accept loop, one task per connection, timeouts, drain |
 //! | [`body`] | [`body::Incoming`], a received body with backpressure |
 //! | [`error`] | the drivers' one opaque error, with predicates |
-//! | `io` | the only socket reads and writes (buffered in, coalesced out) |
-//! | `sock` | TCP_NODELAY, graceful close |
+//! | [`transport`] | [`transport::Transport`]: what only some transports have |
+//! | `io` | the only transport reads and writes (buffered in, coalesced out) |
+//! | `sock` | the graceful close: half-close, discard input, linger |
 //!
 //! Handlers are `tower::Service<http::Request<Incoming>>` whose response body is
 //! an `http_body::Body`, so an axum `Router` runs unchanged.
+//!
+//! # One driver for every transport
+//!
+//! Every driver runs on any `AsyncRead + AsyncWrite + Unpin + Send` stream
+//! that implements [`transport::Transport`], the small trait for what only
+//! some transports have: the peer's address, TCP_NODELAY, the kernel peek
+//! for pending input or EOF, the reset-on-close of fault injection, and the
+//! descriptor for idle parking ([`transport::Transport::parking`], `None`
+//! for a transport that is never parked). Each method has a default that is
+//! right for a plain in-memory stream; TCP and Unix sockets override them
+//! and keep the socket fast paths (readiness before a read buffer is taken,
+//! `writev` without a waker). `tokio::io::duplex` streams use the defaults,
+//! which is how the drivers are tested without sockets.
+//!
+//! ```text
+//!  transport.rs      trait Transport: TcpStream, UnixStream, DuplexStream
+//!  io.rs             read into proto's buffer / coalesced write, over any Transport
+//!  sock.rs           graceful close over any Transport
+//!  server/listener.rs  trait Listen (what serve takes) → trait Accept (yields a
+//!                    Transport + peer address): TCP and Unix listeners, the
+//!                    user's own; accept loop, max connections, EMFILE back-off
+//!  server/conn.rs    the connection task, generic over the Transport
+//!  server/park.rs    idle connections as bare descriptors (Transport::parking)
+//!  client/connect.rs trait Connect: TCP by default, Unix (`unix:/path`)
+//!  upgrade.rs        a switched connection: Box<dyn Transport>
+//! ```
+//!
+//! A transport-specific fact is asked of the trait, never by naming a
+//! socket type in a driver.
 
 pub mod access;
 pub mod admin;
@@ -27,6 +57,7 @@ pub mod origin;
 pub mod proxy;
 pub mod server;
 mod sock;
+pub mod transport;
 pub mod upgrade;
 
 pub use error::{BoxError, Error};

@@ -5,17 +5,18 @@
 //! connections, errors, latency), the process itself and the build, as
 //! Prometheus text and as JSON for the live status page.
 
-mod histogram;
+mod escape;
+pub(crate) mod histogram;
 mod process;
 mod status;
-mod upstream;
+pub(crate) mod upstream;
 
-use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use escape::esc;
 pub use histogram::{
     Histogram, Snapshot as HistogramSnapshot, StatusClasses, LATENCY_BUCKETS_MICROS, STATUS_CLASSES,
 };
@@ -529,7 +530,7 @@ impl Registry {
             let client = proxy.client();
             for group in proxy.groups() {
                 for u in group.upstreams().iter() {
-                    let (state, since, reason) = upstream::state_of(u, &group);
+                    let (state, since, reason) = state_of(u, &group);
                     let stats = u.stats();
                     let origin = u.origin();
                     out.push(UpstreamSnapshot {
@@ -606,17 +607,54 @@ impl ProxySnapshot {
     }
 }
 
-/// A label value escaped for the text format (backslash, quote, newline).
-pub(crate) fn esc(value: &str) -> Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return Cow::Borrowed(value);
+/// The state of `upstream` in `group` now: which, since when and why.
+fn state_of(
+    upstream: &crate::proxy::upstream::Upstream,
+    group: &crate::proxy::upstream::Group,
+) -> (ServerState, SystemTime, String) {
+    let stats = upstream.stats();
+    let check = stats.last_check();
+    let checked = |c: &Option<CheckResult>| {
+        c.as_ref()
+            .map_or_else(|| "not checked yet".to_string(), |c| c.detail.clone())
+    };
+    if !upstream.is_healthy() {
+        let fall = group.health().map_or(0, |h| h.fall);
+        return (
+            ServerState::Down,
+            stats.health_changed(),
+            format!(
+                "{fall} failed health check(s) in a row; last: {}",
+                checked(&check)
+            ),
+        );
     }
-    Cow::Owned(
-        value
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n"),
-    )
+    let ejection = stats.last_ejection();
+    if upstream.is_ejected() {
+        if let Some((at, until)) = ejection {
+            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+            return (
+                ServerState::Ejected,
+                at,
+                format!(
+                    "{} failed requests in a row; back in {:.0} s",
+                    group.ejection.max_fails,
+                    left.as_secs_f64().ceil()
+                ),
+            );
+        }
+    }
+    let since = match ejection {
+        Some((_, until)) => until.max(stats.health_changed()),
+        None => stats.health_changed(),
+    };
+    let reason = match (group.health(), &check) {
+        (None, _) => "serving (no active health checks)".to_string(),
+        (Some(_), Some(c)) if c.ok => format!("health check passed: {}", c.detail),
+        (Some(_), Some(c)) => format!("last health check failed: {}", c.detail),
+        (Some(_), None) => checked(&check),
+    };
+    (ServerState::Up, since, reason)
 }
 
 /// Seconds since the Unix epoch.

@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 
 use crate::body::Incoming;
 use crate::error::BoxError;
-use crate::server::Abort;
+use crate::server::info::Abort;
 
 const HELLO: &[u8] = b"Hello, World!";
 /// Filler for generated bodies: 64 KiB of `x`, sliced, never copied.

@@ -1,11 +1,13 @@
-//! Socket options and the graceful close.
+//! The graceful close, over any [`Transport`], and listener readiness.
 
-use std::io;
-use std::net::Shutdown;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+
+use crate::transport::Transport;
 
 /// How a closing side lingers: it shuts down its write side, then reads and
 /// discards what the peer still sends until EOF, `timeout` or `max_bytes`,
@@ -28,24 +30,6 @@ impl Default for Linger {
     }
 }
 
-/// Turns Nagle off: drainpipe coalesces its own writes, so small segments never
-/// wait for an ACK (no Nagle/delayed-ACK stalls).
-pub(crate) fn set_nodelay(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
-}
-
-/// Shuts down the write side (our FIN follows everything written).
-pub(crate) fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(stream).shutdown(Shutdown::Write)
-}
-
-/// Whether input (or an EOF) is waiting on `stream`, asked of the kernel with
-/// a non-blocking peek rather than of the reactor, whose readiness may lag.
-pub(crate) fn has_input<S: std::os::fd::AsFd>(stream: &S) -> bool {
-    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    socket2::SockRef::from(stream).peek(&mut probe).is_ok()
-}
-
 /// Whether a connection waits in `listener`'s accept queue, asked of the
 /// kernel (`poll` with no wait) rather than of the reactor, whose readiness
 /// stays set after a successful accept.
@@ -55,14 +39,25 @@ pub(crate) fn has_pending_connection<L: std::os::fd::AsFd>(listener: &L) -> bool
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// Shuts down the write side now (our FIN follows everything written), for a
+/// close that waits for nothing; a transport whose half-close must wait (it
+/// has something to send first) is simply dropped after one try.
+pub(crate) fn shutdown_write_now<T: Transport>(stream: &mut T) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = Pin::new(stream).poll_shutdown(&mut cx);
+}
+
 /// Closes `stream` gracefully (see [`Linger`]): everything already written
 /// reaches the peer before any reset can. Ends when the peer closes its side,
 /// or when the linger timeout or byte limit runs out.
-pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) {
-    if shutdown_write(&stream).is_err() {
-        return;
-    }
+pub(crate) async fn graceful_close<T: Transport>(mut stream: T, linger: Linger) {
     let drain = async {
+        if poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx))
+            .await
+            .is_err()
+        {
+            return;
+        }
         let mut buf = BytesMut::with_capacity(4096);
         let mut discarded = 0usize;
         loop {
@@ -83,13 +78,11 @@ pub(crate) async fn graceful_close(mut stream: TcpStream, linger: Linger) {
 /// received is read and discarded first (up to the linger byte limit, without
 /// waiting for more), so the close is a FIN queued behind what was written,
 /// not a reset that would destroy responses the peer has not read yet.
-pub(crate) fn close_now(stream: TcpStream, linger: Linger) {
-    let sock = socket2::SockRef::from(&stream);
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+pub(crate) fn close_now<T: Transport>(mut stream: T, linger: Linger) {
+    let mut buf = [0u8; 4096];
     let mut discarded = 0usize;
-    // The socket is non-blocking: a recv finds what is there and stops.
     while discarded < linger.max_bytes {
-        match sock.recv(&mut buf) {
+        match stream.read_now(&mut buf) {
             Ok(n) if n > 0 => discarded += n,
             _ => break,
         }
@@ -99,7 +92,7 @@ pub(crate) fn close_now(stream: TcpStream, linger: Linger) {
 
 /// Drops `stream` with a reset instead of a FIN (`SO_LINGER` 0): for fault
 /// injection only.
-pub(crate) fn reset(stream: TcpStream) {
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+pub(crate) fn reset<T: Transport>(stream: T) {
+    stream.reset_on_close();
     drop(stream);
 }

@@ -15,17 +15,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Kind};
+use crate::transport::Transport;
 
-/// A connection after a protocol switch: the socket, and bytes already read
-/// from it that belong to the new protocol.
-#[derive(Debug)]
+/// A connection after a protocol switch: the stream (of whichever transport
+/// the connection ran on), and bytes already read from it that belong to the
+/// new protocol.
 pub struct Upgraded {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The stream.
+    pub stream: Box<dyn Transport>,
     /// Bytes received beyond the switch, to be handled before reading more.
     pub read_buf: Bytes,
 }
@@ -38,6 +38,14 @@ pub struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
 
 /// The server's end: fulfils the [`OnUpgrade`].
 pub(crate) struct Pending(oneshot::Sender<Upgraded>);
+
+impl std::fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("read_buf", &self.read_buf)
+            .finish_non_exhaustive()
+    }
+}
 
 impl OnUpgrade {
     pub(crate) fn pair() -> (OnUpgrade, Pending) {

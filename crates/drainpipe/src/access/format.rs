@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
-use super::Record;
+use super::record::Record;
 
 /// A line format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +212,7 @@ fn value(r: &Record, var: Var) -> Value<'_> {
     match VARIABLES[var.0] {
         "time" => Value::Time(r.time, TimeStyle::Rfc3339),
         "time_local" => Value::Time(r.time, TimeStyle::Clf),
-        "remote_addr" => Value::Ip(r.remote.ip()),
+        "remote_addr" => r.remote.map_or(Value::None, |a| Value::Ip(a.ip())),
         "method" => Value::Text(r.method.as_str()),
         "target" => Value::Uri(&r.target),
         "version" => Value::Text(version(r.version)),
@@ -386,7 +386,7 @@ mod tests {
             .header("user-agent", "curl/8 \"quoted\"")
             .body(())
             .unwrap();
-        let mut r = Record::new(&req, "10.0.0.7:5555".parse().unwrap(), 42, 3);
+        let mut r = Record::new(&req, Some("10.0.0.7:5555".parse().unwrap()), 42, 3);
         // 2000-10-10 13:55:36.250 UTC
         r.time = SystemTime::UNIX_EPOCH + Duration::from_millis(971_186_136_250);
         r.status = 201;
@@ -404,6 +404,23 @@ mod tests {
             out,
             "10.0.0.7 - - [10/Oct/2000:13:55:36 +0000] \"POST /upload?x=1 HTTP/1.1\" 201 321 \"-\" \"curl/8 \\\"quoted\\\"\""
         );
+    }
+
+    // A client on a Unix socket has no IP address: absent, not made up.
+    #[test]
+    fn a_peer_without_an_ip_address_logs_none() {
+        let mut r = record();
+        r.remote = None;
+        let mut out = String::new();
+        Format::Combined.write(&r, &mut out);
+        assert!(
+            out.starts_with("- - - [10/Oct/2000:13:55:36 +0000] "),
+            "{out}"
+        );
+        out.clear();
+        Format::Json.write(&r, &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["remote_addr"], serde_json::Value::Null);
     }
 
     #[test]

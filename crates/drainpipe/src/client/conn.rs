@@ -3,24 +3,24 @@
 //! long may it live).
 
 use std::future::poll_fn;
-use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http::{request, Response};
 use proto::{Event, Framing, Role, WriteBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::body::{BodyFrame, Kind as BodyKind, RequestBody};
+use super::request_body::{Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
 use crate::io::{poll_read_buf, read_buf, write_buf};
+use crate::transport::Transport;
 use crate::upgrade::Upgraded;
 
 /// An open connection.
 pub(crate) struct Conn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Box<dyn Transport>,
     pub(super) proto: proto::Connection,
     pub(super) out: WriteBuf,
     /// When it was opened (for the max lifetime).
@@ -48,7 +48,7 @@ struct Progress {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, config: std::sync::Arc<proto::Config>) -> Conn {
+    pub(crate) fn new(stream: Box<dyn Transport>, config: std::sync::Arc<proto::Config>) -> Conn {
         Conn {
             stream,
             proto: proto::Connection::new(Role::Client, config),
@@ -187,7 +187,7 @@ impl Conn {
     /// Ready once the socket is readable (the server closed it or sent
     /// something); registers `cx` to be woken when it becomes so.
     pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.stream.poll_read_ready(cx).map(|_| ())
+        Transport::poll_read_ready(&self.stream, cx).map(|_| ())
     }
 
     /// Whether the peer closed (or sent something unasked) while the connection
@@ -198,15 +198,7 @@ impl Conn {
     /// since the response was read (a FIN or stray bytes make it readable), so a
     /// quiet pooled connection costs no system call to check.
     pub(crate) fn is_closed_by_peer(&self) -> bool {
-        let peek = || {
-            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-            socket2::SockRef::from(&self.stream).peek(&mut probe)
-        };
-        match self.stream.try_io(tokio::io::Interest::READABLE, peek) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            // EOF, unsolicited bytes, or an error: not reusable.
-            _ => true,
-        }
+        self.stream.peer_closed_or_sent()
     }
 
     /// Pipelining: writes every request head of `requests` (bodiless or in
@@ -229,7 +221,7 @@ impl Conn {
                 .send_end(None, &mut self.out)
                 .map_err(|e| Error::with_source(Kind::UserBody, e))?;
         }
-        write_buf(&self.stream, &mut self.out)
+        write_buf(&mut self.stream, &mut self.out)
             .await
             .map_err(Error::io)
     }
@@ -260,4 +252,10 @@ fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> 
         Some(e) => Error::with_source(kind, e),
         None => Error::new(kind),
     }
+}
+
+/// What reading a response body produced.
+pub(crate) enum BodyFrame {
+    Data(Bytes),
+    End(Option<HeaderMap>),
 }

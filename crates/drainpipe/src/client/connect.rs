@@ -1,10 +1,69 @@
-//! Opening connections: name resolution, TCP with a timeout, TCP_NODELAY.
+//! Opening connections: the [`Connect`] trait a [`Client`](super::Client)
+//! opens its connections through, and its default, [`Connector`]: TCP
+//! (name resolution, each address in turn, TCP_NODELAY), or a Unix socket for
+//! an origin made with [`Origin::unix`]. The client bounds every connect by
+//! its connect timeout.
 
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{Error, Kind};
+use crate::transport::Transport;
+
+/// A connection being opened.
+pub type Connecting<'a> = Pin<Box<dyn Future<Output = io::Result<Box<dyn Transport>>> + Send + 'a>>;
+
+/// Opens connections to origins, on any [`Transport`]. The default is
+/// [`Connector`]; bring your own (another transport, a test's in-memory
+/// pipes) with [`Builder::connector`](super::Builder::connector).
+/// Pooling, keep-alive and retries are the client's and work the same on
+/// every transport.
+pub trait Connect: Send + Sync + 'static {
+    /// Opens a connection to `origin`. An error is a connect failure (the
+    /// request was not sent; the client may try another upstream).
+    fn connect<'a>(&'a self, origin: &'a Origin) -> Connecting<'a>;
+}
+
+/// The default connector: TCP to the origin's host and port (each resolved
+/// address in turn, TCP_NODELAY on), or the Unix socket of an origin made
+/// with [`Origin::unix`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connector;
+
+impl Connect for Connector {
+    fn connect<'a>(&'a self, origin: &'a Origin) -> Connecting<'a> {
+        Box::pin(async move {
+            if let Some(path) = origin.unix_path() {
+                let stream = UnixStream::connect(path).await?;
+                return Ok(Box::new(stream) as Box<dyn Transport>);
+            }
+            let stream = connect_tcp(origin).await?;
+            Ok(Box::new(stream) as Box<dyn Transport>)
+        })
+    }
+}
+
+/// The connector a client holds.
+#[derive(Clone)]
+pub(crate) struct Shared(pub(crate) Arc<dyn Connect>);
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared(Arc::new(Connector))
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connect")
+    }
+}
 
 /// Where requests go: scheme, host and port (what makes two connections
 /// interchangeable).
@@ -17,6 +76,21 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The origin of a Unix socket at `path` (absolute): [`Connector`] opens
+    /// it as a Unix stream. Shown as `unix:PATH`.
+    pub fn unix(path: impl AsRef<Path>) -> Origin {
+        Origin {
+            host: path.as_ref().to_string_lossy().into_owned(),
+            port: 0,
+        }
+    }
+
+    /// The socket path of an origin made with [`Origin::unix`] (a host that
+    /// starts with `/`, which no host name or address does).
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.host.starts_with('/').then(|| Path::new(&self.host))
+    }
+
     /// The origin of an `http://` URI.
     pub fn of(uri: &http::Uri) -> Result<Origin, Error> {
         match uri.scheme_str() {
@@ -39,7 +113,9 @@ impl Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
+        if self.unix_path().is_some() {
+            write!(f, "unix:{}", self.host)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -47,29 +123,44 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// Connects to `origin` within `timeout`, trying each resolved address.
-pub(crate) async fn connect(origin: &Origin, timeout: Duration) -> Result<TcpStream, Error> {
-    let attempt = async {
-        let addrs = tokio::net::lookup_host((origin.host.as_str(), origin.port))
-            .await
-            .map_err(|e| Error::with_source(Kind::Connect, e))?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    crate::sock::set_nodelay(&stream);
-                    return Ok(stream);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(match last {
-            Some(e) => Error::with_source(Kind::Connect, e),
-            None => Error::new(Kind::Connect),
-        })
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
+/// Connects to `origin` with `connector` within `timeout`.
+pub(crate) async fn connect(
+    connector: &dyn Connect,
+    origin: &Origin,
+    timeout: Duration,
+) -> Result<Box<dyn Transport>, Error> {
+    match tokio::time::timeout(timeout, connector.connect(origin)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Error::with_source(Kind::Connect, e)),
         Err(_) => Err(Error::new(Kind::ConnectTimeout)),
     }
+}
+
+/// Connects over TCP to `origin` within `timeout`, trying each resolved
+/// address.
+pub(crate) async fn connect_tcp_within(
+    origin: &Origin,
+    timeout: Duration,
+) -> Result<TcpStream, Error> {
+    match tokio::time::timeout(timeout, connect_tcp(origin)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Error::with_source(Kind::Connect, e)),
+        Err(_) => Err(Error::new(Kind::ConnectTimeout)),
+    }
+}
+
+/// Connects over TCP, trying each resolved address; TCP_NODELAY on.
+async fn connect_tcp(origin: &Origin) -> io::Result<TcpStream> {
+    let addrs = tokio::net::lookup_host((origin.host.as_str(), origin.port)).await?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                Transport::set_nodelay(&stream);
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
 }

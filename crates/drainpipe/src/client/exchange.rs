@@ -30,11 +30,11 @@ use http_body::Body;
 use proto::{Event, Framing};
 use tokio::time::Instant;
 
-use super::body::Kind as BodyKind;
 use super::conn::Conn;
-use super::RequestBody;
+use super::request_body::Kind as BodyKind;
+use super::request_body::RequestBody;
 use crate::error::{Error, Kind};
-use crate::io::{poll_read_buf, try_write_buf};
+use crate::io::{poll_read_buf, poll_write_buf};
 
 /// Most request bytes queued ahead of the socket (and held back before the
 /// head goes out).
@@ -269,25 +269,19 @@ impl Conn {
             };
             if writable && !self.out.is_empty() {
                 let queued = self.out.len();
-                let wrote = try_write_buf(&self.stream, &mut self.out);
+                // Registers for writability when the transport is full; a
+                // wake-up means room.
+                let wrote = poll_write_buf(&mut self.stream, &mut self.out, cx);
                 let progressed = self.out.len() < queued;
                 match wrote {
-                    Ok(true) => x.stalled_since = None,
-                    Ok(false) => {
+                    Poll::Ready(Ok(())) => x.stalled_since = None,
+                    Poll::Pending => {
                         if progressed || x.stalled_since.is_none() {
                             x.stalled_since = Some(Instant::now());
                         }
-                        // Registers for writability; a wake-up means room.
-                        match self.stream.poll_write_ready(cx) {
-                            Poll::Ready(Ok(())) => continue,
-                            Poll::Ready(Err(_)) => {}
-                            Poll::Pending => return Ok(()),
-                        }
-                        x.stalled_since = None;
-                        x.upload = Upload::Broken { at: Instant::now() };
                         return Ok(());
                     }
-                    Err(_) => {
+                    Poll::Ready(Err(_)) => {
                         x.stalled_since = None;
                         x.upload = Upload::Broken { at: Instant::now() };
                         return Ok(());

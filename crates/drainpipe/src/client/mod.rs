@@ -34,11 +34,14 @@
 //! ```
 
 mod body;
+mod config;
 mod conn;
 pub(crate) mod connect;
 mod exchange;
 mod pool;
+mod request_body;
 pub mod retry;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,9 +52,12 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::SizeHint;
 
-pub use body::{RequestBody, ResponseBody};
-pub use connect::Origin;
+pub use body::ResponseBody;
+pub use config::{Config, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_SEND_TIMEOUT};
+pub use connect::{Connect, Connecting, Connector, Origin};
 pub(crate) use exchange::OnInformational;
+pub use request_body::RequestBody;
+pub use stats::Stats;
 
 use crate::error::{Error, Kind};
 use crate::upgrade::ClientUpgrade;
@@ -68,52 +74,6 @@ pub(crate) enum Failure {
     /// idempotent; here is its body once more. Where it goes is the caller's
     /// choice (the same origin on a new connection, or another upstream).
     Stale(Error, RequestBody),
-}
-
-/// The default wait for a response head, and then between two pieces of a
-/// response body: 60 s, nginx's `proxy_read_timeout`.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The default time a write of a request may make no progress: 60 s, nginx's
-/// `proxy_send_timeout`.
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The client's settings; see [`Builder`].
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub(crate) proto: Arc<proto::Config>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
-    pub(crate) send_timeout: Option<Duration>,
-    pub(crate) expect_timeout: Duration,
-    pub(crate) max_idle_per_host: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_per_host: Option<usize>,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) pool_timeout: Option<Duration>,
-    pub(crate) keep_alive_margin: Option<Duration>,
-    pub(crate) probe_every: Duration,
-    pub(crate) retry: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            proto: Arc::new(proto::Config::default()),
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
-            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
-            expect_timeout: Duration::from_secs(1),
-            max_idle_per_host: 64,
-            idle_timeout: Duration::from_secs(60),
-            max_per_host: None,
-            max_lifetime: None,
-            pool_timeout: None,
-            keep_alive_margin: None,
-            probe_every: Duration::from_secs(10),
-            retry: true,
-        }
-    }
 }
 
 /// Builds a [`Client`].
@@ -217,6 +177,14 @@ impl Builder {
         self
     }
 
+    /// How connections are opened: [`Connector`] by default (TCP, or a Unix
+    /// socket for an [`Origin::unix`]). Pooling and keep-alive are the
+    /// same on every transport.
+    pub fn connector(mut self, connector: impl Connect) -> Self {
+        self.config.connector = connect::Shared(Arc::new(connector));
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Client {
         Client {
@@ -256,17 +224,6 @@ impl std::fmt::Debug for Informational {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Informational")
     }
-}
-
-/// Counters of a client.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections opened.
-    pub opened: AtomicU64,
-    /// Requests served by a pooled (reused) connection.
-    pub reused: AtomicU64,
-    /// Requests sent again after a safe-to-retry failure.
-    pub retries: AtomicU64,
 }
 
 /// An HTTP/1.x client with a connection pool per origin. Cheap to clone; clones
@@ -354,7 +311,7 @@ impl Client {
 
     /// How long connections to `origin` took to open (`None` before its
     /// first one).
-    pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::HistogramSnapshot> {
+    pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::histogram::Snapshot> {
         self.pool_if_any(origin).map(|p| p.connect_time.snapshot())
     }
 

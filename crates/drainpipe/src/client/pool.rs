@@ -32,11 +32,12 @@ use proto::IdleEstimate;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::config::Config;
 use super::conn::Conn;
 use super::connect::{connect, Origin};
-use super::Config;
+use super::stats::Stats;
 use crate::error::{Error, Kind};
-use crate::metrics::Histogram;
+use crate::metrics::histogram::Histogram;
 use crate::upgrade::Upgraded;
 
 /// The connections of one origin.
@@ -44,7 +45,7 @@ pub(crate) struct Pool {
     origin: Origin,
     config: Arc<Config>,
     state: Mutex<State>,
-    stats: Arc<super::Stats>,
+    stats: Arc<Stats>,
     /// Whom to wake when an idle connection becomes readable (the reaper).
     watcher: Arc<Watcher>,
     /// Connections closed before reuse because they had sat idle past the
@@ -138,7 +139,7 @@ impl Pool {
     pub(crate) fn new(
         origin: Origin,
         config: Arc<Config>,
-        stats: Arc<super::Stats>,
+        stats: Arc<Stats>,
         watcher: Arc<Watcher>,
     ) -> Pool {
         Pool {
@@ -221,7 +222,13 @@ impl Pool {
             }
         }
         let started = std::time::Instant::now();
-        match connect(&self.origin, self.config.connect_timeout).await {
+        match connect(
+            &*self.config.connector.0,
+            &self.origin,
+            self.config.connect_timeout,
+        )
+        .await
+        {
             Ok(stream) => {
                 let took = started.elapsed();
                 self.connect_time.record(took);

@@ -194,11 +194,11 @@ pub struct UpstreamSnapshot {
     /// Failed requests by kind.
     pub errors: [(UpstreamError, u64); UpstreamError::ALL.len()],
     /// Request duration (to the end of the response body).
-    pub latency: super::HistogramSnapshot,
+    pub latency: super::histogram::Snapshot,
     /// Time to the response head.
-    pub ttfb: super::HistogramSnapshot,
+    pub ttfb: super::histogram::Snapshot,
     /// Time to open a connection.
-    pub connect: super::HistogramSnapshot,
+    pub connect: super::histogram::Snapshot,
     /// Its idle timeout as learned from its closes, in seconds.
     pub learned_idle_timeout: Option<f64>,
     /// Pooled connections retired before its idle timeout could close them.
@@ -211,7 +211,7 @@ impl UpstreamSnapshot {
         format!(
             "{},server=\"{}\"",
             self.group_labels(),
-            super::esc(&self.server)
+            super::escape::esc(&self.server)
         )
     }
 
@@ -219,8 +219,8 @@ impl UpstreamSnapshot {
     pub fn group_labels(&self) -> String {
         format!(
             "proxy=\"{}\",group=\"{}\"",
-            super::esc(&self.proxy),
-            super::esc(&self.group)
+            super::escape::esc(&self.proxy),
+            super::escape::esc(&self.group)
         )
     }
 
@@ -233,54 +233,4 @@ impl UpstreamSnapshot {
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().map(|(_, n)| n).sum()
     }
-}
-
-/// The state of `upstream` in `group` now: which, since when and why.
-pub(crate) fn state_of(
-    upstream: &crate::proxy::Upstream,
-    group: &crate::proxy::Group,
-) -> (ServerState, SystemTime, String) {
-    let stats = upstream.stats();
-    let check = stats.last_check();
-    let checked = |c: &Option<CheckResult>| {
-        c.as_ref()
-            .map_or_else(|| "not checked yet".to_string(), |c| c.detail.clone())
-    };
-    if !upstream.is_healthy() {
-        let fall = group.health().map_or(0, |h| h.fall);
-        return (
-            ServerState::Down,
-            stats.health_changed(),
-            format!(
-                "{fall} failed health check(s) in a row; last: {}",
-                checked(&check)
-            ),
-        );
-    }
-    let ejection = stats.last_ejection();
-    if upstream.is_ejected() {
-        if let Some((at, until)) = ejection {
-            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
-            return (
-                ServerState::Ejected,
-                at,
-                format!(
-                    "{} failed requests in a row; back in {:.0} s",
-                    group.ejection.max_fails,
-                    left.as_secs_f64().ceil()
-                ),
-            );
-        }
-    }
-    let since = match ejection {
-        Some((_, until)) => until.max(stats.health_changed()),
-        None => stats.health_changed(),
-    };
-    let reason = match (group.health(), &check) {
-        (None, _) => "serving (no active health checks)".to_string(),
-        (Some(_), Some(c)) if c.ok => format!("health check passed: {}", c.detail),
-        (Some(_), Some(c)) => format!("last health check failed: {}", c.detail),
-        (Some(_), None) => checked(&check),
-    };
-    (ServerState::Up, since, reason)
 }

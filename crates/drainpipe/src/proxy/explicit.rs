@@ -34,11 +34,10 @@ use base64::Engine;
 use http::header::{HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use super::{
-    forward, gateway_error, max_forwards, plain, relay_informational, Forwarding, ProxyBody,
-};
+use super::forward::{self, Forwarding};
+use super::respond::{gateway_error, max_forwards, plain, relay_informational, ProxyBody};
 use crate::body::Incoming;
-use crate::client::connect::connect;
+use crate::client::connect::connect_tcp_within;
 use crate::client::{Client, Failure, Origin, RequestBody};
 use crate::upgrade::{on_upgrade, tunnel, Upgraded};
 
@@ -246,7 +245,7 @@ impl ForwardProxy {
             host: addr.ip().to_string(),
             port: addr.port(),
         };
-        let stream = match connect(&target, self.inner.policy.connect_timeout).await {
+        let stream = match connect_tcp_within(&target, self.inner.policy.connect_timeout).await {
             Ok(s) => s,
             Err(e) if e.is_timeout() => {
                 return plain(
@@ -262,7 +261,7 @@ impl ForwardProxy {
             }
         };
         let up = Upgraded {
-            stream,
+            stream: Box::new(stream),
             read_buf: bytes::Bytes::new(),
         };
         tokio::spawn(async move {
@@ -281,7 +280,7 @@ impl ForwardProxy {
 
     async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
-        let peer = req.body().conn_info().map(|c| c.peer);
+        let peer = req.body().conn_info().and_then(|c| c.peer);
         let interim = req.body().interim();
         let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();

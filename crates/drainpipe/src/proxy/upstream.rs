@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::resolve::Resolver;
 use crate::client::{Client, Origin};
-use crate::metrics::{UpstreamError, UpstreamStats};
+use crate::metrics::upstream::{UpstreamError, UpstreamStats};
 
 /// How a group chooses among its upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,7 +96,11 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream at `origin`, healthy until shown otherwise.
     pub fn new(origin: Origin) -> Upstream {
-        let host_value = HeaderValue::from_str(&origin.to_string()).ok();
+        // A Unix socket has no host name: `localhost`, as nginx sends.
+        let host_value = match origin.unix_path() {
+            Some(_) => Some(HeaderValue::from_static("localhost")),
+            None => HeaderValue::from_str(&origin.to_string()).ok(),
+        };
         Upstream::with_host(origin, host_value)
     }
 
@@ -221,10 +225,13 @@ impl Upstream {
 
 /// Whether a host is an IP address (bracketed or not) rather than a name.
 fn is_address(host: &str) -> bool {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok()
+    // A Unix socket path ([`Origin::unix`]) is an address: nothing to resolve.
+    host.starts_with('/')
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok()
 }
 
 /// Counts a request in flight to an upstream until dropped; the request's

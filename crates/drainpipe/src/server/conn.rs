@@ -19,27 +19,27 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Body;
 use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::drain::{CloseReason, InState, Phase, Shared};
+use super::date;
+use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
+use super::info::{Abort, ConnInfo};
 use super::interim;
 use super::park::{Parker, Resume};
-use super::{date, Abort, ConnInfo};
 use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
 use crate::io::{poll_read_buf, poll_write_buf, pool, read_buf, try_write_buf, write_buf};
 use crate::sock;
+use crate::transport::{Parking, Transport};
 use crate::upgrade::{OnUpgrade, Pending, Upgraded};
 
 /// Queued output beyond which a write is forced before going on.
@@ -88,20 +88,24 @@ impl From<CloseReason> for Stop {
 }
 
 /// Runs one connection until it closes or parks.
-pub(crate) async fn run<S, B>(
-    stream: TcpStream,
+pub(crate) async fn run<T, S, B>(
+    stream: T,
     resume: Resume,
     service: S,
     shared: &Arc<Shared>,
     parker: Option<&Arc<Parker>>,
 ) -> Exit
 where
+    T: Transport,
     S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
     B: Body,
     B::Error: Into<BoxError>,
 {
-    sock::set_nodelay(&stream);
+    stream.set_nodelay();
+    // Parked only with a parker, and on a transport that can leave the
+    // reactor.
+    let parking = parker.and(T::parking());
     let mut cut = shared.subscribe();
     // A connection resumed from the parker after a request keeps no head
     // deadline: its next head starts now. One parked before its first request
@@ -127,7 +131,7 @@ where
         upgrade: None,
         timer: Box::pin(sleep_until(head_deadline)),
         drain_wait: None,
-        can_park: parker.is_some(),
+        can_park: parking.is_some(),
         date: None,
         interim: Arc::default(),
         access: None,
@@ -142,7 +146,7 @@ where
             shared.closing(CloseReason::Upgraded, driver.conn.requests_started());
             match driver.upgrade.take() {
                 Some(pending) => pending.fulfil(Upgraded {
-                    stream: driver.stream,
+                    stream: Box::new(driver.stream),
                     read_buf,
                 }),
                 None => {
@@ -152,7 +156,9 @@ where
             return Exit::Closed(CloseReason::Upgraded);
         }
         Stop::Park { deadline, expiry } => {
-            let parker = parker.expect("parking only with a parker");
+            let (Some(parker), Some(Parking { leave, rejoin })) = (parker, parking) else {
+                unreachable!("parking only with a parker and a parkable transport");
+            };
             let resume = Resume {
                 requests_started: driver.conn.requests_started(),
                 head_deadline: driver
@@ -160,12 +166,22 @@ where
                     .filter(|_| driver.conn.requests_started() == 0),
                 ..driver.resume
             };
-            match parker.park(driver.stream, resume, deadline, expiry) {
+            let fd = match leave(driver.stream) {
+                Ok(fd) => fd,
+                // Out of the reactor but unusable: as good as closed.
+                Err(_) => {
+                    shared.closing(CloseReason::Io, resume.requests_started);
+                    return Exit::Closed(CloseReason::Io);
+                }
+            };
+            match parker.park(fd, resume, deadline, expiry) {
                 Ok(()) => return Exit::Parked,
                 // Not parked (a drain began): this idle connection closes.
-                Err((stream, resume)) => {
+                Err((fd, resume)) => {
                     shared.closing(CloseReason::Drain, resume.requests_started);
-                    sock::graceful_close(stream, shared.config.linger).await;
+                    if let Ok(stream) = rejoin(fd) {
+                        sock::graceful_close(stream, shared.config.linger).await;
+                    }
                     return Exit::Closed(CloseReason::Drain);
                 }
             }
@@ -173,7 +189,7 @@ where
     };
     shared.closing(reason, driver.conn.requests_started());
     if reason == CloseReason::Cut {
-        let _ = sock::shutdown_write(&driver.stream);
+        sock::shutdown_write_now(&mut driver.stream);
         return Exit::Closed(reason);
     }
     if driver.aborted {
@@ -192,7 +208,7 @@ where
     if !driver.out.is_empty() {
         let _ = tokio::time::timeout(
             shared.config.write_timeout,
-            write_buf(&driver.stream, &mut driver.out),
+            write_buf(&mut driver.stream, &mut driver.out),
         )
         .await;
     }
@@ -208,22 +224,12 @@ where
     Exit::Closed(reason)
 }
 
-/// A delay in `[0, spread)` picked from a connection's id (scrambled, so
-/// neighbouring ids land far apart).
-pub(crate) fn spread_delay(id: u64, spread: Duration) -> Duration {
-    let nanos = spread.as_nanos() as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % nanos)
-}
-
 async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {
     let _ = phase.wait_for(|p| *p == Phase::Cut).await;
 }
 
-struct Driver<'a, S> {
-    stream: TcpStream,
+struct Driver<'a, T, S> {
+    stream: T,
     conn: Connection,
     out: WriteBuf,
     service: S,
@@ -270,8 +276,9 @@ struct Pump {
     received: u64,
 }
 
-impl<'a, S, B> Driver<'a, S>
+impl<'a, T, S, B> Driver<'a, T, S>
 where
+    T: Transport,
     S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
     B: Body,
@@ -479,7 +486,7 @@ where
                     if drain_at.is_some_and(|at| at <= wake) {
                         // The reactor may not have reported a request that
                         // already arrived: look before closing on it.
-                        if sock::has_input(stream) {
+                        if stream.has_input() {
                             drain_at = None;
                             can_drain = false;
                             continue;
@@ -505,7 +512,7 @@ where
                         continue;
                     }
                     // A request that just arrived is served instead.
-                    if sock::has_input(stream) {
+                    if stream.has_input() {
                         resume.slot.busy();
                         can_reclaim = false;
                         continue;
@@ -570,14 +577,14 @@ where
             .bytes_out
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         // Most writes complete at once: a timer only when the socket is full.
-        match try_write_buf(&self.stream, &mut self.out) {
+        match try_write_buf(&mut self.stream, &mut self.out) {
             Ok(true) => return Ok(()),
             Ok(false) => self.date = None,
             Err(_) => return Err(CloseReason::Io),
         }
         match tokio::time::timeout(
             self.shared.config.write_timeout,
-            write_buf(&self.stream, &mut self.out),
+            write_buf(&mut self.stream, &mut self.out),
         )
         .await
         {
@@ -596,7 +603,7 @@ where
         &mut self,
         head: Request<()>,
         framing: Framing,
-    ) -> impl Future<Output = Result<(), CloseReason>> + use<'_, 'a, S, B> {
+    ) -> impl Future<Output = Result<(), CloseReason>> + use<'_, 'a, T, S, B> {
         async move {
             let (body, mut pump) = if framing.has_body() {
                 let (body, tx) = Incoming::channel(framing.exact_len());
@@ -933,7 +940,7 @@ where
     /// Writes what is queued without waiting for it to finish.
     fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Result<(), CloseReason> {
         if !self.out.is_empty() {
-            if let Poll::Ready(Err(_)) = poll_write_buf(&self.stream, &mut self.out, cx) {
+            if let Poll::Ready(Err(_)) = poll_write_buf(&mut self.stream, &mut self.out, cx) {
                 return Err(CloseReason::Io);
             }
         }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 
-use super::Config;
+use super::config::Config;
 
 /// The phase of a server's life every connection watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,9 +138,9 @@ pub struct Stats {
     /// Bytes written to clients.
     pub bytes_out: AtomicU64,
     /// From a request's head to its response's end queued, per request.
-    pub latency: crate::metrics::Histogram,
+    pub latency: crate::metrics::histogram::Histogram,
     /// Responses by status class (the server's own error answers included).
-    pub responses: crate::metrics::StatusClasses,
+    pub responses: crate::metrics::histogram::StatusClasses,
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
@@ -352,4 +352,14 @@ impl Shared {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// A delay in `[0, spread)` picked from a connection's id (scrambled, so
+/// neighbouring ids land far apart).
+pub(crate) fn spread_delay(id: u64, spread: std::time::Duration) -> std::time::Duration {
+    let nanos = spread.as_nanos() as u64;
+    if nanos == 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::from_nanos(id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % nanos)
 }

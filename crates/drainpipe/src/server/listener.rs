@@ -2,7 +2,8 @@
 //! connection waiting makes room by reclaiming the longest-idle one), accept
 //! errors such as EMFILE backing off instead of spinning, one task per
 //! connection. The loop owns the listening socket and drops it the moment it
-//! stops accepting ([`Listen`]).
+//! stops accepting ([`Listen`]). Listeners are traits: TCP and Unix sockets
+//! implement them, a user can bring their own ([`Accept`]).
 
 use std::future::Future;
 use std::io;
@@ -10,16 +11,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
 use super::conn::{self, Exit};
-use super::drain::Shared;
+use super::drain::{CloseReason, Shared};
 use super::park::{Parker, Respawn, Resume};
 use super::slots::Slots;
 use crate::body::Incoming;
 use crate::error::BoxError;
+use crate::transport::Transport;
 
 /// The first pause after a resource error from accept; doubled up to
 /// [`MAX_BACKOFF`] while errors repeat.
@@ -30,42 +34,183 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// next one is reclaimed.
 const RECLAIM_PAUSE: Duration = Duration::from_millis(20);
 
-/// A listening socket [`Server::serve`](super::Server::serve) accepts on.
+/// What [`Server::serve`](super::Server::serve) accepts on: turned once into
+/// an [`Accept`], which the accept loop owns.
 ///
 /// The accept loop owns what it is given and drops it the moment it stops
 /// accepting (when the shutdown future and the drain delay are over), so the
 /// socket closes then: a new client is refused at once (safe to retry)
 /// instead of being queued by the kernel and reset when the process exits.
 ///
-/// A [`TcpListener`] or a [`std::net::TcpListener`] is owned outright. An
-/// `Arc<std::net::TcpListener>` lets a listener hand-off copy the socket while
-/// it is served: keep only a [`Weak`](std::sync::Weak) of it, and upgrade that
-/// at hand-off time ([`handoff::hand_over`](crate::handoff::hand_over)). Any
-/// strong handle kept elsewhere keeps the socket open (and accepting into the
-/// kernel's queue) after the loop stopped.
+/// Implemented for TCP ([`TcpListener`], [`std::net::TcpListener`]) and Unix
+/// listeners ([`UnixListener`], [`std::os::unix::net::UnixListener`]), owned
+/// outright, and for an `Arc` of either std listener, which lets a listener
+/// hand-off copy the socket while it is served: keep only a
+/// [`Weak`](std::sync::Weak) of it, and upgrade that at hand-off time
+/// ([`handoff::hand_over`](crate::handoff::hand_over)). Any strong handle
+/// kept elsewhere keeps the socket open (and accepting into the kernel's
+/// queue) after the loop stopped. Every [`Accept`] is a `Listen` too: bring
+/// your own listener by implementing [`Accept`].
 pub trait Listen {
-    /// The socket, non-blocking, for the accept loop to own.
-    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>>;
+    /// The connections it yields.
+    type Conn: Transport;
+    /// The accepting end.
+    type Acceptor: Accept<Conn = Self::Conn>;
+
+    /// The accepting end, for the accept loop to own.
+    fn into_acceptor(self) -> io::Result<Self::Acceptor>;
 }
 
-impl Listen for TcpListener {
-    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
-        self.into_std().map(Arc::new)
+/// The accepting end of a listener: yields connections on any [`Transport`].
+pub trait Accept: Send + Sync + 'static {
+    /// The connections it yields.
+    type Conn: Transport;
+
+    /// The next connection and its peer's IP address (`None` for a peer
+    /// without one). An error of kind `ConnectionAborted`,
+    /// `ConnectionReset`, `ConnectionRefused`, `Interrupted` or `WouldBlock`
+    /// concerns one connection and the loop goes on at once; any other
+    /// (EMFILE, ENOBUFS...) makes it back off.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Option<SocketAddr>)>> + Send;
+
+    /// Resolves when a connection waits to be accepted, asked while every
+    /// connection slot is taken: the longest-idle keep-alive connection then
+    /// makes room. The default never resolves (accept waits for a slot).
+    fn waiting(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
     }
 }
 
-impl Listen for std::net::TcpListener {
-    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
-        Arc::new(self).into_socket()
-    }
-}
+impl<A: Accept> Listen for A {
+    type Conn = A::Conn;
+    type Acceptor = A;
 
-impl Listen for Arc<std::net::TcpListener> {
-    fn into_socket(self) -> io::Result<Arc<std::net::TcpListener>> {
-        self.set_nonblocking(true)?;
+    fn into_acceptor(self) -> io::Result<A> {
         Ok(self)
     }
 }
+
+/// A listening socket (TCP or Unix) registered with the runtime: what the
+/// std and tokio listeners become for the accept loop.
+#[derive(Debug)]
+pub struct SocketAcceptor<L: AsRawFd> {
+    fd: AsyncFd<Arc<L>>,
+}
+
+impl<L: AsRawFd + AsFd> SocketAcceptor<L> {
+    /// Registers `listener` (made non-blocking) with the runtime.
+    fn register(listener: Arc<L>) -> io::Result<Self> {
+        // SAFETY: the AsyncFd holds a strong handle of the listener, so the
+        // descriptor it registers stays open, the same socket, until the
+        // AsyncFd drops.
+        let fd =
+            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }?;
+        Ok(SocketAcceptor { fd })
+    }
+
+    /// Accepts one socket. tokio's own `accept` marks the new socket readable
+    /// before the reactor has seen it, so the first read is tried at once; a
+    /// client that has not sent its request yet (most new connections under
+    /// load) makes that read find nothing, one wasted `recv` per connection.
+    /// A stream built from the accepted socket instead starts with no
+    /// readiness: its first read waits for the registration's first event,
+    /// as nginx waits for it. (Clearing the assumed readiness after tokio's
+    /// accept is racy: on a multi-threaded runtime the reactor may already
+    /// have recorded a real event, which the clear would lose, leaving the
+    /// request unread.) Same syscalls: `accept4`, then the registration.
+    async fn accept_socket(&self) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+        const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
+        loop {
+            let mut ready = self.fd.readable().await?;
+            match ready.try_io(|l| socket2::SockRef::from(l.get_ref()).accept4(FLAGS)) {
+                Ok(accepted) => return accepted,
+                // Nothing waiting after all: readiness cleared, wait again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Resolves when a connection waits in the accept queue, asked of the
+    /// kernel (`poll` with no wait) rather than of the reactor, whose
+    /// readiness stays set after a successful accept.
+    async fn pending_connection(&self) {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
+            if crate::sock::has_pending_connection(self.fd.get_ref()) {
+                // Only looked at: the readiness stays for the accept.
+                return;
+            }
+            // Readiness left from the last accept: nobody waits.
+            ready.clear_ready();
+        }
+    }
+}
+
+impl Accept for SocketAcceptor<std::net::TcpListener> {
+    type Conn = TcpStream;
+
+    async fn accept(&self) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+        let (socket, peer) = self.accept_socket().await?;
+        let peer = peer.as_socket();
+        Ok((TcpStream::from_std(socket.into())?, peer))
+    }
+
+    fn waiting(&self) -> impl Future<Output = ()> + Send {
+        self.pending_connection()
+    }
+}
+
+impl Accept for SocketAcceptor<std::os::unix::net::UnixListener> {
+    type Conn = UnixStream;
+
+    async fn accept(&self) -> io::Result<(UnixStream, Option<SocketAddr>)> {
+        let (socket, _) = self.accept_socket().await?;
+        Ok((UnixStream::from_std(socket.into())?, None))
+    }
+
+    fn waiting(&self) -> impl Future<Output = ()> + Send {
+        self.pending_connection()
+    }
+}
+
+/// The std listeners, each owned outright, or in an `Arc` a hand-off may
+/// copy.
+macro_rules! listen_on {
+    ($std:ty, $tokio:ty) => {
+        impl Listen for Arc<$std> {
+            type Conn = <SocketAcceptor<$std> as Accept>::Conn;
+            type Acceptor = SocketAcceptor<$std>;
+
+            fn into_acceptor(self) -> io::Result<Self::Acceptor> {
+                self.set_nonblocking(true)?;
+                SocketAcceptor::register(self)
+            }
+        }
+
+        impl Listen for $std {
+            type Conn = <SocketAcceptor<$std> as Accept>::Conn;
+            type Acceptor = SocketAcceptor<$std>;
+
+            fn into_acceptor(self) -> io::Result<Self::Acceptor> {
+                Arc::new(self).into_acceptor()
+            }
+        }
+
+        impl Listen for $tokio {
+            type Conn = <SocketAcceptor<$std> as Accept>::Conn;
+            type Acceptor = SocketAcceptor<$std>;
+
+            fn into_acceptor(self) -> io::Result<Self::Acceptor> {
+                self.into_std()?.into_acceptor()
+            }
+        }
+    };
+}
+
+listen_on!(std::net::TcpListener, TcpListener);
+listen_on!(std::os::unix::net::UnixListener, UnixListener);
 
 /// Accepts connections until `shutdown` resolves. Returns the parker's task,
 /// which the caller stops once the drain is over.
@@ -88,29 +233,29 @@ where
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
-    // Accepted with our own `accept` (see there), on the same registration.
     // The socket closes when this function returns, unless a hand-off holds
     // a copy (see `Listen`).
-    let registered = listener.into_socket().and_then(|l| {
-        // SAFETY: the AsyncFd holds a strong handle of the listener, so the
-        // descriptor it registers stays open, the same socket, until the
-        // AsyncFd drops.
-        unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
-            .map_err(io::Error::from)
-    });
-    let listener = match registered {
+    let listener = match listener.into_acceptor() {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(error = %e, "cannot watch the listening socket; not accepting");
             return None;
         }
     };
-    let parking = if shared.config.park_after.is_some() {
+    let parking = if shared.config.park_after.is_some() && L::Conn::parking().is_some() {
         // A mutex makes the service shareable with the parker's task (it is
         // only cloned under it).
         let respawn_service = std::sync::Mutex::new(service.clone());
         let respawn_shared = shared.clone();
-        let respawn: Respawn = Arc::new(move |stream, resume, parker| {
+        let rejoin = L::Conn::parking().map(|p| p.rejoin);
+        let respawn: Respawn = Arc::new(move |fd, resume, parker| {
+            let stream = match rejoin.map(|rejoin| rejoin(fd)) {
+                Some(Ok(stream)) => stream,
+                _ => {
+                    respawn_shared.closed_now(CloseReason::Io, resume.requests_started);
+                    return;
+                }
+            };
             let service = respawn_service.lock().unwrap().clone();
             spawn_connection(
                 stream,
@@ -144,7 +289,7 @@ where
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = accept(&listener) => accepted,
+            accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -186,22 +331,13 @@ where
 /// (its slot comes back to [`Slots::acquire`], which then wins the select), and
 /// after a pause, if none came back (none was idle, or it just got a request),
 /// the next one is looked for.
-async fn make_room(
-    listener: &AsyncFd<Arc<std::net::TcpListener>>,
+async fn make_room<A: Accept>(
+    listener: &A,
     slots: &Slots,
     parker: Option<&Parker>,
 ) -> std::convert::Infallible {
     loop {
-        let Ok(mut ready) = listener.readable().await else {
-            return std::future::pending().await;
-        };
-        if !crate::sock::has_pending_connection(listener.get_ref()) {
-            // Readiness left from the last accept: nobody waits.
-            ready.clear_ready();
-            continue;
-        }
-        // Otherwise only looked at: the readiness stays for the accept.
-        drop(ready);
+        listener.waiting().await;
         if slots.reclaim_longest_idle() {
             if let Some(parker) = parker {
                 parker.close_reclaimed();
@@ -211,46 +347,15 @@ async fn make_room(
     }
 }
 
-/// Accepts one connection. tokio's own `accept` marks the new socket readable
-/// before the reactor has seen it, so the first read is tried at once; a client
-/// that has not sent its request yet (most new connections under load) makes
-/// that read find nothing, one wasted `recv` per connection. A stream built
-/// from the accepted socket instead starts with no readiness: its first read
-/// waits for the registration's first event, as nginx waits for it. (Clearing
-/// the assumed readiness after tokio's accept is racy: on a multi-threaded
-/// runtime the reactor may already have recorded a real event, which the
-/// clear would lose, leaving the request unread.) Same syscalls: `accept4`,
-/// then the registration.
-async fn accept(
-    listener: &AsyncFd<Arc<std::net::TcpListener>>,
-) -> io::Result<(TcpStream, SocketAddr)> {
-    const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
-    loop {
-        let mut ready = listener.readable().await?;
-        let accepted = ready.try_io(|l| socket2::SockRef::from(l.get_ref()).accept4(FLAGS));
-        match accepted {
-            Ok(Ok((socket, peer))) => {
-                let peer = peer.as_socket().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket")
-                })?;
-                let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
-                return Ok((stream, peer));
-            }
-            Ok(Err(e)) => return Err(e),
-            // Nothing waiting after all: readiness cleared, wait again.
-            Err(_would_block) => continue,
-        }
-    }
-}
-
 /// Runs a connection in its own task, until it closes or parks.
-fn spawn_connection<S, B>(
-    stream: TcpStream,
+fn spawn_connection<T, S, B>(
+    stream: T,
     resume: Resume,
     service: S,
     shared: Arc<Shared>,
     parker: Option<Arc<Parker>>,
 ) where
+    T: Transport,
     S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Send
         + 'static,

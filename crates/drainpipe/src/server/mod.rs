@@ -42,18 +42,19 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod conn;
 mod date;
 mod drain;
-mod interim;
+pub(crate) mod info;
+pub(crate) mod interim;
 mod listener;
 mod park;
 mod slots;
 
-pub use listener::Listen;
+pub use listener::{Accept, Listen, SocketAcceptor};
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -64,65 +65,11 @@ use crate::body::Incoming;
 use crate::error::BoxError;
 use crate::sock::Linger;
 
+use config::announced_secs;
+pub use config::Config;
 pub use drain::{CloseReason, DrainReport, Stats, REQUESTS_PER_CONNECTION};
+pub use info::{Abort, ConnInfo};
 pub use interim::{Interim, InterimError};
-
-/// Limits and timeouts of a server; see [`Builder`] for each one's meaning and
-/// default.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub(crate) proto: Arc<proto::Config>,
-    pub(crate) head_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) body_timeout: Duration,
-    pub(crate) write_timeout: Duration,
-    pub(crate) max_connections: usize,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) drain_delay: Duration,
-    pub(crate) drain_spread: Duration,
-    pub(crate) access_log: Option<crate::access::AccessLog>,
-    pub(crate) conn_info_extension: bool,
-    pub(crate) linger: Linger,
-    pub(crate) max_batch: usize,
-    pub(crate) park_after: Option<Duration>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let idle_timeout = Duration::from_secs(60);
-        Config {
-            proto: Arc::new(proto::Config {
-                keep_alive: proto::KeepAlive {
-                    timeout_secs: announced_secs(idle_timeout),
-                    announce_to_http11: true,
-                    ..proto::KeepAlive::default()
-                },
-                ..proto::Config::default()
-            }),
-            head_timeout: Duration::from_secs(10),
-            idle_timeout,
-            body_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
-            max_connections: 100_000,
-            drain_timeout: Duration::from_secs(30),
-            drain_delay: Duration::ZERO,
-            drain_spread: Duration::ZERO,
-            access_log: None,
-            conn_info_extension: false,
-            linger: Linger::default(),
-            max_batch: 16,
-            park_after: Some(Duration::from_secs(1)),
-        }
-    }
-}
-
-/// The idle timeout as announced in `Keep-Alive: timeout=T`: whole seconds,
-/// nothing under one (`timeout=0` would tell clients never to reuse).
-fn announced_secs(idle_timeout: Duration) -> Option<u32> {
-    u32::try_from(idle_timeout.as_secs())
-        .ok()
-        .filter(|s| *s > 0)
-}
 
 /// Builds a [`Server`].
 #[derive(Debug, Clone, Default)]
@@ -365,25 +312,6 @@ impl Server {
         report
     }
 }
-
-/// Facts about the connection a request arrived on: from the request body
-/// ([`Incoming::conn_info`]), or the request's extensions when
-/// [`Builder::conn_info_extension`] is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnInfo {
-    /// The connection's id, unique within the process.
-    pub id: u64,
-    /// This request's number on its connection, from 1.
-    pub request: u32,
-    /// The client's address.
-    pub peer: SocketAddr,
-}
-
-/// Put in a response's extensions to make the server drop the connection with
-/// a reset (`SO_LINGER` 0) instead of sending the response: for fault injection
-/// (the origin's `/reset`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Abort;
 
 /// A [`tower_service::Service`] from an async function, for handlers that need
 /// no state of their own.

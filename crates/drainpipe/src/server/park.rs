@@ -21,26 +21,27 @@
 //! between the last read and the hand-over.
 
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use tokio::io::unix::AsyncFd;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::drain::{CloseReason, Phase, Shared};
 use super::slots::ConnSlot;
+use crate::transport::peek_input;
 
 /// What a connection's next task needs to carry on.
 #[derive(Debug)]
 pub(crate) struct Resume {
     pub(crate) id: u64,
     pub(crate) requests_started: u32,
-    pub(crate) peer: SocketAddr,
+    /// The client's IP address (`None` for a peer without one).
+    pub(crate) peer: Option<SocketAddr>,
     /// When the first request head must be complete (counted from accept, so
     /// parking a silent new connection does not extend it).
     pub(crate) head_deadline: Option<Instant>,
@@ -51,15 +52,17 @@ pub(crate) struct Resume {
 /// A parked connection.
 #[derive(Debug)]
 struct Parked {
-    stream: std::net::TcpStream,
+    /// The socket, out of the runtime's reactor.
+    stream: OwnedFd,
     resume: Resume,
     /// When it closes if nothing arrives, and why.
     deadline: Instant,
     expiry: CloseReason,
 }
 
-/// Starts the connection's next task.
-pub(crate) type Respawn = Arc<dyn Fn(TcpStream, Resume, &Arc<Parker>) + Send + Sync>;
+/// Starts the connection's next task on the socket (its transport puts it
+/// back into the reactor, see [`Parking`](crate::transport::Parking)).
+pub(crate) type Respawn = Arc<dyn Fn(OwnedFd, Resume, &Arc<Parker>) + Send + Sync>;
 
 /// The shared set of parked connections.
 pub(crate) struct Parker {
@@ -96,29 +99,18 @@ impl Parker {
         Ok((parker, task))
     }
 
-    /// Parks `stream` until bytes arrive or `deadline` (closing it as `expiry`
-    /// then). On failure the stream comes back to the caller to serve or close.
+    /// Parks `stream` (out of the reactor already) until bytes arrive or
+    /// `deadline` (closing it as `expiry` then). On failure the socket comes
+    /// back to the caller to serve or close.
     pub(crate) fn park(
         &self,
-        stream: TcpStream,
+        std_stream: OwnedFd,
         resume: Resume,
         deadline: Instant,
         expiry: CloseReason,
-    ) -> Result<(), (TcpStream, Resume)> {
-        let std_stream = match stream.into_std() {
-            Ok(s) => s,
-            // The socket is gone from tokio but unusable: nothing to give back.
-            Err(_) => {
-                self.shared
-                    .closed_now(CloseReason::Io, resume.requests_started);
-                return Ok(());
-            }
-        };
+    ) -> Result<(), (OwnedFd, Resume)> {
         let mut slots = self.slots.lock().unwrap();
-        let back = |s: std::net::TcpStream, r| match TcpStream::from_std(s) {
-            Ok(s) => Err((s, r)),
-            Err(_) => Ok(()),
-        };
+        let back = |s, r| Err((s, r));
         if slots.closed {
             return back(std_stream, resume);
         }
@@ -168,7 +160,7 @@ impl Parker {
 
     /// Closes a parked connection (it is idle: nothing unread, nothing owed).
     fn close(&self, parked: Parked, reason: CloseReason) {
-        let _ = parked.stream.shutdown(Shutdown::Write);
+        let _ = socket2::SockRef::from(&parked.stream).shutdown(Shutdown::Write);
         let requests = parked.resume.requests_started;
         drop(parked);
         self.shared.closed_now(reason, requests);
@@ -224,12 +216,7 @@ impl Parker {
 
     /// Input arrived: the connection carries on in a new task.
     fn wake(self: &Arc<Self>, parked: Parked, respawn: &Respawn) {
-        match TcpStream::from_std(parked.stream) {
-            Ok(stream) => respawn(stream, parked.resume, self),
-            Err(_) => self
-                .shared
-                .closed_now(CloseReason::Io, parked.resume.requests_started),
-        }
+        respawn(parked.stream, parked.resume, self);
     }
 
     /// Closes the connections whose deadline passed, except one whose input
@@ -247,7 +234,7 @@ impl Parker {
         };
         for index in expired {
             if let Some(parked) = self.take(index) {
-                if crate::sock::has_input(&parked.stream) {
+                if peek_input(parked.stream.as_fd()) {
                     self.wake(parked, respawn);
                 } else {
                     let reason = parked.expiry;
@@ -269,7 +256,7 @@ impl Parker {
             slots.closed = true;
             for parked in slots.entries.iter_mut().flatten() {
                 if parked.resume.requests_started > 0 {
-                    parked.deadline = now + super::conn::spread_delay(parked.resume.id, spread);
+                    parked.deadline = now + super::drain::spread_delay(parked.resume.id, spread);
                     parked.expiry = CloseReason::Drain;
                 }
             }
@@ -292,7 +279,7 @@ impl Parker {
                 if !parked.resume.slot.is_reclaimed() {
                     continue;
                 }
-                if crate::sock::has_input(&parked.stream) {
+                if peek_input(parked.stream.as_fd()) {
                     parked.resume.slot.busy();
                     continue;
                 }
