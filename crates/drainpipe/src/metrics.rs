@@ -533,6 +533,7 @@ impl Registry {
                     let (state, since, reason) = state_of(u, &group);
                     let stats = u.stats();
                     let origin = u.origin();
+                    let (open, idle) = client.connection_counts(origin);
                     out.push(UpstreamSnapshot {
                         proxy: proxy_name.clone(),
                         group: group.name().to_string(),
@@ -541,8 +542,8 @@ impl Registry {
                         since,
                         reason,
                         check: stats.last_check(),
-                        open: client.open_connections(origin) as u64,
-                        idle: client.idle_connections(origin) as u64,
+                        open: open as u64,
+                        idle: idle as u64,
                         in_flight: u.in_flight() as u64,
                         requests: u.requests(),
                         responses: stats.responses.snapshot(),

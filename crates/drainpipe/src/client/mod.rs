@@ -285,6 +285,12 @@ impl Client {
         self.pool_if_any(origin).map_or(0, |p| p.idle())
     }
 
+    /// Connections open to `origin` and how many of them are idle, read at
+    /// one moment (so idle never exceeds open).
+    pub fn connection_counts(&self, origin: &Origin) -> (usize, usize) {
+        self.pool_if_any(origin).map_or((0, 0), |p| p.counts())
+    }
+
     /// Stops using `origin` (a server that left its group): its idle pooled
     /// connections close now; connections lent out close when their
     /// response ends. A later request to it starts a new pool.

@@ -415,6 +415,12 @@ impl Pool {
     pub(crate) fn idle(&self) -> usize {
         self.state.lock().unwrap().idle.len()
     }
+
+    /// Connections open and idle now, read together (one consistent pair).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap();
+        (state.open, state.idle.len())
+    }
 }
 
 impl Checkout {
