@@ -7,28 +7,13 @@ Usage: bench/access_log_cost.py BINARY [ROUNDS] [SECONDS]
 """
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(args):
-    p = subprocess.Popen(["taskset", "-c", "0", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    p.stdout.readline()
-    time.sleep(0.3)
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import free_port, start  # noqa: E402  (the same pinned start-up)
 
 
 def run(binary, logged, seconds, tmp):

@@ -88,15 +88,8 @@ async fn refusing_upstream(status: &'static str) -> (SocketAddr, Arc<AtomicUsize
     let addr = raw_server(move |_, mut c| {
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
-            loop {
-                if find(&c.buf, b"\r\n\r\n").is_some() {
-                    break;
-                }
-                let mut chunk = [0u8; 4096];
-                match c.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                }
+            if c.head_end().await.is_none() {
+                return;
             }
             let res = format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\n\r\nrefused");
             c.send(res.as_bytes()).await;
@@ -185,11 +178,8 @@ async fn a_stalled_upload_times_out_with_504() {
         async move {
             let mut chunk = [0u8; 4096];
             // The head, then nothing more is read for 3 s...
-            while find(&c.buf, b"\r\n\r\n").is_none() {
-                match c.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                }
+            if c.head_end().await.is_none() {
+                return;
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
             // ...then read on to see the proxy close the connection.
@@ -237,12 +227,8 @@ async fn a_stalled_upload_times_out_with_504() {
 /// An upstream that reads a request and then says nothing for two minutes.
 async fn silent_upstream() -> SocketAddr {
     raw_server(|_, mut c| async move {
-        let mut chunk = [0u8; 4096];
-        while find(&c.buf, b"\r\n\r\n").is_none() {
-            match c.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-            }
+        if c.head_end().await.is_none() {
+            return;
         }
         tokio::time::sleep(Duration::from_secs(120)).await;
     })
@@ -408,14 +394,8 @@ async fn expecting_upstream(verdict: &'static str) -> (SocketAddr, Arc<Mutex<Vec
         let seen = seen.clone();
         async move {
             let mut chunk = [0u8; 8192];
-            let end = loop {
-                if let Some(end) = find(&c.buf, b"\r\n\r\n") {
-                    break end + 4;
-                }
-                match c.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                }
+            let Some(end) = c.head_end().await else {
+                return;
             };
             let head = String::from_utf8_lossy(&c.buf[..end]).to_ascii_lowercase();
             seen.lock().unwrap().push(head.clone());
@@ -619,14 +599,8 @@ async fn an_early_success_lets_the_upload_finish() {
         let counter = counter.clone();
         async move {
             let mut chunk = [0u8; 65536];
-            let end = loop {
-                if let Some(end) = find(&c.buf, b"\r\n\r\n") {
-                    break end + 4;
-                }
-                match c.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                }
+            let Some(end) = c.head_end().await else {
+                return;
             };
             let head = String::from_utf8_lossy(&c.buf[..end]).to_ascii_lowercase();
             let len: usize = head

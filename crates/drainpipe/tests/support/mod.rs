@@ -362,6 +362,21 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// Reads until a whole head is buffered; the offset just past it (its
+    /// blank line), `None` at EOF, on an error or after `WAIT`.
+    pub async fn head_end(&mut self) -> Option<usize> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                return Some(end + 4);
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Reads one request (head, and a Content-Length body); `None` at EOF.
     pub async fn request(&mut self) -> Option<String> {
         loop {
