@@ -7,48 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Proc, BIN};
-
-/// A temporary directory, removed on drop, and the pids to kill then.
-struct Scratch {
-    dir: PathBuf,
-    kill: Vec<u32>,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("drainpipe-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch {
-            dir,
-            kill: Vec::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for pid in &self.kill {
-            let _ = Command::new("kill")
-                .arg("-9")
-                .arg(pid.to_string())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{Proc, Scratch, BIN};
 
 /// A proxy config: one listener, the origin behind it, `via` as its name.
 fn proxy_config(listen: &str, origin: SocketAddr, via: &str) -> String {

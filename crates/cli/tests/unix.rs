@@ -7,48 +7,13 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Proc, BIN};
-
-/// A directory of the test's own (removed with what it holds), and pids to
-/// kill at the end.
-struct Scratch {
-    dir: PathBuf,
-    kill: Vec<u32>,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("dp-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch {
-            dir,
-            kill: Vec::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for pid in &self.kill {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{Proc, Scratch, BIN};
 
 /// Sends `req` on `s` and reads one response with a `Content-Length` body.
 fn exchange(s: &mut UnixStream, req: &str) -> String {

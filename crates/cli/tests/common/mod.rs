@@ -234,3 +234,38 @@ pub fn read_response(
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// A temporary directory of the test's own (removed with what it holds on
+/// drop), and the pids to kill then.
+pub struct Scratch {
+    pub dir: std::path::PathBuf,
+    pub kill: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("drainpipe-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch {
+            dir,
+            kill: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for pid in &self.kill {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
