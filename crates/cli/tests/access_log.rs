@@ -260,3 +260,48 @@ fn the_forward_proxy_logs_its_upstream() {
     assert_eq!(l["close_reason"], "keep_alive_end");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// A request still in flight when the drain timeout cuts it gets its line,
+// with the close reason `cut` and no status (no response was sent).
+#[test]
+fn a_request_cut_by_the_drain_timeout_is_logged() {
+    let dir = std::env::temp_dir().join(format!("drainpipe-access-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let cfg = config(
+        &dir,
+        &origin.addr("origin").to_string(),
+        &format!("format = \"json\"\npath = \"{}\"", log.display()),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[drain]\ntimeout = \"1s\"\ndelay = \"0s\"\n\n{text}"),
+    )
+    .unwrap();
+    let mut proxy = Proc::start(&["proxy", "--config", cfg.to_str().unwrap()], 1);
+    let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /delay/8000 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-TERM", &proxy.pid().to_string()])
+        .status();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(proxy.wait_exit(Duration::from_secs(10)).success());
+    let lines = lines_of(&log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["target"], "/delay/8000");
+    assert_eq!(lines[0]["close_reason"], "cut");
+    assert_eq!(lines[0]["status"], 0);
+    assert!(
+        lines[0]["request_time"].as_f64().unwrap() >= 0.9,
+        "{}",
+        lines[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,6 +245,15 @@ async fn the_server_announces_its_idle_timeout_on_http11() {
         r.head
     );
     assert!(r.header("connection").is_none(), "{}", r.head);
+    // On every response, not only a connection's first.
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(
+        r.header("keep-alive").as_deref(),
+        Some("timeout=7"),
+        "{}",
+        r.head
+    );
     let quiet = TestServer::origin(
         drainpipe::server::Server::builder()
             .idle_timeout(Duration::from_secs(7))

@@ -296,11 +296,7 @@ impl Connection {
         let switch = status == StatusCode::SWITCHING_PROTOCOLS
             || (exchange.method == MethodClass::Connect && status.is_success());
         let keep = persist::response_keeps_alive(res.version(), facts.connection, framing);
-        self.peer_keep_alive = if facts.keep_alive {
-            KeepAliveParams::of(res.headers())
-        } else {
-            KeepAliveParams::default()
-        };
+        self.peer_keep_alive = facts.keep_alive_params;
         if let Some(max) = self.peer_keep_alive.max {
             // The response answers the oldest request in flight; those sent
             // after it are counted against the limit as they were started.
@@ -699,6 +695,8 @@ impl Connection {
                     tail,
                 );
             } else if self.config.keep_alive.announce_to_http11 {
+                // On every response: some clients (Firefox) take a
+                // response without it to mean their own default.
                 write::keep_alive(
                     self.config.keep_alive.timeout_secs,
                     persist::requests_left(self.config.keep_alive.max_requests, self.started),

@@ -110,6 +110,8 @@ pub struct HeadFacts {
     pub upgrade: bool,
     /// A `Keep-Alive` line is present.
     pub keep_alive: bool,
+    /// The parameters of the `Keep-Alive` lines (read in the same pass).
+    pub keep_alive_params: KeepAliveParams,
     /// `Expect: 100-continue` is present.
     pub expect_continue: bool,
     /// A `Host` value is not `uri-host [ ":" port ]`.
@@ -143,7 +145,10 @@ impl HeadFacts {
             self.expect_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         } else {
             match name.as_str() {
-                "keep-alive" => self.keep_alive = true,
+                "keep-alive" => {
+                    self.keep_alive = true;
+                    self.keep_alive_params.add(value.as_bytes());
+                }
                 "proxy-connection" => self.proxy_connection.add(value.as_bytes()),
                 _ => {}
             }
@@ -387,25 +392,32 @@ impl KeepAliveParams {
     /// ignored (the field is advisory).
     pub fn of(headers: &HeaderMap) -> Self {
         let mut p = KeepAliveParams::default();
-        for param in all_elements(headers, &HeaderName::from_static("keep-alive")) {
-            let Some(eq) = param.iter().position(|&b| b == b'=') else {
+        for value in headers.get_all(HeaderName::from_static("keep-alive")) {
+            p.add(value.as_bytes());
+        }
+        p
+    }
+
+    /// Adds the parameters of one `Keep-Alive` line (a later one wins).
+    pub fn add(&mut self, line: &[u8]) {
+        for param in line.split(|&b| b == b',') {
+            let Some(eq) = memchr::memchr(b'=', param) else {
                 continue;
             };
-            let (name, value) = (trim_ows(&param[..eq]), trim_ows(&param[eq + 1..]));
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
+            let name = trim_ows(&param[..eq]);
+            let mut value = trim_ows(&param[eq + 1..]);
+            if let [b'"', quoted @ .., b'"'] = value {
+                value = quoted;
+            }
             let Some(n) = parse_decimal(value).and_then(|n| u32::try_from(n).ok()) else {
                 continue;
             };
             if name.eq_ignore_ascii_case(b"timeout") {
-                p.timeout_secs = Some(n);
+                self.timeout_secs = Some(n);
             } else if name.eq_ignore_ascii_case(b"max") {
-                p.max = Some(n);
+                self.max = Some(n);
             }
         }
-        p
     }
 
     /// The field value `timeout=T, max=M` (either part omitted when `None`), or

@@ -56,9 +56,76 @@ pub const VARIABLES: [&str; 22] = [
     "close_reason",
 ];
 
-/// A field, by its index in [`VARIABLES`].
+/// A field (one of [`VARIABLES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Var(usize);
+pub struct Var(Field);
+
+/// The fields, in the order of [`VARIABLES`]: a template is parsed into
+/// these once, so writing a line never looks a name up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Time,
+    TimeLocal,
+    RemoteAddr,
+    Method,
+    Target,
+    Version,
+    Request,
+    Status,
+    BytesReceived,
+    BytesSent,
+    RequestTime,
+    Host,
+    UserAgent,
+    Referer,
+    ConnectionId,
+    ConnectionRequests,
+    UpstreamAddr,
+    UpstreamConnectTime,
+    UpstreamResponseTime,
+    UpstreamReused,
+    Retries,
+    CloseReason,
+}
+
+impl Field {
+    /// Every field, in the order of [`VARIABLES`].
+    const ALL: [Field; 22] = [
+        Field::Time,
+        Field::TimeLocal,
+        Field::RemoteAddr,
+        Field::Method,
+        Field::Target,
+        Field::Version,
+        Field::Request,
+        Field::Status,
+        Field::BytesReceived,
+        Field::BytesSent,
+        Field::RequestTime,
+        Field::Host,
+        Field::UserAgent,
+        Field::Referer,
+        Field::ConnectionId,
+        Field::ConnectionRequests,
+        Field::UpstreamAddr,
+        Field::UpstreamConnectTime,
+        Field::UpstreamResponseTime,
+        Field::UpstreamReused,
+        Field::Retries,
+        Field::CloseReason,
+    ];
+}
+
+/// The combined format as a template: text between fields.
+const COMBINED: [(&str, Field); 7] = [
+    ("", Field::RemoteAddr),
+    (" - - [", Field::TimeLocal),
+    ("] \"", Field::Request),
+    ("\" ", Field::Status),
+    (" ", Field::BytesSent),
+    (" \"", Field::Referer),
+    ("\" \"", Field::UserAgent),
+];
 
 /// A template names a variable that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +185,7 @@ impl std::str::FromStr for Format {
             if !text.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut text)));
             }
-            pieces.push(Piece::Var(Var(index)));
+            pieces.push(Piece::Var(Var(Field::ALL[index])));
             rest = after;
         }
         text.push_str(rest);
@@ -146,8 +213,8 @@ enum Value<'a> {
 
 #[derive(Clone, Copy)]
 enum TimeStyle {
-    Rfc3339,
-    Clf,
+    Rfc3339 = 0,
+    Clf = 1,
 }
 
 impl Format {
@@ -155,43 +222,22 @@ impl Format {
     pub(super) fn write(&self, r: &Record, out: &mut String) {
         match self {
             Format::Combined => {
-                for (i, piece) in [
-                    "remote_addr",
-                    " - - [",
-                    "time_local",
-                    "] \"",
-                    "request",
-                    "\" ",
-                    "status",
-                    " ",
-                    "bytes_sent",
-                    " \"",
-                    "referer",
-                    "\" \"",
-                    "user_agent",
-                    "\"",
-                ]
-                .iter()
-                .enumerate()
-                {
-                    if i % 2 == 1 {
-                        out.push_str(piece);
-                    } else {
-                        let var = VARIABLES.iter().position(|v| v == piece).unwrap_or(0);
-                        write_plain(out, value(r, Var(var)), true);
-                    }
+                for (text, field) in COMBINED {
+                    out.push_str(text);
+                    write_plain(out, value(r, field), true);
                 }
+                out.push('"');
             }
             Format::Json => {
                 out.push('{');
-                for (i, name) in VARIABLES.iter().enumerate() {
+                for (i, (name, field)) in VARIABLES.iter().zip(Field::ALL).enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
                     out.push('"');
                     out.push_str(name);
                     out.push_str("\":");
-                    write_json(out, value(r, Var(i)));
+                    write_json(out, value(r, field));
                 }
                 out.push('}');
             }
@@ -199,7 +245,9 @@ impl Format {
                 for piece in pieces {
                     match piece {
                         Piece::Text(t) => out.push_str(t),
-                        Piece::Var(v) => write_plain(out, value(r, *v), false),
+                        // Escaped as in the combined format: a template may
+                        // put a field in quotes.
+                        Piece::Var(v) => write_plain(out, value(r, v.0), true),
                     }
                 }
             }
@@ -207,35 +255,43 @@ impl Format {
     }
 }
 
-fn value(r: &Record, var: Var) -> Value<'_> {
+fn value(r: &Record, field: Field) -> Value<'_> {
     let up = r.upstream.as_ref();
-    match VARIABLES[var.0] {
-        "time" => Value::Time(r.time, TimeStyle::Rfc3339),
-        "time_local" => Value::Time(r.time, TimeStyle::Clf),
-        "remote_addr" => r.remote.map_or(Value::None, |a| Value::Ip(a.ip())),
-        "method" => Value::Text(r.method.as_str()),
-        "target" => Value::Uri(&r.target),
-        "version" => Value::Text(version(r.version)),
-        "request" => Value::Request(r),
-        "status" => Value::Number(u64::from(r.status)),
-        "bytes_received" => Value::Number(r.bytes_received),
-        "bytes_sent" => Value::Number(r.bytes_sent),
-        "request_time" => Value::Seconds(Some(r.request_time)),
-        "host" => Value::Header(r.host.as_ref()),
-        "user_agent" => Value::Header(r.user_agent.as_ref()),
-        "referer" => Value::Header(r.referer.as_ref()),
-        "connection_id" => Value::Number(r.connection_id),
-        "connection_requests" => Value::Number(u64::from(r.connection_requests)),
-        "upstream_addr" => up.map_or(Value::None, |u| Value::Text(&u.addr)),
-        "upstream_connect_time" => {
+    match field {
+        Field::Time => Value::Time(r.time, TimeStyle::Rfc3339),
+        Field::TimeLocal => Value::Time(r.time, TimeStyle::Clf),
+        Field::RemoteAddr => r.remote.map_or(Value::None, |a| Value::Ip(a.ip())),
+        Field::Method => Value::Text(r.method.as_str()),
+        Field::Target => Value::Uri(&r.target),
+        Field::Version => Value::Text(version(r.version)),
+        Field::Request => Value::Request(r),
+        Field::Status => Value::Number(u64::from(r.status)),
+        Field::BytesReceived => Value::Number(r.bytes_received),
+        Field::BytesSent => Value::Number(r.bytes_sent),
+        Field::RequestTime => Value::Seconds(Some(r.request_time)),
+        Field::Host => Value::Header(r.host.as_ref()),
+        Field::UserAgent => Value::Header(r.user_agent.as_ref()),
+        Field::Referer => Value::Header(r.referer.as_ref()),
+        Field::ConnectionId => Value::Number(r.connection_id),
+        Field::ConnectionRequests => Value::Number(u64::from(r.connection_requests)),
+        Field::UpstreamAddr => up.map_or(Value::None, |u| Value::Text(&u.addr)),
+        Field::UpstreamConnectTime => {
             // A reused connection took no time to open.
             Value::Seconds(up.map(|u| u.connect_time.unwrap_or_default()))
         }
-        "upstream_response_time" => Value::Seconds(up.map(|u| u.response_time)),
-        "upstream_reused" => Value::Bool(up.map(|u| u.reused)),
-        "retries" => up.map_or(Value::None, |u| Value::Number(u64::from(u.retries))),
-        "close_reason" => r.close_reason.map_or(Value::None, Value::Text),
-        _ => Value::None,
+        Field::UpstreamResponseTime => Value::Seconds(up.map(|u| u.response_time)),
+        Field::UpstreamReused => Value::Bool(up.map(|u| u.reused)),
+        Field::Retries => up.map_or(Value::None, |u| Value::Number(u64::from(u.retries))),
+        Field::CloseReason => r.close_reason.map_or(Value::None, Value::Text),
+    }
+}
+
+/// A request target as received: origin-form (nearly always) is the URI's
+/// path and query as they are, without formatting the URI anew.
+fn target(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
+    match uri.path_and_query() {
+        Some(pq) if uri.scheme().is_none() && uri.authority().is_none() => pq.as_str().into(),
+        _ => uri.to_string().into(),
     }
 }
 
@@ -254,22 +310,27 @@ fn write_plain(out: &mut String, v: Value<'_>, quoted: bool) {
     match v {
         Value::Text(t) => escape_plain(out, t, quoted),
         Value::Header(Some(h)) => escape_plain(out, &String::from_utf8_lossy(h.as_bytes()), quoted),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::Seconds(Some(d)) => {
-            let _ = write!(out, "{:.6}", d.as_secs_f64());
-        }
+        Value::Number(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Value::Seconds(Some(d)) => write_seconds(out, d),
         Value::Bool(Some(b)) => out.push_str(if b { "true" } else { "false" }),
         Value::Time(t, style) => write_time(out, t, style),
+        Value::Ip(std::net::IpAddr::V4(ip)) => {
+            // Four numbers, without the formatting machinery.
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa::Buffer::new().format(octet));
+            }
+        }
         Value::Ip(ip) => {
             let _ = write!(out, "{ip}");
         }
-        Value::Uri(uri) => escape_plain(out, &uri.to_string(), quoted),
+        Value::Uri(uri) => escape_plain(out, &target(uri), quoted),
         Value::Request(r) => {
             out.push_str(r.method.as_str());
             out.push(' ');
-            escape_plain(out, &r.target.to_string(), quoted);
+            escape_plain(out, &target(&r.target), quoted);
             out.push(' ');
             out.push_str(version(r.version));
         }
@@ -280,6 +341,14 @@ fn write_plain(out: &mut String, v: Value<'_>, quoted: bool) {
 }
 
 fn escape_plain(out: &mut String, text: &str, quoted: bool) {
+    // Nearly always printable ASCII with nothing to escape: copied at once.
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !(quoted && (b == b'"' || b == b'\\')))
+    {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' | '\\' if quoted => {
@@ -294,14 +363,24 @@ fn escape_plain(out: &mut String, text: &str, quoted: bool) {
     }
 }
 
+/// Seconds with six decimals (microseconds, rounded), without floating
+/// point formatting.
+fn write_seconds(out: &mut String, d: Duration) {
+    let micros = (d.as_nanos() + 500) / 1000;
+    out.push_str(itoa::Buffer::new().format(micros / 1_000_000));
+    out.push('.');
+    let mut buf = itoa::Buffer::new();
+    let frac = buf.format(micros % 1_000_000);
+    for _ in frac.len()..6 {
+        out.push('0');
+    }
+    out.push_str(frac);
+}
+
 fn write_json(out: &mut String, v: Value<'_>) {
     match v {
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::Seconds(Some(d)) => {
-            let _ = write!(out, "{:.6}", d.as_secs_f64());
-        }
+        Value::Number(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Value::Seconds(Some(d)) => write_seconds(out, d),
         Value::Bool(Some(b)) => out.push_str(if b { "true" } else { "false" }),
         Value::Text(t) => json_string(out, t),
         Value::Header(Some(h)) => json_string(out, &String::from_utf8_lossy(h.as_bytes())),
@@ -334,18 +413,37 @@ fn json_string(out: &mut String, s: &str) {
 /// Writes `t` (UTC) as RFC 3339 with milliseconds, or in the common log
 /// format's `10/Oct/2000:13:55:36 +0000`.
 fn write_time(out: &mut String, t: SystemTime, style: TimeStyle) {
+    // The text up to the second, made once per second per thread.
+    thread_local! {
+        static SECOND: std::cell::RefCell<[(u64, String); 2]> =
+            const { std::cell::RefCell::new([(u64::MAX, String::new()), (u64::MAX, String::new())]) };
+    }
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (cached, text) = &mut cache[style as usize];
+        if *cached != secs {
+            text.clear();
+            write_second(text, secs, style);
+            *cached = secs;
+        }
+        out.push_str(text);
+    });
+    if let TimeStyle::Rfc3339 = style {
+        let _ = write!(out, ".{:03}Z", since.subsec_millis());
+    }
+}
+
+/// The part of [`write_time`] up to the second: `2000-10-10T13:55:36`, or
+/// `10/Oct/2000:13:55:36 +0000`.
+fn write_second(out: &mut String, secs: u64, style: TimeStyle) {
     let (y, m, d) = civil(secs / 86_400);
     let s = secs % 86_400;
     let (hh, mm, ss) = (s / 3600, s / 60 % 60, s % 60);
     match style {
         TimeStyle::Rfc3339 => {
-            let _ = write!(
-                out,
-                "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:03}Z",
-                since.subsec_millis()
-            );
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}");
         }
         TimeStyle::Clf => {
             const MONTHS: [&str; 12] = [

@@ -153,7 +153,6 @@ impl Conn {
                 }
             }
             // The one timer: the earliest deadline that applies now.
-            let now = Instant::now();
             let deadlines = [
                 match x.upload {
                     Upload::AwaitContinue { until } => Some((until, Due::Continue)),
@@ -172,17 +171,24 @@ impl Conn {
             let Some((at, due)) = deadlines.into_iter().flatten().min_by_key(|(at, _)| *at) else {
                 return Poll::Pending;
             };
-            if at > now {
-                // The connection's one timer, kept across its exchanges.
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-                if timer.deadline() != at {
-                    timer.as_mut().reset(at);
-                }
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
+            // The connection's one timer, kept across its exchanges. It is
+            // moved only to an earlier deadline: one that fires early (an
+            // earlier exchange's deadline) is moved on then. So an exchange
+            // that sets a later deadline than the last one (the usual case)
+            // costs no timer-wheel update, and a clock read only when the
+            // timer fires.
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if timer.deadline() > at {
+                timer.as_mut().reset(at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if at > Instant::now() {
+                timer.as_mut().reset(at);
+                continue;
             }
             match due {
                 // No `100` in time: the body goes anyway (the server may not
@@ -208,8 +214,10 @@ impl Conn {
         loop {
             match self.proto.next_event() {
                 Ok(Event::Response { head, body }) => {
-                    self.round_trip = match x.upload {
-                        Upload::Written { at } => Some(at.elapsed()),
+                    // From the request's last byte to the read that brought
+                    // the head (no clock read of its own).
+                    self.round_trip = match (x.upload, self.last_read) {
+                        (Upload::Written { at }, Some(read)) if read >= at => Some(read - at),
                         _ => None,
                     };
                     return Poll::Ready(Ok((head, body)));

@@ -98,13 +98,14 @@ struct State {
 
 struct Idle {
     conn: Box<Conn>,
+    /// When its last response ended (else when it was given back).
     since: Instant,
 }
 
 impl Idle {
-    /// How long it has been idle: since its last response ended.
+    /// How long it has been idle.
     fn idle_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.conn.idle_since().unwrap_or(self.since))
+        now.saturating_duration_since(self.since)
     }
 }
 
@@ -257,7 +258,8 @@ impl Pool {
     /// timeout (less a margin), and the server has not closed it meanwhile.
     fn verdict(&self, idle: &Idle, estimate: &IdleEstimate, now: Instant) -> Verdict {
         let config = &self.config;
-        if now.duration_since(idle.since) >= config.idle_timeout {
+        let idle_for = idle.idle_for(now);
+        if idle_for >= config.idle_timeout {
             return Verdict::Spent;
         }
         if config
@@ -269,7 +271,6 @@ impl Pool {
         if idle.conn.is_closed_by_peer() {
             return Verdict::Spent;
         }
-        let idle_for = idle.idle_for(now);
         let margin = config
             .keep_alive_margin
             .unwrap_or_else(|| estimate.margin());
@@ -348,10 +349,9 @@ impl Pool {
             state.open -= 1;
         }
         self.watcher.watch(&conn);
-        state.idle.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
+        // Idle since its response ended (read then: no clock read here).
+        let since = conn.idle_since().unwrap_or_else(Instant::now);
+        state.idle.push(Idle { conn, since });
     }
 
     /// A connection closed (or failed to open): its slot goes to the oldest

@@ -323,7 +323,6 @@ impl Proxy {
                     head.headers.insert(HOST, host.clone());
                 }
             }
-            let sent_at = std::time::Instant::now();
             match self
                 .inner
                 .client
@@ -332,8 +331,7 @@ impl Proxy {
             {
                 Ok(mut res) => {
                     upstream.succeeded();
-                    let response_time = sent_at.elapsed();
-                    in_flight.answered(res.status(), response_time);
+                    let response_time = in_flight.answered(res.status());
                     if head.extensions.get::<crate::access::Wanted>().is_some() {
                         let conn = res.extensions_mut().remove::<crate::access::ConnUsed>();
                         res.extensions_mut().insert(crate::access::Upstream {

@@ -258,11 +258,15 @@ impl InFlight {
         &self.upstream
     }
 
-    /// The upstream answered with `status` after `ttfb`.
-    pub(crate) fn answered(&mut self, status: http::StatusCode, ttfb: std::time::Duration) {
+    /// The upstream answered with `status`: returns the time to its
+    /// response head, from the attempt's start (the request is sent right
+    /// after the pick, so one clock read serves both).
+    pub(crate) fn answered(&mut self, status: http::StatusCode) -> std::time::Duration {
         self.answered = true;
+        let ttfb = self.started.elapsed();
         self.upstream.stats.ttfb.record(ttfb);
         self.upstream.stats.responses.record(status);
+        ttfb
     }
 
     /// The attempt failed with `kind`.

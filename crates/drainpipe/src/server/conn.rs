@@ -25,9 +25,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Body;
 use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
-use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::date;
 use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
@@ -106,7 +104,9 @@ where
     // Parked only with a parker, and on a transport that can leave the
     // reactor.
     let parking = parker.and(T::parking());
-    let mut cut = shared.subscribe();
+    // The task hears of a cut (and, in `read_more`, of a drain or a
+    // reclaim) through its slot's waker; see slots.rs.
+    let signal = resume.slot.signal();
     // A connection resumed from the parker after a request keeps no head
     // deadline: its next head starts now. One parked before its first request
     // keeps the first one (no reset by a trickle of bytes).
@@ -130,7 +130,6 @@ where
         body_error: None,
         upgrade: None,
         timer: Box::pin(sleep_until(head_deadline)),
-        drain_wait: None,
         can_park: parking.is_some(),
         date: None,
         interim: Arc::default(),
@@ -138,8 +137,21 @@ where
     };
     let stop = tokio::select! {
         stop = driver.serve() => stop,
-        () = wait_for_cut(&mut cut) => Stop::Close(CloseReason::Cut),
+        () = poll_fn(|cx| {
+            signal.register(cx.waker());
+            if shared.phase() == Phase::Cut {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }) => Stop::Close(CloseReason::Cut),
     };
+    // A request cut in the middle (drain timeout) is logged too, with why.
+    if let Stop::Close(reason) = stop {
+        if driver.access.is_some() {
+            driver.log_access(Some(reason));
+        }
+    }
     let reason = match stop {
         Stop::Close(reason) => reason,
         Stop::Upgrade(read_buf) => {
@@ -224,10 +236,6 @@ where
     Exit::Closed(reason)
 }
 
-async fn wait_for_cut(phase: &mut watch::Receiver<Phase>) {
-    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
-}
-
 struct Driver<'a, T, S> {
     stream: T,
     conn: Connection,
@@ -251,8 +259,6 @@ struct Driver<'a, T, S> {
     upgrade: Option<Pending>,
     /// The connection's one timer (head, idle, body deadlines; parking).
     timer: Pin<Box<Sleep>>,
-    /// Resolves when a drain begins (registered once, kept across reads).
-    drain_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// The `Date` of the responses made since the task last waited: taken at
     /// the first of them and forgotten whenever the task waits (for input, a
     /// write, a handler or a body), so pipelined responses made together
@@ -364,7 +370,11 @@ where
         else {
             return;
         };
-        record.request_time = record.time.elapsed().unwrap_or_default();
+        if record.request_time.is_zero() {
+            // Ended before its response was complete: by the wall clock it
+            // arrived by (the exchange's own clock is gone with it).
+            record.request_time = record.time.elapsed().unwrap_or_default();
+        }
         record.close_reason = match failed {
             Some(reason) => Some(reason.as_str()),
             None if self.conn.must_close() => Some(self.close_reason().as_str()),
@@ -389,36 +399,31 @@ where
     /// `park_after` is parked instead (when the deadline is further away).
     async fn read_more(&mut self) -> Result<(), Stop> {
         self.date = None;
+        // One clock read for every deadline this wait computes.
+        let now = Instant::now();
         let config = &self.shared.config;
         let idle = self.conn.is_idle();
         let (deadline, on_expiry) = if idle {
             if self.conn.requests_started() == 0 {
-                let d = self
-                    .head_deadline
-                    .unwrap_or_else(|| Instant::now() + config.head_timeout);
+                let d = self.head_deadline.unwrap_or(now + config.head_timeout);
                 (d, CloseReason::HeadTimeout)
             } else {
-                (
-                    Instant::now() + config.idle_timeout,
-                    CloseReason::IdleTimeout,
-                )
+                (now + config.idle_timeout, CloseReason::IdleTimeout)
             }
         } else if self.conn.is_receiving_body() {
-            (
-                Instant::now() + config.body_timeout,
-                CloseReason::BodyTimeout,
-            )
+            (now + config.body_timeout, CloseReason::BodyTimeout)
         } else {
-            let d = *self
-                .head_deadline
-                .get_or_insert_with(|| Instant::now() + config.head_timeout);
+            // A head begun since the last wait: its time runs from now (set
+            // here, not when its first bytes were read, so a head that
+            // arrives whole never pays for it).
+            let d = *self.head_deadline.get_or_insert(now + config.head_timeout);
             (d, CloseReason::HeadTimeout)
         };
         let mut park_at = match config.park_after {
             // Nothing is parked once a drain began (a connection still open
             // then is waited for in its task).
-            Some(after) if idle && self.can_park && !self.shared.draining.is_cancelled() => {
-                Some(Instant::now() + after).filter(|at| *at < deadline)
+            Some(after) if idle && self.can_park && self.shared.phase() < Phase::Draining => {
+                Some(now + after).filter(|at| *at < deadline)
             }
             _ => None,
         };
@@ -431,7 +436,7 @@ where
         // The same connections may be closed to make room at max_connections.
         let mut can_reclaim = can_drain;
         if can_reclaim {
-            self.resume.slot.idle(Instant::now());
+            self.resume.slot.idle(now);
         }
         if idle {
             // An idle connection holds no buffer: both go back to the pool.
@@ -441,10 +446,6 @@ where
             if let Some(storage) = self.out.take_storage() {
                 pool::give(storage);
             }
-        }
-        if can_drain && self.drain_wait.is_none() {
-            let token = self.shared.draining.clone();
-            self.drain_wait = Some(Box::pin(token.cancelled_owned()));
         }
         let state = InState::enter(if idle {
             &self.shared.stats.idle
@@ -458,7 +459,6 @@ where
             stream,
             conn,
             timer,
-            drain_wait,
             resume,
             ..
         } = self;
@@ -474,11 +474,18 @@ where
             // One timer per connection, moved rather than re-created: pushing
             // its deadline later is a single atomic store.
             timer.as_mut().reset(wake);
-            let draining = async {
-                if let Some(wait) = drain_wait.as_mut() {
-                    wait.as_mut().await;
+            // A drain or a reclaim wakes the task through its slot; the
+            // signal resolves when either concerns this wait.
+            let wants_drain = can_drain && drain_at.is_none();
+            let signalled = poll_fn(|cx| {
+                resume.slot.register(cx.waker());
+                let drain = wants_drain && shared.phase() >= Phase::Draining;
+                if drain || (can_reclaim && resume.slot.is_reclaimed()) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
                 }
-            };
+            });
             tokio::select! {
                 biased;
                 read = read_buf(stream, conn.recv_buf()) => break Woke::Read(read),
@@ -496,7 +503,7 @@ where
                     if park_at.is_some_and(|at| at <= wake) {
                         // Nothing is parked once a drain began: a connection
                         // still waiting then waits here, to its deadline.
-                        if shared.draining.is_cancelled() {
+                        if shared.phase() >= Phase::Draining {
                             park_at = None;
                             continue;
                         }
@@ -504,11 +511,9 @@ where
                     }
                     break Woke::Expired;
                 }
-                () = draining, if can_drain && drain_at.is_none() => {
-                    drain_at = Some(Instant::now() + spread_delay(id, spread));
-                }
-                () = resume.slot.notified(), if can_reclaim => {
-                    if !resume.slot.is_reclaimed() {
+                () = signalled, if wants_drain || can_reclaim => {
+                    if !(can_reclaim && resume.slot.is_reclaimed()) {
+                        drain_at = Some(Instant::now() + spread_delay(id, spread));
                         continue;
                     }
                     // A request that just arrived is served instead.
@@ -534,9 +539,6 @@ where
                     .stats
                     .bytes_in
                     .fetch_add(n as u64, Ordering::Relaxed);
-                if idle && self.conn.requests_started() > 0 {
-                    self.head_deadline = Some(Instant::now() + self.shared.config.head_timeout);
-                }
             }
             Woke::Read(Err(e)) => {
                 return Err(match e.kind() {
@@ -830,9 +832,12 @@ where
             sent += self.out.len().saturating_sub(before);
             self.queued += 1;
             let stats = &self.shared.stats;
-            stats.latency.record(started.elapsed());
+            let took = started.elapsed();
+            stats.latency.record(took);
             stats.responses.record(status);
             if let Some(record) = self.access.as_deref_mut() {
+                // The monotonic clock: a wall-clock step does not show.
+                record.request_time = took;
                 record.status = status.as_u16();
                 record.bytes_sent = sent as u64;
                 record.bytes_received = pump.as_ref().map_or(0, |p| p.received);
@@ -923,8 +928,9 @@ where
     /// more (a client that does not read): the handler's queue then fills
     /// and [`Interim::send`](super::Interim::send) says so, instead of
     /// memory growing.
+    #[inline]
     fn queue_interim(&mut self, request: u32) {
-        if self.out.len() >= FLUSH_BYTES {
+        if !self.interim.is_pending() || self.out.len() >= FLUSH_BYTES {
             return;
         }
         for head in self.interim.take(request) {

@@ -8,17 +8,24 @@
 //! `Connection: close`; one that has not sent its first request yet is waited
 //! for up to its head timeout, since its client retries nothing on a new
 //! connection) → (drain timeout) `Cut`: every connection still open is closed.
+//!
+//! The phase is one atomic in [`Shared`], the one source of truth every
+//! connection reads. A change wakes every connection's task through its slot
+//! (`slots.rs`) and the parker through a watch channel; `Stats::draining` is
+//! its mirror for the metrics.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 
 use super::config::Config;
+use super::slots::Slots;
 
-/// The phase of a server's life every connection watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The phase of a server's life every connection watches, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub(crate) enum Phase {
     Running,
     /// `drain_delay`: still accepting, every response says close.
@@ -223,7 +230,13 @@ pub struct DrainReport {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) stats: Arc<Stats>,
-    phase: watch::Sender<Phase>,
+    /// The [`Phase`], as its `u8`.
+    phase: AtomicU8,
+    /// Tells the parker of phase changes (connection tasks hear of them
+    /// through their slots).
+    phase_watch: watch::Sender<Phase>,
+    /// Every connection's slot under `max_connections`.
+    pub(crate) slots: Arc<Slots>,
     /// Connections whose task is running.
     active: AtomicUsize,
     /// Connections that ended during the drain, by outcome.
@@ -231,34 +244,52 @@ pub(crate) struct Shared {
     drained_cut: AtomicUsize,
     all_closed: Notify,
     next_conn_id: AtomicU64,
-    /// Cancelled when the `Draining` phase begins (connections wait on it).
-    pub(crate) draining: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, stats: Arc<Stats>) -> Self {
         Shared {
+            slots: Slots::new(config.max_connections),
             config,
             stats,
-            phase: watch::Sender::new(Phase::Running),
+            phase: AtomicU8::new(Phase::Running as u8),
+            phase_watch: watch::Sender::new(Phase::Running),
             active: AtomicUsize::new(0),
             drained_clean: AtomicUsize::new(0),
             drained_cut: AtomicUsize::new(0),
             all_closed: Notify::new(),
             next_conn_id: AtomicU64::new(1),
-            draining: tokio_util::sync::CancellationToken::new(),
         }
     }
 
+    /// Phase changes, for the parker.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.phase.subscribe()
+        self.phase_watch.subscribe()
     }
 
-    /// Whether a shutdown has begun (every response now says close). Read
-    /// for every response, so it is one atomic load, not a look at the phase
-    /// channel (a lock shared by all connections).
+    /// The phase now: one atomic load.
+    pub(crate) fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Running,
+            1 => Phase::Closing,
+            2 => Phase::Draining,
+            _ => Phase::Cut,
+        }
+    }
+
+    /// Whether a shutdown has begun (every response now says close).
     pub(crate) fn is_draining(&self) -> bool {
-        self.stats.draining.load(Ordering::Acquire)
+        self.phase() >= Phase::Closing
+    }
+
+    /// Moves to `phase` (never back) and tells every connection.
+    fn enter(&self, phase: Phase) {
+        if self.phase.fetch_max(phase as u8, Ordering::AcqRel) >= phase as u8 {
+            return;
+        }
+        self.stats.draining.store(true, Ordering::Release);
+        self.phase_watch.send_replace(phase);
+        self.slots.wake_all();
     }
 
     /// A new connection id.
@@ -290,7 +321,7 @@ impl Shared {
     /// A connection task ends (after lingering).
     pub(crate) fn closed(&self, reason: CloseReason) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
-        match *self.phase.borrow() {
+        match self.phase() {
             Phase::Running | Phase::Closing => {}
             Phase::Draining => {
                 self.drained_clean.fetch_add(1, Ordering::Relaxed);
@@ -313,10 +344,7 @@ impl Shared {
     /// `drain_delay` is set, every response says close while the listener
     /// still accepts (load balancers notice and move traffic away).
     pub(crate) fn begin_closing(&self) {
-        self.stats.draining.store(true, Ordering::Release);
-        if !self.config.drain_delay.is_zero() {
-            self.phase.send_replace(Phase::Closing);
-        }
+        self.enter(Phase::Closing);
     }
 
     /// Runs the drain to its end: tells every connection, waits up to the drain
@@ -324,9 +352,7 @@ impl Shared {
     pub(crate) async fn drain(&self) -> DrainReport {
         let started = Instant::now();
         let open_at_start = self.active.load(Ordering::Acquire);
-        self.stats.draining.store(true, Ordering::Release);
-        self.phase.send_replace(Phase::Draining);
-        self.draining.cancel();
+        self.enter(Phase::Draining);
         let wait_all = async {
             loop {
                 let notified = self.all_closed.notified();
@@ -341,7 +367,7 @@ impl Shared {
             .await
             .is_err()
         {
-            self.phase.send_replace(Phase::Cut);
+            self.enter(Phase::Cut);
             // Cut connections close at once; this wait is short.
             wait_all.await;
         }

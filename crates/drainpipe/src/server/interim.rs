@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use atomic_waker::AtomicWaker;
 use http::response;
 
 /// Informational responses queued and not yet written, per connection.
@@ -77,9 +78,8 @@ impl Interim {
         }
         state.items.push_back((self.request, head));
         self.queue.pending.store(true, Ordering::Release);
-        if let Some(w) = state.waker.take() {
-            w.wake();
-        }
+        drop(state);
+        self.queue.waker.wake();
         Ok(())
     }
 }
@@ -91,12 +91,14 @@ pub(crate) struct Queue {
     /// find out there is nothing to write.
     pending: AtomicBool,
     state: Mutex<State>,
+    /// The connection's task, registered while its handler works (each
+    /// time it waits: a few atomic operations, no lock).
+    waker: AtomicWaker,
 }
 
 #[derive(Default)]
 struct State {
     items: VecDeque<(u32, response::Parts)>,
-    waker: Option<Waker>,
 }
 
 impl Queue {
@@ -108,10 +110,17 @@ impl Queue {
         }
     }
 
+    /// Whether anything may be queued: one atomic load, for the connection
+    /// to skip the rest when nothing is (nearly always).
+    #[inline]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// The responses queued for `request`, in order; those for any other
     /// request are dropped (they came too late).
     pub(crate) fn take(&self, request: u32) -> Vec<response::Parts> {
-        if !self.pending.load(Ordering::Acquire) {
+        if !self.is_pending() {
             return Vec::new();
         }
         let mut state = self.state.lock().unwrap();
@@ -126,10 +135,6 @@ impl Queue {
 
     /// Wakes `waker` when something is queued from another task.
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut state = self.state.lock().unwrap();
-        match &state.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => state.waker = Some(waker.clone()),
-        }
+        self.waker.register(waker);
     }
 }

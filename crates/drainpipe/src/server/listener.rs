@@ -276,7 +276,7 @@ where
         None
     };
     let parker = parking.as_ref().map(|(p, _)| p.clone());
-    let slots = Slots::new(shared.config.max_connections);
+    let slots = &shared.slots;
     let mut backoff = MIN_BACKOFF;
     tokio::pin!(shutdown);
     loop {
@@ -284,7 +284,7 @@ where
             biased;
             () = &mut shutdown => break,
             slot = slots.acquire() => slot,
-            never = make_room(&listener, &slots, parker.as_deref()) => match never {},
+            never = make_room(&listener, slots, parker.as_deref()) => match never {},
         };
         let accepted = tokio::select! {
             biased;

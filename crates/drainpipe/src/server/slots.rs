@@ -10,12 +10,22 @@
 //! closes the parked connection. A connection that leaves idle clears the
 //! mark, so a request that arrives at the same moment is served and the
 //! accept loop picks another.
+//!
+//! The slot is also how a connection's task hears of the server's drain
+//! phases: a phase change wakes every slot ([`Slots::wake_all`]), and the
+//! task looks at the phase (one atomic in `drain::Shared`). So a task waits
+//! on one registration, its slot's waker, for everything that is not its
+//! socket or its timer: re-registering the same task's waker costs a few
+//! atomic operations per wait, where a `Notify` or a watch channel per
+//! signal took a lock each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, Semaphore};
+use std::task::Waker;
+
+use atomic_waker::AtomicWaker;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// `idle_since` of a connection not idle between requests.
@@ -48,8 +58,9 @@ struct Slot {
     /// [`BUSY`], [`RECLAIMED`], or when the connection went idle (nanoseconds
     /// since the epoch, plus one).
     idle_since: AtomicU64,
-    /// Wakes the connection's task when its slot is reclaimed.
-    wake: Notify,
+    /// The connection's task, woken when its slot is reclaimed or the
+    /// server's phase changes.
+    waker: AtomicWaker,
 }
 
 impl Slots {
@@ -76,7 +87,7 @@ impl Slots {
                 let slot = Arc::new(Slot {
                     index: table.all.len(),
                     idle_since: AtomicU64::new(BUSY),
-                    wake: Notify::new(),
+                    waker: AtomicWaker::new(),
                 });
                 table.all.push(slot.clone());
                 slot
@@ -111,11 +122,21 @@ impl Slots {
                 .compare_exchange(since, RECLAIMED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                slot.wake.notify_one();
+                slot.waker.wake();
                 return true;
             }
         }
         false
+    }
+}
+
+impl Slots {
+    /// Wakes every connection's task (the server's phase changed: each looks
+    /// at it).
+    pub(crate) fn wake_all(&self) {
+        for slot in &self.table.lock().unwrap().all {
+            slot.waker.wake();
+        }
     }
 }
 
@@ -147,11 +168,29 @@ impl ConnSlot {
         self.slot.idle_since.load(Ordering::Acquire) == RECLAIMED
     }
 
-    /// Resolves when the slot may have been reclaimed (check
-    /// [`ConnSlot::is_reclaimed`]: a wake can be left over from a slot's
-    /// earlier owner or a mark cleared since).
-    pub(crate) fn notified(&self) -> Notified<'_> {
-        self.slot.wake.notified()
+    /// A handle to register the task's waker with, held apart from the
+    /// slot (one reference count).
+    pub(crate) fn signal(&self) -> Signal {
+        Signal(self.slot.clone())
+    }
+
+    /// Has `waker` woken when the slot is reclaimed or the server's phase
+    /// changes. Register, then look at what woke it (a wake can be left over
+    /// from a slot's earlier owner or a mark cleared since).
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.slot.waker.register(waker);
+    }
+}
+
+/// Wakes a connection's task when its slot is reclaimed or the server's
+/// phase changes (see [`ConnSlot::register`]).
+#[derive(Debug)]
+pub(crate) struct Signal(Arc<Slot>);
+
+impl Signal {
+    /// Has `waker` woken on the slot's next signal.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.0.waker.register(waker);
     }
 }
 
@@ -176,16 +215,16 @@ mod tests {
             slots.acquire().await,
         );
         assert!(!slots.reclaim_longest_idle(), "nothing idle");
+        // b's task is woken when it is reclaimed.
+        let (waker, woken) = counting_waker();
+        b.register(&waker);
         b.idle(Instant::now());
         tokio::time::advance(std::time::Duration::from_secs(1)).await;
         a.idle(Instant::now());
         // c stays busy (a request in flight) however long it has been open.
         assert!(slots.reclaim_longest_idle());
         assert!(b.is_reclaimed() && !a.is_reclaimed() && !c.is_reclaimed());
-        // b's task is woken.
-        tokio::time::timeout(std::time::Duration::from_millis(1), b.notified())
-            .await
-            .expect("woken");
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
         assert!(slots.reclaim_longest_idle());
         assert!(a.is_reclaimed());
         assert!(!slots.reclaim_longest_idle(), "only c is left, busy");
@@ -194,6 +233,24 @@ mod tests {
         let d = slots.acquire().await;
         assert!(!d.is_reclaimed());
         assert_eq!(slots.table.lock().unwrap().all.len(), 3);
+        // A phase change wakes every task.
+        let (waker, woken) = counting_waker();
+        a.register(&waker);
+        c.register(&waker);
+        slots.wake_all();
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
         drop((a, c, d));
+    }
+
+    /// A waker that counts its wakes.
+    fn counting_waker() -> (Waker, Arc<std::sync::atomic::AtomicUsize>) {
+        struct Count(Arc<std::sync::atomic::AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(n.clone()))), n)
     }
 }

@@ -41,18 +41,10 @@ use crate::fields::HeadFacts;
 /// section), which end the same way.
 pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, ErrorKind> {
     let start = *scanned;
-    for i in memchr::memchr2_iter(b'\r', b'\n', &buf[start..]).map(|i| i + start) {
-        if buf[i] == b'\r' {
-            match buf.get(i + 1) {
-                Some(b'\n') => continue,
-                Some(_) => return Err(ErrorKind::BareCr),
-                // The byte after this CR has not arrived: look at it next time.
-                None => {
-                    *scanned = i;
-                    return Ok(None);
-                }
-            }
-        }
+    // Only LFs are looked for on the way to the end (one search per line):
+    // a bare CR in a head that ends is refused by the parser, which stops at
+    // it, and named by `map_httparse`.
+    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
         if i == 0 || buf[i - 1] != b'\r' {
             return Err(ErrorKind::BareLf);
         }
@@ -62,8 +54,27 @@ pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, E
             return Ok(Some(i + 1));
         }
     }
+    // No end yet: a bare CR among the new bytes is refused now, so a head
+    // whose lines end in CR alone does not wait for the head timeout.
+    let mut from = start;
+    while let Some(i) = memchr::memchr(b'\r', &buf[from..]).map(|i| i + from) {
+        match buf.get(i + 1) {
+            Some(b'\n') => from = i + 2,
+            Some(_) => return Err(ErrorKind::BareCr),
+            // The byte after this CR has not arrived: look at it next time.
+            None => {
+                *scanned = i;
+                return Ok(None);
+            }
+        }
+    }
     *scanned = buf.len();
     Ok(None)
+}
+
+/// Whether `head` holds a CR that is not followed by an LF.
+fn has_bare_cr(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'))
 }
 
 /// Checks an incomplete head against the limits, so a peer that never ends its
@@ -291,6 +302,7 @@ fn check_no_userinfo(uri: &Uri) -> Result<(), Error> {
 /// Names what `httparse` refused, looking at the head where its error is vague.
 fn map_httparse(e: httparse::Error, head: &[u8], max_fields: usize) -> ErrorKind {
     match e {
+        _ if has_bare_cr(head) => ErrorKind::BareCr,
         httparse::Error::HeaderName if is_obs_fold(head) => ErrorKind::ObsFold,
         httparse::Error::HeaderName => ErrorKind::BadFieldName,
         httparse::Error::HeaderValue => ErrorKind::BadFieldValue,
@@ -402,12 +414,24 @@ mod tests {
         let mut s = 0;
         assert_eq!(find_head_end(&head[..15], &mut s), Ok(None));
         assert_eq!(find_head_end(&head[..16], &mut s), Err(ErrorKind::BareCr));
-        // A CR inside a line.
-        let mut s = 0;
-        assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", &mut s),
-            Err(ErrorKind::BareCr)
-        );
+        // A CR inside a line of a head that ends: the parser refuses it.
+        let cfg = Config::default();
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nX\r: a\r\n\r\n",
+            b"GET /\r HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n",
+        ] {
+            let mut s = 0;
+            let end = find_head_end(head, &mut s).unwrap().unwrap();
+            let e = parse_request(&Bytes::copy_from_slice(&head[..end]), &cfg).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                &ErrorKind::BareCr,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 
     #[test]

@@ -90,20 +90,29 @@ pub fn keep_alive(timeout_secs: Option<u32>, max: Option<u32>, dst: &mut BytesMu
     if timeout_secs.is_none() && max.is_none() {
         return;
     }
+    // The line is put together on the stack and copied once: it goes on
+    // every response when the idle timeout is announced.
+    let mut line = [0u8; 64];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        line[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
     let mut digits = [0u8; 20];
-    dst.put_slice(b"keep-alive: ");
+    push(b"keep-alive: ");
     if let Some(t) = timeout_secs {
-        dst.put_slice(b"timeout=");
-        dst.put_slice(decimal(t.into(), &mut digits));
+        push(b"timeout=");
+        push(decimal(t.into(), &mut digits));
     }
     if let Some(m) = max {
         if timeout_secs.is_some() {
-            dst.put_slice(b", ");
+            push(b", ");
         }
-        dst.put_slice(b"max=");
-        dst.put_slice(decimal(m.into(), &mut digits));
+        push(b"max=");
+        push(decimal(m.into(), &mut digits));
     }
-    dst.put_slice(b"\r\n");
+    push(b"\r\n");
+    dst.put_slice(&line[..len]);
 }
 
 /// `n` in decimal ASCII, in the tail of `digits`.

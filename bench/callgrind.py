@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Instructions per request of drainpipe binaries on the hot paths (callgrind).
+
+Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K]
+
+SCENARIO is one of:
+  keepalive  `drainpipe origin` under callgrind, N keep-alive requests (GET /)
+  pipelined  the same, 16 requests in flight per connection
+  proxy      `drainpipe proxy` under callgrind in front of `drainpipe origin`
+             (the origin runs natively), N keep-alive requests through it
+  proxy-log  the same with the access log on (combined, to a file): the
+             difference from `proxy` is what logging costs
+
+The server runs with `--threads 1` (one thread: a repeatable count) and
+`drainpipe bench` (the first binary given) makes the load. The counters are
+zeroed after a warm-up and read when the server exits after exactly N more
+requests, so start-up is not counted. Instruction counts do not depend on what else the machine does, so
+this is the measurement to use for a hot-path change while other work runs.
+Prints instructions per request for each binary and, with --top, the K
+functions (self cost) that grew and shrank most from
+the first binary to the last.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def load(client, port, requests, pipelined):
+    cmd = [client, "bench", f"http://127.0.0.1:{port}/", "-c", "8", "-n", str(requests)]
+    if pipelined:
+        cmd += ["--strategy", "pipelined", "-d", "16"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+
+
+def measure(scenario, binary, client, requests, outdir):
+    out = os.path.join(outdir, f"callgrind.{len(os.listdir(outdir))}")
+    procs = []
+    try:
+        oport = free_port()
+        origin = [binary, "--threads", "1", "origin", "--listen", f"127.0.0.1:{oport}"]
+        target = oport
+        under = origin
+        if scenario.startswith("proxy"):
+            procs.append(subprocess.Popen(origin, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            wait_port(oport)
+            target = free_port()
+            under = [binary, "--threads", "1", "proxy", "--listen", f"127.0.0.1:{target}",
+                     "--upstream", f"127.0.0.1:{oport}"]
+            if scenario == "proxy-log":
+                config = os.path.join(outdir, "proxy.toml")
+                with open(config, "w") as f:
+                    f.write(f'[[listener]]\nlisten = "127.0.0.1:{target}"\n\n'
+                            f'[[upstream]]\nname = "o"\nservers = ["127.0.0.1:{oport}"]\n\n'
+                            f'[[route]]\npath = "/"\nupstream = "o"\n\n'
+                            f'[access_log]\nformat = "combined"\n'
+                            f'path = "{outdir}/access.log"\n')
+                under = [binary, "--threads", "1", "proxy", "--config", config]
+        vg = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                               "--dump-instr=no", *under],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(vg)
+        wait_port(target)
+        load(client, target, 2000, scenario == "pipelined")
+        subprocess.run(["callgrind_control", "--zero", str(vg.pid)], check=True,
+                       capture_output=True)
+        load(client, target, requests, scenario == "pipelined")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    # The termination dump holds what ran since the zeroing (a dump asked for
+    # with callgrind_control --dump attributes everything to the outermost
+    # frame in valgrind 3.19); the shutdown it includes is a few instructions
+    # per request.
+    return self_costs(out, requests)
+
+
+def self_costs(path, requests):
+    """Total and per-function self cost (instructions per request) of a
+    callgrind output file. The cost line after a `calls=` line is the call's
+    inclusive cost and belongs to the callee, so it is skipped."""
+    names, funcs, current, after_call, total = {}, {}, None, False, 0
+    with open(path) as f:
+        for line in f:
+            if line.startswith("fn="):
+                m = re.match(r"fn=\((\d+)\)(?: (.*))?", line.strip())
+                if m.group(2):
+                    names[m.group(1)] = m.group(2)
+                current = names.get(m.group(1), line)
+            elif line.startswith("cfn="):
+                m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line.strip())
+                if m.group(2):
+                    names[m.group(1)] = m.group(2)
+            elif line.startswith("calls="):
+                after_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 2 and current is not None:
+                    cost = int(parts[1])
+                    funcs[current] = funcs.get(current, 0) + cost
+                    total += cost
+    return total / requests, {k: v / requests for k, v in funcs.items()}
+
+
+def main():
+    args = sys.argv[1:]
+    requests, top = 20000, 0
+    if "--requests" in args:
+        i = args.index("--requests")
+        requests = int(args[i + 1])
+        del args[i:i + 2]
+    if "--top" in args:
+        i = args.index("--top")
+        top = int(args[i + 1])
+        del args[i:i + 2]
+    scenario, binaries = args[0], args[1:]
+    outdir = tempfile.mkdtemp()
+    results = []
+    for binary in binaries:
+        per, funcs = measure(scenario, binary, binaries[0], requests, outdir)
+        results.append(funcs)
+        print(f"{scenario:10} {per:10.0f} instructions/request  {binary}", flush=True)
+    if top and len(results) > 1:
+        first, last = results[0], results[-1]
+        names = set(first) | set(last)
+        grew = sorted(names, key=lambda n: last.get(n, 0) - first.get(n, 0), reverse=True)
+        print(f"grew most ({binaries[0]} -> {binaries[-1]}), instructions/request:")
+        for n in grew[:top]:
+            print(f"  {first.get(n, 0):8.0f} -> {last.get(n, 0):8.0f}  {n[:150]}")
+        print("shrank most:")
+        for n in reversed(grew[-top:]):
+            print(f"  {first.get(n, 0):8.0f} -> {last.get(n, 0):8.0f}  {n[:150]}")
+
+
+if __name__ == "__main__":
+    main()
