@@ -26,6 +26,11 @@
 //! only once it is due, and its latency runs from when it was due, not from
 //! when it could be sent, so a server that stalls is charged for every
 //! request that waited behind the stall (no coordinated omission, as in wrk2).
+//! Requests due before the end that no connection was free to send are
+//! reported as `missed` (the server did not keep up), never silently dropped.
+//! A connection that waits idle for its next due request may be closed by the
+//! server (its idle timeout): that costs a new connection, not a failure, and
+//! requests sent on it just as it closed, before any byte came back, go again.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write as _};
@@ -300,6 +305,10 @@ struct Schedule {
     per_second: f64,
     /// The next request not yet claimed by a connection.
     next: AtomicU64,
+    /// Requests claimed but owed again, by when they were due: sent on a
+    /// connection the server had closed while it was idle (nothing came
+    /// back), so they go again on a new one.
+    owed: std::sync::Mutex<Vec<Instant>>,
 }
 
 impl Schedule {
@@ -307,15 +316,34 @@ impl Schedule {
         self.start + Duration::from_secs_f64(i as f64 / self.per_second)
     }
 
-    /// When the next unclaimed request is due.
+    /// When the next unclaimed request is due (at once if one is owed).
     fn next_due(&self) -> Instant {
+        if self.owed.lock().unwrap().last().is_some() {
+            return self.start;
+        }
         self.due_at(self.next.load(Relaxed))
+    }
+
+    /// Requests due before `end` that were never sent: the server (or the
+    /// connections) could not keep up with the rate.
+    fn missed(&self, end: Instant) -> u64 {
+        let due = (end.saturating_duration_since(self.start).as_secs_f64() * self.per_second).ceil()
+            as u64;
+        due.saturating_sub(self.next.load(Relaxed)) + self.owed.lock().unwrap().len() as u64
     }
 
     /// Claims up to `room` requests due by `now` (and before the deadline),
     /// pushing when each was due.
     fn claim_due(&self, room: u64, now: Instant, plan: &Plan, due: &mut Vec<Instant>) -> u64 {
         let mut n = 0;
+        {
+            let mut owed = self.owed.lock().unwrap();
+            while n < room {
+                let Some(at) = owed.pop() else { break };
+                due.push(at);
+                n += 1;
+            }
+        }
         while n < room {
             let i = self.next.load(Relaxed);
             let at = self.due_at(i);
@@ -377,6 +405,17 @@ impl Plan {
     fn give_back(&self, n: u64) {
         if let (Some(left), true) = (&self.budget, n > 0) {
             left.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Requests sent on a connection the server closed before answering any
+    /// of them, after it had been idle: they go again on a new connection
+    /// (as a client retries on a stale pooled connection), not counted as
+    /// errors. `due`: when each was due, on a schedule.
+    fn owe(&self, n: u64, due: impl Iterator<Item = Instant>) {
+        match &self.schedule {
+            Some(schedule) => schedule.owed.lock().unwrap().extend(due),
+            None => self.give_back(n),
         }
     }
 
@@ -570,6 +609,9 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
     // On a schedule: when each request about to be sent was due.
     let mut due: Vec<Instant> = Vec::new();
     let mut last_progress = Instant::now();
+    // The requests in flight went out after the connection sat idle, and
+    // nothing has come back since: a close now is the server's idle close.
+    let mut after_idle = false;
     let watchdog = tokio::time::sleep_until(plan.cap(last_progress + plan.timeout).into());
     tokio::pin!(watchdog);
     loop {
@@ -640,6 +682,15 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
                     }
                     tokio::time::sleep_until(at.into()).await;
                     last_progress = Instant::now();
+                    // The server may have closed it meanwhile (its idle
+                    // timeout): a new connection, not an error.
+                    let mut probe = [0u8; 1];
+                    match stream.try_read(&mut probe) {
+                        Ok(0) => return Flow::Next,
+                        Ok(_) => conn.receive(&probe),
+                        Err(_) => {}
+                    }
+                    after_idle = true;
                     continue;
                 }
                 _ => return Flow::Next,
@@ -666,8 +717,16 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
             }
         };
         match read {
+            Ok(0) if after_idle && conn.buffered() == 0 => {
+                let n = conn.in_flight() as u64;
+                plan.owe(n, sent_at.drain(..));
+                return Flow::Next;
+            }
             Ok(0) => conn.receive_eof(),
-            Ok(n) => stats.bytes_read += n as u64,
+            Ok(n) => {
+                after_idle = false;
+                stats.bytes_read += n as u64;
+            }
             Err(_) => {
                 stats.error(Kind::Io, in_flight, plan);
                 return Flow::Next;
@@ -748,6 +807,8 @@ struct Report {
     time_wait: u64,
     /// `--rate`, if given.
     rate: Option<f64>,
+    /// On a schedule: requests due before the end that were never sent.
+    missed: u64,
 }
 
 impl Report {
@@ -815,6 +876,7 @@ impl Report {
             "connections_opened": self.stats.opened,
             "time_wait": self.time_wait,
             "rate": self.rate,
+            "missed": self.missed,
             "bytes_read": self.stats.bytes_read,
             "bytes_written": self.stats.bytes_written,
             "read_bytes_per_s": round(self.read_per_second()),
@@ -860,6 +922,7 @@ async fn run_strategy(
             start,
             per_second,
             next: AtomicU64::new(0),
+            owed: std::sync::Mutex::new(Vec::new()),
         }),
         completed: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -886,6 +949,10 @@ async fn run_strategy(
         }
     }
     let elapsed = start.elapsed();
+    let missed = plan
+        .schedule
+        .as_ref()
+        .map_or(0, |s| s.missed(plan.deadline.unwrap_or(start + elapsed)));
     let _ = stop.send(elapsed);
     let _ = progress.await;
     tokio::time::sleep(SETTLE).await;
@@ -898,6 +965,7 @@ async fn run_strategy(
         elapsed,
         time_wait,
         rate: setup.rate,
+        missed,
     }
 }
 
@@ -1065,7 +1133,10 @@ fn table(reports: &[Report]) -> String {
             r.read_per_second() / 1e6,
             r.stats.bytes_written,
             if codes.is_empty() { "none".to_string() } else { codes.join(", ") },
-            r.rate.map_or(String::new(), |rate| format!("; rate {rate} req/s asked, latency from each request's due time")),
+            r.rate.map_or(String::new(), |rate| format!(
+                "; rate {rate} req/s asked, latency from each request's due time, {} due but never sent",
+                r.missed
+            )),
         );
     }
     for r in reports.iter().filter(|r| r.errors() > 0) {

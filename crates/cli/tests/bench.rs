@@ -452,6 +452,46 @@ fn rate_keeps_the_throughput_asked() {
     assert_eq!(r["rate"].as_f64(), Some(500.0), "{r}");
     assert_eq!(num(r, "errors"), 0, "{r}");
     assert!((950..=1000).contains(&num(r, "requests")), "{r}");
+    assert!(num(r, "missed") <= 25, "{r}");
+}
+
+// On a schedule a connection waits idle between requests; a server that
+// closes idle connections (here after 100 ms, without `Connection: close`)
+// costs a new connection, not a failed request.
+#[test]
+fn rate_is_not_failed_by_the_servers_idle_close() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                // Answers whatever requests come, until 100 ms pass idle.
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    let r = &bench_json(&[
+        "--rate",
+        "5",
+        "-c",
+        "1",
+        "--duration",
+        "2",
+        &format!("http://{addr}/"),
+    ])[0];
+    assert_eq!(num(r, "errors"), 0, "{r}");
+    assert!((9..=10).contains(&num(r, "requests")), "{r}");
+    assert!(num(r, "connections_opened") >= 8, "{r}");
 }
 
 // No coordinated omission: one connection to a server that takes 50 ms per
@@ -473,6 +513,8 @@ fn rate_latency_counts_the_wait_behind_a_slow_server() {
     ])[0];
     let l = &r["latency_ms"];
     assert!(num(r, "requests") <= 21, "{r}");
+    // The rest were due but never sent: reported, not hidden.
+    assert!(num(r, "missed") >= 70, "{r}");
     assert!(l["p50"].as_f64().unwrap() > 200.0, "{r}");
     assert!(l["max"].as_f64().unwrap() > 600.0, "{r}");
     // Without --rate the same load reports about 50 ms.
