@@ -1211,6 +1211,7 @@ mod tests {
                 start,
                 per_second: 1000.0,
                 next: AtomicU64::new(0),
+                owed: std::sync::Mutex::new(Vec::new()),
             }),
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
