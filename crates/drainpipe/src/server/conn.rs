@@ -3,9 +3,9 @@
 //!
 //! The loop, in order:
 //! 1. pull events from `proto::Connection`;
-//! 2. a request → [`Driver::exchange`]: call the handler while feeding it the
-//!    request body on demand, then stream the response into the outgoing
-//!    queue;
+//! 2. a request → the exchange dispatcher (`conn/exchange.rs`): call the
+//!    handler while feeding it the request body on demand, then stream the
+//!    response into the outgoing queue;
 //! 3. need-data → write what is queued (pipelined responses leave together, at
 //!    most `max_batch` per write), then read with the timeout that applies:
 //!    head (from the first byte; 408), idle (silent close), body;
@@ -13,32 +13,32 @@
 //!
 //! An idle connection holds no buffer: both are given back before it waits.
 
-use std::future::{poll_fn, Future};
-use std::panic::AssertUnwindSafe;
-use std::pin::{pin, Pin};
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Body;
-use proto::{BodySize, Connection, Event, Framing, Role, WriteBuf};
+use proto::{BodySize, Connection, Event, Role, WriteBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::date;
 use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
-use super::info::{Abort, ConnInfo};
 use super::interim;
 use super::park::{Parker, Resume};
 use crate::access;
-use crate::body::{Demand, Incoming, Sender};
-use crate::error::{BodyError, BoxError, Error, Kind};
-use crate::io::{poll_read_buf, poll_write_buf, pool, read_buf, try_write_buf, write_buf};
+use crate::body::Incoming;
+use crate::error::BoxError;
+use crate::io::{poll_write_buf, pool, read_buf, try_write_buf, write_buf};
 use crate::sock;
 use crate::transport::{Parking, Transport};
-use crate::upgrade::{OnUpgrade, Pending, Upgraded};
+use crate::upgrade::{Pending, Upgraded};
+
+mod exchange;
 
 /// Queued output beyond which a write is forced before going on.
 const FLUSH_BYTES: usize = 64 * 1024;
@@ -269,17 +269,6 @@ struct Driver<'a, T, S> {
     interim: Arc<interim::Queue>,
     /// The access-log record of the request being handled (when logging).
     access: Option<Box<access::Record>>,
-}
-
-/// Feeds one request body to its handler.
-struct Pump {
-    /// `None` once the body ended or its reader went away.
-    tx: Option<Sender>,
-    /// Whether the connection's timer runs the body timeout (armed while
-    /// waiting for body bytes; the timer is free while a request is handled).
-    waiting: bool,
-    /// Body bytes passed on so far.
-    received: u64,
 }
 
 impl<'a, T, S, B> Driver<'a, T, S>
@@ -596,353 +585,6 @@ where
         }
     }
 
-    /// One request: the handler is called and driven while its body is fed on
-    /// demand, then its response is streamed into the outgoing queue.
-    // Not an `async fn`: its arguments would be copied once more, from the
-    // future's captures to its locals, when it starts.
-    #[allow(clippy::manual_async_fn)]
-    fn exchange(
-        &mut self,
-        head: Request<()>,
-        framing: Framing,
-    ) -> impl Future<Output = Result<(), CloseReason>> + use<'_, 'a, T, S, B> {
-        async move {
-            let (body, mut pump) = if framing.has_body() {
-                let (body, tx) = Incoming::channel(framing.exact_len());
-                (
-                    body,
-                    Some(Pump {
-                        tx: Some(tx),
-                        waiting: false,
-                        received: 0,
-                    }),
-                )
-            } else {
-                // A bodiless request's end follows its head at once.
-                let _ = self.conn.next_event();
-                (Incoming::empty(), None)
-            };
-            let info = ConnInfo {
-                id: self.resume.id,
-                request: self.conn.requests_started(),
-                peer: self.resume.peer,
-            };
-            let body = body.with_conn(info, self.interim.handle(info.request));
-            let started = std::time::Instant::now();
-            let logged = self.shared.config.access_log.is_some();
-            if logged {
-                self.access = Some(Box::new(access::Record::new(
-                    &head,
-                    info.peer,
-                    info.id,
-                    info.request,
-                )));
-            }
-            let mut req = head.map(|()| body);
-            if logged {
-                req.extensions_mut().insert(access::Wanted);
-            }
-            if self.conn.request_may_switch() {
-                let (on_upgrade, pending) = OnUpgrade::pair();
-                req.extensions_mut().insert(on_upgrade);
-                self.upgrade = Some(pending);
-            } else {
-                self.upgrade = None;
-            }
-            if self.shared.config.conn_info_extension {
-                req.extensions_mut().insert(info);
-            }
-
-            if let Err(e) = poll_fn(|cx| {
-                let ready = self.service.poll_ready(cx);
-                if ready.is_pending() {
-                    self.date = None;
-                }
-                ready
-            })
-            .await
-            {
-                tracing::error!(error = %e.into(), "service not ready");
-                self.answer_plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable\n".into(),
-                );
-                return Err(CloseReason::HandlerError);
-            }
-            let mut call = pin!(self.service.call(req));
-            // The response is put straight here: passed back through the layers
-            // of `Poll`s and `Result`s below, it would be copied at each.
-            let mut outcome = None;
-            let caught = poll_fn(|cx| {
-                let polled = poll_caught(|| match call.as_mut().poll(cx) {
-                    Poll::Ready(r) => {
-                        outcome = Some(r.map_err(Into::<BoxError>::into));
-                        Poll::Ready(())
-                    }
-                    Poll::Pending => Poll::Pending,
-                });
-                if let Poll::Ready(r) = polled {
-                    return Poll::Ready(Ok(r));
-                }
-                // The 1xx the handler sent go out before anything its work
-                // causes (the pump's own `100 Continue` included).
-                self.interim.register(cx.waker());
-                self.queue_interim(info.request);
-                if let Some(p) = pump.as_mut() {
-                    self.poll_pump(p, cx)?;
-                }
-                // Earlier pipelined responses go out while this handler works.
-                self.poll_flush_queued(cx)?;
-                self.date = None;
-                Poll::Pending
-            })
-            .await?;
-
-            if caught.is_err() {
-                outcome = None;
-            }
-            self.queue_interim(info.request);
-            let (parts, body) = match outcome {
-                Some(Ok(res)) => res.into_parts(),
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "handler failed");
-                    self.answer_plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n".into(),
-                    );
-                    return Err(CloseReason::HandlerError);
-                }
-                // A ready call always leaves its outcome: none, it panicked.
-                None => {
-                    tracing::error!("handler panicked");
-                    self.answer_plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n".into(),
-                    );
-                    return Err(CloseReason::HandlerError);
-                }
-            };
-
-            if let Some(e) = self.body_error.take() {
-                if e.side() == proto::Side::Remote {
-                    let text = format!("{} {}\n", e.status(), e.kind());
-                    self.answer_plain(e.status(), text);
-                }
-                return Err(CloseReason::ProtocolError);
-            }
-            if parts.extensions.get::<Abort>().is_some() {
-                self.aborted = true;
-                self.out.clear();
-                return Err(CloseReason::HandlerError);
-            }
-            if self.shared.is_draining() {
-                self.conn.close_after_current();
-            }
-            let status = parts.status;
-            // Bytes this response adds to the queue (for the access log):
-            // counted around each addition, as the queue may be written out
-            // between them.
-            let queued_before = self.out.len();
-            let size = body
-                .size_hint()
-                .exact()
-                .map_or(BodySize::Unknown, BodySize::Exact);
-            let date = self.date.get_or_insert_with(date::now);
-            if self.out.is_empty() && self.out.spare_capacity() == 0 {
-                self.out.give_storage(pool::take());
-            }
-            let framing =
-                match self
-                    .conn
-                    .send_response_dated(&parts, size, Some(date), &mut self.out)
-                {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::error!(error = %e, "handler response refused");
-                        self.answer_plain(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "500 Internal Server Error\n".into(),
-                        );
-                        return Err(CloseReason::HandlerError);
-                    }
-                };
-            // The status that went out is logged even if the body then fails.
-            if let Some(record) = self.access.as_deref_mut() {
-                record.status = status.as_u16();
-            }
-            let mut sent = self.out.len().saturating_sub(queued_before);
-            let mut trailers = None;
-            if framing != Framing::None {
-                let mut body = pin!(body);
-                loop {
-                    let frame = poll_fn(|cx| {
-                        if let Some(p) = pump.as_mut() {
-                            self.poll_pump(p, cx)?;
-                        }
-                        match poll_caught(|| body.as_mut().poll_frame(cx)) {
-                            Poll::Ready(Ok(frame)) => {
-                                Poll::Ready(Ok(frame.map(|f| f.map_err(Into::<BoxError>::into))))
-                            }
-                            Poll::Ready(Err(())) => Poll::Ready(Err(CloseReason::HandlerError)),
-                            Poll::Pending => {
-                                // The body waits: what is queued goes out meanwhile.
-                                self.poll_flush_queued(cx)?;
-                                self.date = None;
-                                Poll::Pending
-                            }
-                        }
-                    })
-                    .await?;
-                    match frame {
-                        None => break,
-                        Some(Err(e)) => {
-                            // The response cannot be completed: the close makes the
-                            // peer see a truncated body, never a complete one.
-                            tracing::warn!(error = %e, "response body failed");
-                            return Err(CloseReason::HandlerError);
-                        }
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(mut data) => {
-                                let bytes = data.copy_to_bytes(data.remaining());
-                                let before = self.out.len();
-                                if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
-                                    tracing::error!(error = %e, "response body refused");
-                                    return Err(CloseReason::HandlerError);
-                                }
-                                sent += self.out.len().saturating_sub(before);
-                                if self.out.len() >= FLUSH_BYTES {
-                                    self.flush().await?;
-                                }
-                            }
-                            Err(frame) => {
-                                if let Ok(t) = frame.into_trailers() {
-                                    trailers = Some(t);
-                                    break;
-                                }
-                            }
-                        },
-                    }
-                }
-            }
-            let before = self.out.len();
-            if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
-                tracing::error!(error = %e, "response body shorter than its length");
-                return Err(CloseReason::HandlerError);
-            }
-            sent += self.out.len().saturating_sub(before);
-            self.queued += 1;
-            let stats = &self.shared.stats;
-            let took = started.elapsed();
-            stats.latency.record(took);
-            stats.responses.record(status);
-            if let Some(record) = self.access.as_deref_mut() {
-                // The monotonic clock: a wall-clock step does not show.
-                record.request_time = took;
-                record.status = status.as_u16();
-                record.bytes_sent = sent as u64;
-                record.bytes_received = pump.as_ref().map_or(0, |p| p.received);
-                record.upstream = parts.extensions.get::<access::Upstream>().cloned();
-            }
-            Ok(())
-        }
-    }
-
-    /// Feeds the request body while its reader asks: reads from the socket only
-    /// into a free slot (backpressure), sends `100 Continue` on the first ask.
-    /// `Err` ends the connection.
-    fn poll_pump(&mut self, pump: &mut Pump, cx: &mut Context<'_>) -> Result<(), CloseReason> {
-        loop {
-            let Some(tx) = &pump.tx else {
-                return Ok(());
-            };
-            if tx.was_polled() && self.conn.send_continue(&mut self.out) {
-                self.poll_flush_queued(cx)?;
-            }
-            match tx.poll_demand(cx) {
-                Demand::Gone => {
-                    pump.tx = None;
-                    return Ok(());
-                }
-                Demand::Wait => return Ok(()),
-                Demand::Read => {}
-            }
-            match self.conn.next_event() {
-                Ok(Event::Data(data)) => {
-                    pump.received += data.len() as u64;
-                    tx.data(data);
-                    pump.waiting = false;
-                }
-                Ok(Event::End { trailers }) => {
-                    tx.end(trailers);
-                    pump.tx = None;
-                }
-                Ok(Event::NeedData) => {
-                    match poll_read_buf(&mut self.stream, self.conn.recv_buf(), cx) {
-                        Poll::Ready(Ok(0)) => self.conn.receive_eof(),
-                        Poll::Ready(Ok(n)) => {
-                            self.shared
-                                .stats
-                                .bytes_in
-                                .fetch_add(n as u64, Ordering::Relaxed);
-                            pump.waiting = false;
-                        }
-                        Poll::Ready(Err(e)) => {
-                            tx.error(BodyError::io(e));
-                            pump.tx = None;
-                            return Err(CloseReason::Io);
-                        }
-                        Poll::Pending => {
-                            if !pump.waiting {
-                                let deadline = Instant::now() + self.shared.config.body_timeout;
-                                self.timer.as_mut().reset(deadline);
-                                pump.waiting = true;
-                            }
-                            if self.timer.as_mut().poll(cx).is_ready() {
-                                tx.error(Error::new(Kind::Timeout("request body read")));
-                                pump.tx = None;
-                                return Err(CloseReason::BodyTimeout);
-                            }
-                            return Ok(());
-                        }
-                    }
-                }
-                Ok(_) => {
-                    tx.error(BodyError::connection_lost());
-                    pump.tx = None;
-                }
-                Err(e) => {
-                    // The handler learns why its body failed; the client gets
-                    // the error's status and the connection closes.
-                    tx.error(BodyError::proto(e.clone()));
-                    self.body_error = Some(e);
-                    pump.tx = None;
-                }
-            }
-        }
-    }
-
-    /// Queues the informational responses a handler sent for `request`
-    /// ahead of its final response (the core writes none to HTTP/1.0).
-    ///
-    /// Nothing is taken while the outgoing queue holds [`FLUSH_BYTES`] or
-    /// more (a client that does not read): the handler's queue then fills
-    /// and [`Interim::send`](super::Interim::send) says so, instead of
-    /// memory growing.
-    #[inline]
-    fn queue_interim(&mut self, request: u32) {
-        if !self.interim.is_pending() || self.out.len() >= FLUSH_BYTES {
-            return;
-        }
-        for head in self.interim.take(request) {
-            if let Err(e) = self
-                .conn
-                .send_response(&head, BodySize::Exact(0), &mut self.out)
-            {
-                tracing::debug!(error = %e, status = %head.status, "informational response not sent");
-            }
-        }
-    }
-
     /// Writes what is queued without waiting for it to finish.
     fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Result<(), CloseReason> {
         if !self.out.is_empty() {
@@ -979,15 +621,5 @@ where
             let _ = self.conn.send_data(body, &mut self.out);
             let _ = self.conn.send_end(None, &mut self.out);
         }
-    }
-}
-
-/// Polls with a panic caught: `Err(())` if `f` panicked.
-#[inline(always)]
-fn poll_caught<T>(f: impl FnOnce() -> Poll<T>) -> Poll<Result<T, ()>> {
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Poll::Ready(t)) => Poll::Ready(Ok(t)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(_) => Poll::Ready(Err(())),
     }
 }

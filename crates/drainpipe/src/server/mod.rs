@@ -8,7 +8,10 @@
 //!  listener.rs   accept loop: max connections (accept waits), EMFILE back-off
 //!  slots.rs      connection slots; at the limit, the longest-idle is reclaimed
 //!       │ one task per connection
-//!  conn.rs       read → proto::Connection → handler → proto → coalesced write
+//!  conn.rs       the connection loop: read → proto::Connection → requests,
+//!                deadlines, drain, parking, coalesced writes
+//!  conn/exchange.rs  one request: service ready → call → body pump → response
+//!                into proto (a panic becomes a 500)
 //!       │        timeouts: head (408), idle, body, write; panic → 500 + close
 //!  interim.rs    1xx a handler sends ahead of its response ([`Interim`],
 //!                from the request body's `Incoming::interim`)
