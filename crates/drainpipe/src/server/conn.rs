@@ -40,6 +40,19 @@ use crate::upgrade::{Pending, Upgraded};
 
 mod exchange;
 
+/// What a connection waits for; [`Driver::deadline`] says for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// A request head (the first, or one begun).
+    Head,
+    /// The next request, between requests.
+    Idle,
+    /// More of a request body.
+    Body,
+    /// Room in the socket for queued output.
+    Write,
+}
+
 /// Queued output beyond which a write is forced before going on.
 const FLUSH_BYTES: usize = 64 * 1024;
 
@@ -218,11 +231,9 @@ where
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
     if !driver.out.is_empty() {
-        let _ = tokio::time::timeout(
-            shared.config.write_timeout,
-            write_buf(&mut driver.stream, &mut driver.out),
-        )
-        .await;
+        let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
+        let _ =
+            tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out)).await;
     }
     if driver.conn.peer_sent_last() {
         // The client announced its last request and sent nothing after it:
@@ -390,24 +401,16 @@ where
         self.date = None;
         // One clock read for every deadline this wait computes.
         let now = Instant::now();
-        let config = &self.shared.config;
         let idle = self.conn.is_idle();
-        let (deadline, on_expiry) = if idle {
-            if self.conn.requests_started() == 0 {
-                let d = self.head_deadline.unwrap_or(now + config.head_timeout);
-                (d, CloseReason::HeadTimeout)
-            } else {
-                (now + config.idle_timeout, CloseReason::IdleTimeout)
-            }
+        let wait = if idle && self.conn.requests_started() > 0 {
+            Wait::Idle
         } else if self.conn.is_receiving_body() {
-            (now + config.body_timeout, CloseReason::BodyTimeout)
+            Wait::Body
         } else {
-            // A head begun since the last wait: its time runs from now (set
-            // here, not when its first bytes were read, so a head that
-            // arrives whole never pays for it).
-            let d = *self.head_deadline.get_or_insert(now + config.head_timeout);
-            (d, CloseReason::HeadTimeout)
+            Wait::Head
         };
+        let (deadline, on_expiry) = self.deadline(wait, now);
+        let config = &self.shared.config;
         let mut park_at = match config.park_after {
             // Nothing is parked once a drain began (a connection still open
             // then is waited for in its task).
@@ -556,6 +559,28 @@ where
         Ok(())
     }
 
+    /// The one place that decides how long a wait may last: the deadline for
+    /// `wait` starting `now`, and the close reason when it passes.
+    ///
+    /// - head: from the connection's start for its first request (no reset
+    ///   by a trickle of bytes), else from the first wait that found the
+    ///   next head incomplete (a head that arrives whole never sets one);
+    /// - idle: between requests, from when the last response was queued;
+    /// - body: from each wait for more request body (progress resets it);
+    /// - write: from each write that found the socket full.
+    fn deadline(&mut self, wait: Wait, now: Instant) -> (Instant, CloseReason) {
+        let config = &self.shared.config;
+        match wait {
+            Wait::Head => (
+                *self.head_deadline.get_or_insert(now + config.head_timeout),
+                CloseReason::HeadTimeout,
+            ),
+            Wait::Idle => (now + config.idle_timeout, CloseReason::IdleTimeout),
+            Wait::Body => (now + config.body_timeout, CloseReason::BodyTimeout),
+            Wait::Write => (now + config.write_timeout, CloseReason::WriteTimeout),
+        }
+    }
+
     /// Writes out everything queued, within the write timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
         self.queued = 0;
@@ -573,12 +598,8 @@ where
             Ok(false) => self.date = None,
             Err(_) => return Err(CloseReason::Io),
         }
-        match tokio::time::timeout(
-            self.shared.config.write_timeout,
-            write_buf(&mut self.stream, &mut self.out),
-        )
-        .await
-        {
+        let (deadline, _) = self.deadline(Wait::Write, Instant::now());
+        match tokio::time::timeout_at(deadline, write_buf(&mut self.stream, &mut self.out)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(CloseReason::Io),
             Err(_) => Err(CloseReason::WriteTimeout),

@@ -17,7 +17,7 @@ use http_body::Body;
 use proto::{BodySize, Event, Framing};
 use tokio::time::Instant;
 
-use super::{Driver, FLUSH_BYTES};
+use super::{Driver, Wait, FLUSH_BYTES};
 use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
@@ -344,7 +344,7 @@ where
                         }
                         Poll::Pending => {
                             if !pump.waiting {
-                                let deadline = Instant::now() + self.shared.config.body_timeout;
+                                let (deadline, _) = self.deadline(Wait::Body, Instant::now());
                                 self.timer.as_mut().reset(deadline);
                                 pump.waiting = true;
                             }
