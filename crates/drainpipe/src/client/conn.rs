@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::request_body::{Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
-use crate::io::{poll_read_buf, read_buf, write_buf};
+use crate::io::{poll_read_buf, write_buf};
 use crate::transport::Transport;
 use crate::upgrade::Upgraded;
 
@@ -76,29 +76,50 @@ impl Conn {
             .map_err(|e| Error::with_source(Kind::UserBody, e))
     }
 
+    /// The connection's one read loop: the next protocol event, reading
+    /// from the transport for as long as the core needs data (an EOF is fed
+    /// to the core, which decides what it means). The time of each read is
+    /// kept: the server's idle clock starts when it sent the bytes.
+    pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, ReadError>> {
+        loop {
+            match self.proto.next_event() {
+                Ok(Event::NeedData) => {
+                    match std::task::ready!(poll_read_buf(
+                        &mut self.stream,
+                        self.proto.recv_buf(),
+                        cx
+                    )) {
+                        Ok(0) => self.proto.receive_eof(),
+                        Ok(_) => self.last_read = Some(Instant::now()),
+                        Err(error) => {
+                            return Poll::Ready(Err(ReadError::Io {
+                                nothing_read: self.proto.buffered() == 0,
+                                error,
+                            }))
+                        }
+                    }
+                }
+                Ok(event) => return Poll::Ready(Ok(event)),
+                Err(e) => return Poll::Ready(Err(ReadError::Protocol(e))),
+            }
+        }
+    }
+
     /// Reads until the (final) response head.
     async fn read_head(&mut self, progress: Progress) -> Result<(Response<()>, Framing), Error> {
         loop {
-            match self.proto.next_event() {
+            match poll_fn(|cx| self.poll_event(cx)).await {
                 Ok(Event::Response { head, body }) => return Ok((head, body)),
                 Ok(Event::Informational(_)) => continue,
-                Ok(Event::NeedData) => {
-                    match read_buf(&mut self.stream, self.proto.recv_buf()).await {
-                        Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => self.last_read = Some(Instant::now()),
-                        Err(e) if self.proto.buffered() == 0 => {
-                            return Err(closed_before_response(progress, Some(e)));
-                        }
-                        Err(e) => return Err(Error::io(e)),
-                    }
-                }
                 Ok(Event::Closed | Event::Paused) => {
                     return Err(closed_before_response(progress, None))
                 }
-                Ok(Event::Request { .. } | Event::Data(_) | Event::End { .. }) => {
-                    return Err(Error::new(Kind::Protocol(proto::ErrorKind::UnexpectedData)))
-                }
-                Err(e) => return Err(Error::with_source(Kind::Protocol(e.kind().clone()), e)),
+                Ok(_) => return Err(Error::new(Kind::Protocol(proto::ErrorKind::UnexpectedData))),
+                Err(ReadError::Io {
+                    nothing_read: true,
+                    error,
+                }) => return Err(closed_before_response(progress, Some(error))),
+                Err(e) => return Err(e.into_error()),
             }
         }
     }
@@ -108,30 +129,17 @@ impl Conn {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<BodyFrame>, Error>> {
-        loop {
-            match self.proto.next_event() {
-                Ok(Event::Data(data)) => return Poll::Ready(Ok(Some(BodyFrame::Data(data)))),
-                Ok(Event::End { trailers }) => {
-                    // The server's idle clock started when it sent these
-                    // bytes, not when the reader got round to them.
-                    self.response_ended = Some(self.last_read.unwrap_or_else(Instant::now));
-                    return Poll::Ready(Ok(Some(BodyFrame::End(trailers))));
-                }
-                Ok(Event::NeedData) => {
-                    match std::task::ready!(poll_read_buf(
-                        &mut self.stream,
-                        self.proto.recv_buf(),
-                        cx
-                    )) {
-                        Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => self.last_read = Some(Instant::now()),
-                        Err(e) => return Poll::Ready(Err(Error::io(e))),
-                    }
-                }
-                Ok(_) => return Poll::Ready(Ok(None)),
-                Err(e) => return Poll::Ready(Err(Error::proto(e))),
+        Poll::Ready(match std::task::ready!(self.poll_event(cx)) {
+            Ok(Event::Data(data)) => Ok(Some(BodyFrame::Data(data))),
+            Ok(Event::End { trailers }) => {
+                // The server's idle clock started when it sent these
+                // bytes, not when the reader got round to them.
+                self.response_ended = Some(self.last_read.unwrap_or_else(Instant::now));
+                Ok(Some(BodyFrame::End(trailers)))
             }
-        }
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.into_error()),
+        })
     }
 
     /// Reads the whole body of the current response into memory.
@@ -240,6 +248,28 @@ impl Conn {
         };
         let body = self.read_body().await?;
         Ok(Some(head.map(|()| body)))
+    }
+}
+
+/// Why [`Conn::poll_event`] has no event.
+pub(super) enum ReadError {
+    /// The transport failed; `nothing_read`: no byte of the next message had
+    /// arrived.
+    Io {
+        nothing_read: bool,
+        error: std::io::Error,
+    },
+    /// The server broke the protocol.
+    Protocol(proto::Error),
+}
+
+impl ReadError {
+    /// The client's error for it.
+    pub(super) fn into_error(self) -> Error {
+        match self {
+            ReadError::Io { error, .. } => Error::io(error),
+            ReadError::Protocol(e) => Error::proto(e),
+        }
     }
 }
 

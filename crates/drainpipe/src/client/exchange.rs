@@ -30,11 +30,11 @@ use http_body::Body;
 use proto::{Event, Framing};
 use tokio::time::Instant;
 
-use super::conn::Conn;
+use super::conn::{Conn, ReadError};
 use super::request_body::Kind as BodyKind;
 use super::request_body::RequestBody;
 use crate::error::{Error, Kind};
-use crate::io::{poll_read_buf, poll_write_buf};
+use crate::io::poll_write_buf;
 
 /// Most request bytes queued ahead of the socket (and held back before the
 /// head goes out).
@@ -212,7 +212,7 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(Response<()>, Framing), Error>> {
         loop {
-            match self.proto.next_event() {
+            match std::task::ready!(self.poll_event(cx)) {
                 Ok(Event::Response { head, body }) => {
                     // From the request's last byte to the read that brought
                     // the head (no clock read of its own).
@@ -233,34 +233,19 @@ impl Conn {
                         hook(&res);
                     }
                 }
-                Ok(Event::NeedData) => {
-                    match std::task::ready!(poll_read_buf(
-                        &mut self.stream,
-                        self.proto.recv_buf(),
-                        cx
-                    )) {
-                        Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => self.last_read = Some(Instant::now()),
-                        Err(e) if self.proto.buffered() == 0 => {
-                            return Poll::Ready(Err(x.closed_before_response(Some(e))));
-                        }
-                        Err(e) => return Poll::Ready(Err(Error::io(e))),
-                    }
-                }
                 Ok(Event::Closed | Event::Paused) => {
                     return Poll::Ready(Err(x.closed_before_response(None)))
                 }
-                Ok(Event::Request { .. } | Event::Data(_) | Event::End { .. }) => {
+                Ok(_) => {
                     return Poll::Ready(Err(Error::new(Kind::Protocol(
                         proto::ErrorKind::UnexpectedData,
                     ))))
                 }
-                Err(e) => {
-                    return Poll::Ready(Err(Error::with_source(
-                        Kind::Protocol(e.kind().clone()),
-                        e,
-                    )))
-                }
+                Err(ReadError::Io {
+                    nothing_read: true,
+                    error,
+                }) => return Poll::Ready(Err(x.closed_before_response(Some(error)))),
+                Err(e) => return Poll::Ready(Err(e.into_error())),
             }
         }
     }
