@@ -394,6 +394,57 @@ async fn health_checks_take_a_failing_upstream_out() {
     }
 }
 
+// Every server of a group is checked at once: a server that accepts and
+// never answers (its check waits out the 1 s timeout) does not delay the
+// verdict on another (down after two failed checks 50 ms apart, not after
+// two rounds of a second each).
+#[tokio::test]
+async fn a_silent_server_does_not_delay_the_health_checks_of_others() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let sick = {
+        let service = service_fn(|_req: http::Request<Incoming>| async move {
+            let mut res = http::Response::new(http_body_util::Full::new(Bytes::from("sick")));
+            *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(res)
+        });
+        TestServer::start(Server::builder(), service).await
+    };
+    let g = Arc::new(
+        Group::new(
+            "g",
+            vec![origin(silent_addr), origin(sick.addr)],
+            Balance::RoundRobin,
+        )
+        .health_check(HealthCheck {
+            path: "/health".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(1),
+            fall: 2,
+            rise: 2,
+        }),
+    );
+    let started = std::time::Instant::now();
+    let (_srv, _proxy) = proxy_to(g.clone()).await;
+    while g.upstreams()[1].is_healthy() {
+        assert!(
+            started.elapsed() < Duration::from_millis(700),
+            "the sick server's checks waited behind the silent one's"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        g.upstreams()[0].is_healthy(),
+        "its first check is still waiting"
+    );
+}
+
 #[tokio::test]
 async fn stale_upstream_connection_retries_idempotent_only() {
     let (up, seen) = racing_server().await;

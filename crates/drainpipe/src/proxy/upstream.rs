@@ -87,6 +87,8 @@ pub struct Upstream {
     /// ejected). An atomic, so choosing an upstream takes no lock.
     ejected_until: AtomicU64,
     healthy: AtomicBool,
+    /// A health check of it is under way (the next waits for it).
+    checking: AtomicBool,
     checks_passed: AtomicU32,
     checks_failed: AtomicU32,
     requests: AtomicU64,
@@ -121,6 +123,7 @@ impl Upstream {
             created: Instant::now(),
             ejected_until: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            checking: AtomicBool::new(false),
             checks_passed: AtomicU32::new(0),
             checks_failed: AtomicU32::new(0),
             requests: AtomicU64::new(0),
@@ -510,38 +513,51 @@ impl Group {
         tokio::spawn(async move {
             loop {
                 let Some(group) = weak.upgrade() else { return };
+                // Each server on its own: a check starts every interval
+                // unless the server's last one is still waiting, so one that
+                // does not answer (a black hole, until the check's timeout)
+                // delays no other.
                 for upstream in group.upstreams().iter() {
-                    let uri = format!("http://{}{}", upstream.origin, check.path);
-                    let req = http::Request::get(uri).body(());
-                    let started = std::time::Instant::now();
-                    let attempt = async {
-                        let req = req.map_err(|e| e.to_string())?;
-                        let res = client.request(req).await.map_err(|e| e.to_string())?;
-                        let status = res.status();
-                        // Read the body to its end so the connection goes back
-                        // to the pool.
-                        http_body_util::BodyExt::collect(res.into_body())
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        Ok::<_, String>(status)
-                    };
-                    let (ok, detail) = match tokio::time::timeout(check.timeout, attempt).await {
-                        Ok(Ok(status)) => (
-                            status.as_u16() < 500,
-                            format!(
-                                "GET {} {} in {:.1} ms",
-                                check.path,
-                                status,
-                                started.elapsed().as_secs_f64() * 1e3
+                    if upstream.checking.swap(true, Ordering::AcqRel) {
+                        continue;
+                    }
+                    let (upstream, check, client) =
+                        (upstream.clone(), check.clone(), client.clone());
+                    tokio::spawn(async move {
+                        let uri = format!("http://{}{}", upstream.origin, check.path);
+                        let req = http::Request::get(uri).body(());
+                        let started = std::time::Instant::now();
+                        let attempt = async {
+                            let req = req.map_err(|e| e.to_string())?;
+                            let res = client.request(req).await.map_err(|e| e.to_string())?;
+                            let status = res.status();
+                            // Read the body to its end so the connection goes back
+                            // to the pool.
+                            http_body_util::BodyExt::collect(res.into_body())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            Ok::<_, String>(status)
+                        };
+                        let (ok, detail) = match tokio::time::timeout(check.timeout, attempt).await
+                        {
+                            Ok(Ok(status)) => (
+                                status.as_u16() < 500,
+                                format!(
+                                    "GET {} {} in {:.1} ms",
+                                    check.path,
+                                    status,
+                                    started.elapsed().as_secs_f64() * 1e3
+                                ),
                             ),
-                        ),
-                        Ok(Err(e)) => (false, format!("GET {}: {e}", check.path)),
-                        Err(_) => (
-                            false,
-                            format!("GET {}: no answer within {:?}", check.path, check.timeout),
-                        ),
-                    };
-                    upstream.check_result(ok, detail, &check);
+                            Ok(Err(e)) => (false, format!("GET {}: {e}", check.path)),
+                            Err(_) => (
+                                false,
+                                format!("GET {}: no answer within {:?}", check.path, check.timeout),
+                            ),
+                        };
+                        upstream.check_result(ok, detail, &check);
+                        upstream.checking.store(false, Ordering::Release);
+                    });
                 }
                 drop(group);
                 tokio::time::sleep(check.interval).await;
