@@ -28,13 +28,8 @@ import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import free_port  # noqa: E402  (one way to pick a port)
 
 
 def wait_port(port, seconds=60):
