@@ -144,6 +144,9 @@ pub struct Stats {
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
+    /// Connection ids given so far (shared by every worker of a server, so
+    /// ids stay unique).
+    conn_ids: AtomicU64,
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
     per_connection_sum: AtomicU64,
 }
@@ -153,6 +156,11 @@ pub struct Stats {
 pub const REQUESTS_PER_CONNECTION: [u32; 7] = [0, 1, 2, 5, 10, 100, 1000];
 
 impl Stats {
+    /// A new connection id, from 1.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Connections closed for `reason` so far.
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.closed[reason.index()].load(Ordering::Relaxed)
@@ -218,6 +226,17 @@ pub struct DrainReport {
     pub elapsed: std::time::Duration,
 }
 
+impl std::ops::AddAssign for DrainReport {
+    /// Adds another drain's figures (the workers of one listener): counts
+    /// add up, the elapsed time is the longest.
+    fn add_assign(&mut self, other: DrainReport) {
+        self.open_at_start += other.open_at_start;
+        self.clean += other.clean;
+        self.cut += other.cut;
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+}
+
 /// State shared by the accept loop and every connection of one `serve` call.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -230,7 +249,6 @@ pub(crate) struct Shared {
     drained_clean: AtomicUsize,
     drained_cut: AtomicUsize,
     all_closed: Notify,
-    next_conn_id: AtomicU64,
     /// Cancelled when the `Draining` phase begins (connections wait on it).
     pub(crate) draining: tokio_util::sync::CancellationToken,
 }
@@ -245,7 +263,6 @@ impl Shared {
             drained_clean: AtomicUsize::new(0),
             drained_cut: AtomicUsize::new(0),
             all_closed: Notify::new(),
-            next_conn_id: AtomicU64::new(1),
             draining: tokio_util::sync::CancellationToken::new(),
         }
     }
@@ -263,7 +280,7 @@ impl Shared {
 
     /// A new connection id.
     pub(crate) fn conn_id(&self) -> u64 {
-        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+        self.stats.next_conn_id()
     }
 
     /// A connection task starts.

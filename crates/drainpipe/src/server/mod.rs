@@ -14,6 +14,8 @@
 //!                from the request body's `Incoming::interim`)
 //!  park.rs       idle connections leave their task for one shared epoll set
 //!  drain.rs      phase (running → draining → cut), counts, the report
+//!  workers.rs    thread-per-core: N current-thread runtimes, one
+//!                `SO_REUSEPORT` socket each ([`workers`])
 //!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
 //!                (a plain close when the client announced its last request)
 //! ```
@@ -51,8 +53,10 @@ pub(crate) mod interim;
 mod listener;
 mod park;
 mod slots;
+pub mod workers;
 
 pub use listener::{Accept, Listen, SocketAcceptor};
+pub use workers::{Worker, Workers};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -270,6 +274,22 @@ impl Server {
     /// reason).
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// This server as `worker` runs it: the same configuration and the same
+    /// counters (so they show the total of every worker), with the worker's
+    /// part of [`Builder::max_connections`] ([`Worker::share_of`]: the
+    /// limit holds for the whole process, each worker enforcing its part,
+    /// as each accepts its own connections). Its accept loop, slots and
+    /// parking set are the worker's own, as each [`Server::serve`] call's
+    /// are.
+    pub fn for_worker(&self, worker: Worker) -> Server {
+        let mut config = self.config.clone();
+        config.max_connections = worker.share_of(config.max_connections);
+        Server {
+            config,
+            stats: self.stats.clone(),
+        }
     }
 
     /// Serves `service` on `listener` until `shutdown` resolves, then drains:
