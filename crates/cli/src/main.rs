@@ -121,7 +121,7 @@ fn main() -> ExitCode {
             }) => {
                 let load = move || Config::load(&path);
                 run::config(std::sync::Arc::new(load), pid_file, workers).await
-            },
+            }
             Some(Command::Proxy {
                 config: None,
                 listen,

@@ -106,7 +106,8 @@ impl Listeners {
                 Bound::Unix(vec![Arc::new(l)])
             }
         };
-        self.kept.extend(bound.downgrade().map(|k| (name.clone(), k)));
+        self.kept
+            .extend(bound.downgrade().map(|k| (name.clone(), k)));
         Ok(bound)
     }
 
@@ -173,11 +174,18 @@ impl Bound {
             .chain(unix.iter().map(|l| Kept::Unix(Arc::downgrade(l))))
     }
 
-    /// Serves `service` on `worker`'s share of the sockets until `until`,
-    /// then drains.
+    /// The sockets `worker` accepts on ([`Worker::share`]).
+    fn share(&self, worker: Worker) -> Bound {
+        match self {
+            Bound::Tcp(all) => Bound::Tcp(worker.share(all)),
+            Bound::Unix(all) => Bound::Unix(worker.share(all)),
+        }
+    }
+
+    /// Serves `service` on these sockets until `until`, then drains. The
+    /// sockets close when accepting stops, unless something else holds them.
     async fn serve<S, B>(
-        &self,
-        worker: Worker,
+        self,
         server: Server,
         service: S,
         until: impl Future<Output = ()>,
@@ -194,8 +202,8 @@ impl Bound {
         B::Error: Into<BoxError>,
     {
         match self {
-            Bound::Tcp(all) => server.serve(worker.share(all), service, until).await,
-            Bound::Unix(all) => server.serve(worker.share(all), service, until).await,
+            Bound::Tcp(all) => server.serve(all, service, until).await,
+            Bound::Unix(all) => server.serve(all, service, until).await,
         }
     }
 
@@ -363,32 +371,51 @@ fn start_workers(
     jobs: Vec<Job>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Workers<Drained>, String> {
-    let jobs = Arc::new(jobs);
+    // Each worker's sockets, taken by it at start: nothing else keeps a
+    // strong handle, so a socket closes as soon as its workers stop
+    // accepting on it.
+    let shares: Vec<std::sync::Mutex<Vec<Job>>> = (0..count.max(1))
+        .map(|i| {
+            let worker = Worker::new(i, count.max(1));
+            let share = jobs
+                .iter()
+                .map(|job| Job {
+                    name: job.name.clone(),
+                    bound: job.bound.share(worker),
+                    server: job.server.for_worker(worker),
+                    service: job.service.clone(),
+                })
+                .collect();
+            std::sync::Mutex::new(share)
+        })
+        .collect();
+    drop(jobs);
     Workers::start(count, move |worker| {
-        let jobs = jobs.clone();
+        let jobs = std::mem::take(&mut *shares[worker.index()].lock().unwrap());
         let stopped = stopped.clone();
         async move {
             crate::alloc::spawn_housekeeping();
             let mut serving = JoinSet::new();
-            for job in jobs.iter() {
-                let (name, bound) = (job.name.clone(), job.bound.clone());
-                let server = job.server.for_worker(worker);
+            for job in jobs {
+                let Job {
+                    name,
+                    bound,
+                    server,
+                    service,
+                } = job;
                 let until = wait(stopped.clone());
-                match &job.service {
-                    Service::Origin => serving.spawn(async move {
-                        (name, bound.serve(worker, server, Origin, until).await)
-                    }),
+                match service {
+                    Service::Origin => serving
+                        .spawn(async move { (name, bound.serve(server, Origin, until).await) }),
                     Service::Proxy(p) => {
                         let service = p.for_worker();
-                        serving.spawn(async move {
-                            (name, bound.serve(worker, server, service, until).await)
-                        })
+                        serving
+                            .spawn(async move { (name, bound.serve(server, service, until).await) })
                     }
                     Service::Forward(f) => {
                         let service = f.for_worker();
-                        serving.spawn(async move {
-                            (name, bound.serve(worker, server, service, until).await)
-                        })
+                        serving
+                            .spawn(async move { (name, bound.serve(server, service, until).await) })
                     }
                 };
             }
@@ -441,11 +468,7 @@ fn take_all(
 ///
 /// `load` reads the configuration (again on SIGHUP). In a successor, an error
 /// before serving is also reported to the old process, which keeps serving.
-pub async fn config(
-    load: Loader,
-    pid_file: Option<PathBuf>,
-    workers: usize,
-) -> Result<(), String> {
+pub async fn config(load: Loader, pid_file: Option<PathBuf>, workers: usize) -> Result<(), String> {
     // First of all: SIGHUP's default action (exit) must never hit a process
     // that is starting or serving.
     let signals = Signals::new();
@@ -591,14 +614,13 @@ async fn serve_config(
     let mut admin_tasks = JoinSet::new();
     // The admin listener runs on this (the control) thread, not on a
     // worker: /metrics and /status answer even while a worker is stalled.
-    let control = Worker::new(0, 1);
     for listener in admin {
         println!("drainpipe admin listening on {}", listener.url());
         let service = Admin::new(registry.clone());
         let until = wait(admin_stopped.clone());
         admin_tasks.spawn(async move {
             listener
-                .serve(control, Server::builder().build(), service, until)
+                .serve(Server::builder().build(), service, until)
                 .await
         });
     }

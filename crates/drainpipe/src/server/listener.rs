@@ -121,10 +121,8 @@ impl<L: AsRawFd + AsFd> SocketAcceptor<L> {
                 // SAFETY: the AsyncFd holds a strong handle of the listener, so
                 // the descriptor it registers stays open, the same socket,
                 // until the AsyncFd drops.
-                unsafe {
-                    AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
-                }
-                .map_err(io::Error::from)
+                unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+                    .map_err(io::Error::from)
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(SocketAcceptor {

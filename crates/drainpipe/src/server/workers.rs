@@ -295,8 +295,6 @@ mod tests {
         let group = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
         let port = group[0].local_addr().unwrap().port();
         assert_ne!(port, 0);
-        assert!(group
-            .iter()
-            .all(|l| l.local_addr().unwrap().port() == port));
+        assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
     }
 }
