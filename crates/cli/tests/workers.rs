@@ -268,3 +268,88 @@ fn a_drain_under_load_on_two_workers_loses_nothing() {
         .unwrap_or_else(|| panic!("no drain report:\n{log}"));
     assert!(drained.contains("cut=0"), "{drained}");
 }
+
+/// The names of a process's threads, once one is named `wanted` (within
+/// 5 s: its addresses are printed before its workers start).
+fn threads_of(pid: u32, wanted: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let names = thread_names(pid);
+        if names.iter().any(|n| n == wanted) || Instant::now() >= deadline {
+            return names;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| {
+                    std::fs::read_to_string(t.ok()?.path().join("comm"))
+                        .ok()
+                        .map(|c| c.trim().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// The old process runs one worker per CPU (at least two sockets); its
+// successor, started with one CPU (the affinity its parent's main thread
+// passes on, which is how the default worker count of a successor can
+// differ), runs one worker, which accepts on every socket handed over: no
+// new connection waits on a socket nobody accepts from.
+#[test]
+fn a_successor_with_fewer_workers_accepts_on_every_socket_handed_over() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIPPED: one CPU, so one worker and one socket");
+        return;
+    }
+    if !common::peer("taskset") {
+        return;
+    }
+    let mut scratch = Scratch::new("workers-fewer");
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin").to_string();
+    let mut old = Proc::start(
+        &["proxy", "--listen", "127.0.0.1:0", "--upstream", &upstream],
+        1,
+    );
+    let addr = old.addr("proxy");
+    let threads = threads_of(old.pid(), "drainpipe-1");
+    assert!(threads.contains(&"drainpipe-1".to_string()), "{threads:?}");
+    // Only the main thread (which starts the successor) moves to CPU 0.
+    let pinned = Command::new("taskset")
+        .args(["-p", "1", &old.pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(pinned.status.success(), "{pinned:?}");
+    let status = Command::new(common::BIN)
+        .args(["upgrade", &old.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = old.wait_exit(Duration::from_secs(10));
+    assert!(exited.success(), "{exited:?}");
+    let log = old.log_once("successor=", Duration::from_secs(2));
+    let successor: u32 = log
+        .lines()
+        .find_map(|l| l.split("successor=").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no successor pid in the log:\n{log}"));
+    scratch.kill.push(successor);
+    // Its workers all started before it reported ready.
+    let threads = threads_of(successor, "drainpipe-0");
+    assert!(
+        threads.contains(&"drainpipe-0".to_string())
+            && !threads.contains(&"drainpipe-1".to_string()),
+        "one worker: {threads:?}"
+    );
+    for _ in 0..40 {
+        let (mut s, mut buf) = (connect(addr), Vec::new());
+        assert_eq!(get(&mut s, &mut buf, "/").0, 200);
+    }
+}
