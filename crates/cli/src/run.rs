@@ -70,9 +70,12 @@ impl Listeners {
     }
 
     /// The listening sockets for `role` at `addr`: an IP address (bound as
-    /// `sockets` sockets), or a Unix socket. Inherited ones are taken all, however many the predecessor
-    /// had (its worker count may differ): every socket of a `SO_REUSEPORT`
-    /// group has connections queued on it, so every one must be accepted on.
+    /// `sockets` sockets), or a Unix socket. Inherited ones are all taken,
+    /// however many the predecessor had (its worker count may differ), and
+    /// none is added: every socket of a `SO_REUSEPORT` group may have
+    /// connections queued on it, so each must be accepted on; and a socket
+    /// added by a successor that then fails would reset the connections
+    /// the kernel had queued on it.
     fn take(&mut self, role: &str, addr: Addr<'_>, sockets: usize) -> Result<Bound, String> {
         let name = format!("{role} {addr}");
         let (inherited, rest): (Vec<Handed>, Vec<Handed>) = std::mem::take(&mut self.inherited)
