@@ -75,11 +75,26 @@ async fn every_socket_of_a_group_is_accepted_on_by_fewer_workers() {
         on[worker] += 1;
     }
     assert!(on[0] > 0 && on[1] > 0, "{on:?}");
-    // The counters are the workers' total.
-    assert_eq!(
-        stats.accepted.load(std::sync::atomic::Ordering::Relaxed),
-        60
-    );
+    // Each worker counts in its own counters, listed in the server's; the
+    // registry reads their total.
+    let accepted =
+        |s: &drainpipe::server::Stats| s.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    let counters = stats.workers();
+    assert_eq!(counters.len(), 2);
+    assert_eq!(accepted(&stats), 0);
+    assert_eq!(accepted(&counters[0]) + accepted(&counters[1]), 60);
+    // (Listed in the order the workers started.)
+    let mut per_worker = [
+        accepted(&counters[0]) as usize,
+        accepted(&counters[1]) as usize,
+    ];
+    per_worker.sort_unstable();
+    let mut served = on;
+    served.sort_unstable();
+    assert_eq!(per_worker, served);
+    let registry = drainpipe::metrics::Registry::new().server("w", stats.clone());
+    assert_eq!(registry.servers()[0].accepted, 60);
+    assert_eq!(registry.servers()[0].requests, 60);
     let _ = stop.send(true);
     let reports: Vec<DrainReport> = workers.join().await;
     assert_eq!(reports.len(), 2);

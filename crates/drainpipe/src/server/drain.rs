@@ -110,6 +110,12 @@ impl CloseReason {
 }
 
 /// Live counters of a server.
+///
+/// A server run on workers ([`Server::for_worker`](super::Server::for_worker))
+/// counts each worker's connections in a `Stats` of that worker's own (so
+/// no counter is written by two cores), listed in [`Stats::workers`]: the
+/// server's figures are its own plus its workers', which is how the
+/// [`Registry`](crate::metrics::Registry) reads them.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -144,9 +150,13 @@ pub struct Stats {
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
-    /// Connection ids given so far (shared by every worker of a server, so
-    /// ids stay unique).
+    /// Connection ids given so far.
     conn_ids: AtomicU64,
+    /// On a worker's counters: (worker index, worker count). Its ids are
+    /// index + 1, then every count-th, so no two workers give the same one.
+    ids: (u64, u64),
+    /// The counters of the workers running this server.
+    workers: std::sync::Mutex<Vec<Arc<Stats>>>,
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
     per_connection_sum: AtomicU64,
 }
@@ -156,9 +166,27 @@ pub struct Stats {
 pub const REQUESTS_PER_CONNECTION: [u32; 7] = [0, 1, 2, 5, 10, 100, 1000];
 
 impl Stats {
-    /// A new connection id, from 1.
+    /// A new connection id, from 1 (unique among a server's workers).
     pub(crate) fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+        let (index, count) = self.ids;
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) * count.max(1) + index + 1
+    }
+
+    /// New counters for `worker`, listed among this server's
+    /// [`Stats::workers`].
+    pub(crate) fn for_worker(&self, worker: super::Worker) -> Arc<Stats> {
+        let stats = Arc::new(Stats {
+            ids: (worker.index() as u64, worker.count() as u64),
+            ..Stats::default()
+        });
+        self.workers.lock().unwrap().push(stats.clone());
+        stats
+    }
+
+    /// The counters of the workers running this server (none unless it runs
+    /// on workers): add them to this one's own for the server's figures.
+    pub fn workers(&self) -> Vec<Arc<Stats>> {
+        self.workers.lock().unwrap().clone()
     }
 
     /// Connections closed for `reason` so far.

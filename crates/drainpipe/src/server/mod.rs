@@ -276,19 +276,21 @@ impl Server {
         self.stats.clone()
     }
 
-    /// This server as `worker` runs it: the same configuration and the same
-    /// counters (so they show the total of every worker), with the worker's
-    /// part of [`Builder::max_connections`] ([`Worker::share_of`]: the
-    /// limit holds for the whole process, each worker enforcing its part,
-    /// as each accepts its own connections). Its accept loop, slots and
-    /// parking set are the worker's own, as each [`Server::serve`] call's
-    /// are.
+    /// This server as `worker` runs it: the same configuration, with the
+    /// worker's part of [`Builder::max_connections`] ([`Worker::share_of`]:
+    /// the limit holds for the whole process, each worker enforcing its
+    /// part, as each accepts its own connections), and counters of its own
+    /// (no counter written from two cores), listed in this server's
+    /// [`Stats::workers`] so that its figures are the workers' total. Its
+    /// accept loop, slots and parking set are the worker's own, as each
+    /// [`Server::serve`] call's are. Connection ids stay unique across the
+    /// workers.
     pub fn for_worker(&self, worker: Worker) -> Server {
         let mut config = self.config.clone();
         config.max_connections = worker.share_of(config.max_connections);
         Server {
             config,
-            stats: self.stats.clone(),
+            stats: self.stats.for_worker(worker),
         }
     }
 

@@ -12,11 +12,12 @@
 //! ```
 //!
 //! What a worker owns alone is whatever `work` builds on it: the server's
-//! accept loop, connection slots and parking set ([`Server::for_worker`]),
-//! its connection tasks and their buffers, and upstream pools
+//! accept loop, connection slots, parking set and counters
+//! ([`Server::for_worker`]; the registry adds the workers' counters up), its
+//! connection tasks and their buffers, and upstream pools
 //! ([`Client::sibling`](crate::client::Client::sibling)). What stays shared is
-//! what `work` is handed: counters (atomics, so `/metrics` shows the process
-//! total), upstream health, the access log writer, the shutdown signal.
+//! what `work` is handed: upstream health, the access log writer, the
+//! shutdown signal.
 //!
 //! # Accepting: one socket per worker (`SO_REUSEPORT`)
 //!
