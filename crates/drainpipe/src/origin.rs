@@ -131,7 +131,7 @@ async fn route(req: Request<Incoming>) -> Response<OriginBody> {
                 Some(i) => format!("conn={} request={}", i.id, i.request),
                 None => "conn=? request=?".to_string(),
             };
-            if let Some(w) = crate::server::Worker::current() {
+            if let Some(w) = crate::server::workers::Worker::current() {
                 line.push_str(&format!(" worker={}", w.index()));
             }
             line.push('\n');

@@ -174,7 +174,7 @@ impl Stats {
 
     /// New counters for `worker`, listed among this server's
     /// [`Stats::workers`].
-    pub(crate) fn for_worker(&self, worker: super::Worker) -> Arc<Stats> {
+    pub(crate) fn for_worker(&self, worker: super::workers::Worker) -> Arc<Stats> {
         let stats = Arc::new(Stats {
             ids: (worker.index() as u64, worker.count() as u64),
             ..Stats::default()
