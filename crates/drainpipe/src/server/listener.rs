@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::conn::{self, Exit};
 use super::drain::{CloseReason, Shared};
-use super::park::{Parker, Respawn, Resume};
+use super::park::{Parker, Respawn, Resume, Writes};
 use super::slots::Slots;
 use crate::body::Incoming;
 use crate::error::BoxError;
@@ -351,6 +351,7 @@ where
                     peer,
                     head_deadline: None,
                     slot,
+                    writes: Writes::None,
                 };
                 spawn_connection(
                     stream,

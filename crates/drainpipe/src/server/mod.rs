@@ -16,8 +16,9 @@
 //!  drain.rs      phase (running → draining → cut), counts, the report
 //!  workers.rs    thread-per-core: N current-thread runtimes, one
 //!                `SO_REUSEPORT` socket each ([`workers`])
-//!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
+//!  sock.rs       graceful close: FIN, discard input, then close
 //!                (a plain close when the client announced its last request)
+//!  (TCP_NODELAY goes on before a connection's second write: park.rs `Writes`)
 //! ```
 //!
 //! Every persistence rule (keep-alive, HTTP/1.0 `Keep-Alive`, `Connection:
