@@ -150,11 +150,9 @@ pub struct Stats {
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
-    /// Connection ids given so far.
-    conn_ids: AtomicU64,
-    /// On a worker's counters: (worker index, worker count). Its ids are
-    /// index + 1, then every count-th, so no two workers give the same one.
-    ids: (u64, u64),
+    /// Connection ids given so far: one counter for a server and its
+    /// workers (written once per connection), so ids are unique and dense.
+    conn_ids: Arc<AtomicU64>,
     /// The counters of the workers running this server.
     workers: std::sync::Mutex<Vec<Arc<Stats>>>,
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
@@ -168,15 +166,14 @@ pub const REQUESTS_PER_CONNECTION: [u32; 7] = [0, 1, 2, 5, 10, 100, 1000];
 impl Stats {
     /// A new connection id, from 1 (unique among a server's workers).
     pub(crate) fn next_conn_id(&self) -> u64 {
-        let (index, count) = self.ids;
-        self.conn_ids.fetch_add(1, Ordering::Relaxed) * count.max(1) + index + 1
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// New counters for `worker`, listed among this server's
+    /// New counters for a worker, listed among this server's
     /// [`Stats::workers`].
-    pub(crate) fn for_worker(&self, worker: super::workers::Worker) -> Arc<Stats> {
+    pub(crate) fn for_worker(&self) -> Arc<Stats> {
         let stats = Arc::new(Stats {
-            ids: (worker.index() as u64, worker.count() as u64),
+            conn_ids: self.conn_ids.clone(),
             ..Stats::default()
         });
         self.workers.lock().unwrap().push(stats.clone());

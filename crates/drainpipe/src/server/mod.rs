@@ -281,17 +281,17 @@ impl Server {
     /// worker's part of [`Builder::max_connections`] ([`Worker::share_of`]:
     /// the limit holds for the whole process, each worker enforcing its
     /// part, as each accepts its own connections), and counters of its own
-    /// (no counter written from two cores), listed in this server's
+    /// (no per-request counter written from two cores), listed in this server's
     /// [`Stats::workers`] so that its figures are the workers' total. Its
     /// accept loop, slots and parking set are the worker's own, as each
-    /// [`Server::serve`] call's are. Connection ids stay unique across the
-    /// workers.
+    /// [`Server::serve`] call's are. Connection ids come from one counter for
+    /// all workers.
     pub fn for_worker(&self, worker: Worker) -> Server {
         let mut config = self.config.clone();
         config.max_connections = worker.share_of(config.max_connections);
         Server {
             config,
-            stats: self.stats.for_worker(worker),
+            stats: self.stats.for_worker(),
         }
     }
 
