@@ -9,8 +9,10 @@ use crate::addr::ListenAddr;
 #[derive(Debug, Parser)]
 #[command(name = "drainpipe", version, about)]
 pub struct Args {
-    /// Worker threads (default: one per core).
-    #[arg(long, global = true)]
+    /// Workers: threads each running its own event loop and accepting its
+    /// own connections (default: one per CPU this process may run on). For
+    /// `bench`, its client threads.
+    #[arg(long, global = true, value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// How process logs (stderr) are written: text lines, or one JSON
     /// object per line.
@@ -19,6 +21,15 @@ pub struct Args {
     /// What to run; with none, the default config.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// A count of one or more.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The process logs' format.

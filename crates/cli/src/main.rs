@@ -60,32 +60,48 @@ fn main() -> ExitCode {
             .init(),
         args::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    // One thread: the current-thread scheduler (no work stealing to pay for).
-    let mut runtime = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
-            b
+    // bench is a client: tokio's multi-thread runtime (one thread with
+    // --threads 1). It has exit statuses of its own (1: a request failed, 2:
+    // bad usage).
+    let command = match args.command {
+        Some(Command::Bench(bench)) => {
+            let mut runtime = match args.threads {
+                Some(1) => tokio::runtime::Builder::new_current_thread(),
+                Some(n) => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(n);
+                    b
+                }
+                None => tokio::runtime::Builder::new_multi_thread(),
+            };
+            return match runtime.enable_all().build() {
+                Ok(rt) => rt.block_on(async {
+                    alloc::spawn_housekeeping();
+                    bench::main(bench).await
+                }),
+                Err(e) => {
+                    eprintln!("drainpipe: cannot start the runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        other => other,
     };
-    let runtime = match runtime.enable_all().build() {
+    // The servers run on workers (one current-thread runtime per thread,
+    // see drainpipe::server::workers); this thread's runtime is the control
+    // one: signals, hand-off, admin, health checks, DNS.
+    let workers = args
+        .threads
+        .unwrap_or_else(drainpipe::server::workers::default_count);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("drainpipe: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    // bench has exit statuses of its own (1: a request failed, 2: bad usage).
-    let command = match args.command {
-        Some(Command::Bench(bench)) => {
-            return runtime.block_on(async {
-                alloc::spawn_housekeeping();
-                bench::main(bench).await
-            })
-        }
-        other => other,
     };
     let result = runtime.block_on(async {
         alloc::spawn_housekeeping();
@@ -94,12 +110,18 @@ fn main() -> ExitCode {
                 listen,
                 max_requests,
                 drain_timeout,
-            }) => run::origin(listen, max_requests, Duration::from_secs(drain_timeout)).await,
+            }) => {
+                let drain_timeout = Duration::from_secs(drain_timeout);
+                run::origin(listen, max_requests, drain_timeout, workers).await
+            }
             Some(Command::Proxy {
                 config: Some(path),
                 pid_file,
                 ..
-            }) => run::config(std::sync::Arc::new(move || Config::load(&path)), pid_file).await,
+            }) => {
+                let load = move || Config::load(&path);
+                run::config(std::sync::Arc::new(load), pid_file, workers).await
+            }
             Some(Command::Proxy {
                 config: None,
                 listen,
@@ -118,7 +140,7 @@ fn main() -> ExitCode {
                         access_log,
                     )
                 };
-                run::config(std::sync::Arc::new(load), pid_file).await
+                run::config(std::sync::Arc::new(load), pid_file, workers).await
             }
             Some(Command::Upgrade(t)) => {
                 control::run(control::Ask::Upgrade, t.pid, t.pid_file.as_deref())
@@ -146,12 +168,12 @@ fn main() -> ExitCode {
                         access_log,
                     )
                 };
-                run::config(std::sync::Arc::new(load), pid_file).await
+                run::config(std::sync::Arc::new(load), pid_file, workers).await
             }
             Some(Command::Bench(_)) => unreachable!("bench ran above"),
             None => {
                 let load = || Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME);
-                run::config(std::sync::Arc::new(load), None).await
+                run::config(std::sync::Arc::new(load), None, workers).await
             }
         }
     });

@@ -25,9 +25,10 @@ use drainpipe::body::Incoming;
 use drainpipe::handoff::{self, Handed, Successor};
 use drainpipe::metrics::Registry;
 use drainpipe::origin::Origin;
+use drainpipe::proxy::{ForwardProxy, Proxy};
+use drainpipe::server::workers::{self, Worker, Workers};
 use drainpipe::server::{DrainReport, Server};
 use drainpipe::BoxError;
-use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -40,12 +41,14 @@ use crate::pidfile::PidFile;
 /// Backlog of the listening sockets drainpipe binds.
 const BACKLOG: u32 = 4096;
 
-/// Listening sockets: taken over from a predecessor when it offered one by
-/// that name, bound otherwise. The server accepting on a listener holds its
-/// only strong handle, so the socket closes (every fd of it in this process)
-/// the moment that server stops accepting and a new client is refused at
-/// once; only a weak handle is kept here, from which a hand-off copies the
-/// sockets still open.
+/// Listening sockets: taken over from a predecessor when it offered some by
+/// that name, bound otherwise (a TCP address: one socket per worker, in one
+/// `SO_REUSEPORT` group; a Unix socket: one, which every worker accepts on).
+/// The workers accepting on a socket hold its only strong handles, so the
+/// socket closes (every fd of it in this process) the moment they stop
+/// accepting and a new client is refused at once; only a weak handle is kept
+/// here, from which a hand-off copies the sockets still open: every socket
+/// of every address, under the address's name.
 struct Listeners {
     inherited: Vec<Handed>,
     kept: Vec<(String, Kept)>,
@@ -66,37 +69,53 @@ impl Listeners {
         }
     }
 
-    /// The listener for `role` at `addr`: an IP address, or a Unix socket.
-    fn take(&mut self, role: &str, addr: Addr<'_>) -> Result<Bound, String> {
+    /// The listening sockets for `role` at `addr`: an IP address (bound as
+    /// `sockets` sockets), or a Unix socket. Inherited ones are all taken,
+    /// however many the predecessor had (its worker count may differ), and
+    /// none is added: every socket of a `SO_REUSEPORT` group may have
+    /// connections queued on it, so each must be accepted on; and a socket
+    /// added by a successor that then fails would reset the connections
+    /// the kernel had queued on it.
+    fn take(&mut self, role: &str, addr: Addr<'_>, sockets: usize) -> Result<Bound, String> {
         let name = format!("{role} {addr}");
-        let inherited = self
-            .inherited
-            .iter()
-            .position(|h| h.name == name)
-            .map(|i| self.inherited.remove(i).listener);
-        let bound = match (inherited, addr) {
-            (Some(handoff::Listener::Tcp(l)), Addr::Ip(_)) => Bound::Tcp(Arc::new(l)),
-            (Some(handoff::Listener::Unix(l)), Addr::Unix(path)) => {
-                self.files.push(SocketFile::of(path));
-                Bound::Unix(Arc::new(l))
+        let (inherited, rest): (Vec<Handed>, Vec<Handed>) = std::mem::take(&mut self.inherited)
+            .into_iter()
+            .partition(|h| h.name == name);
+        self.inherited = rest;
+        let mut tcp = Vec::new();
+        let mut unix = Vec::new();
+        for h in inherited {
+            match h.listener {
+                handoff::Listener::Tcp(l) => tcp.push(Arc::new(l)),
+                handoff::Listener::Unix(l) => unix.push(Arc::new(l)),
             }
-            (_, Addr::Ip(addr)) => Bound::Tcp(Arc::new(
-                bind(addr)?
-                    .into_std()
-                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
-            )),
-            (_, Addr::Unix(path)) => {
+        }
+        let bound = match addr {
+            Addr::Ip(_) if !tcp.is_empty() => Bound::Tcp(tcp),
+            Addr::Unix(path) if !unix.is_empty() => {
+                self.files.push(SocketFile::of(path));
+                Bound::Unix(unix)
+            }
+            Addr::Ip(addr) => Bound::Tcp(
+                workers::bind_reuseport(addr, sockets, BACKLOG)
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+            ),
+            Addr::Unix(path) => {
                 let l = bind_unix(path, self.mode)?;
                 self.files.push(SocketFile::of(path));
-                Bound::Unix(Arc::new(l))
+                Bound::Unix(vec![Arc::new(l)])
             }
         };
-        self.kept.push((name, bound.downgrade()));
+        self.kept
+            .extend(bound.downgrade().map(|k| (name.clone(), k)));
         Ok(bound)
     }
 
-    /// The listeners still accepting, for a hand-off (held only while it runs).
-    fn offer(&self) -> Vec<(String, Bound)> {
+    /// The sockets still accepting, for a hand-off (held only while it runs).
+    fn offer(&self) -> Vec<(String, Socket)> {
         self.kept
             .iter()
             .filter_map(|(n, l)| Some((n.clone(), l.upgrade()?)))
@@ -127,28 +146,47 @@ impl std::fmt::Display for Addr<'_> {
     }
 }
 
-/// A listening socket, TCP or Unix.
+/// The listening sockets of one address: TCP (one per worker, or as many
+/// as a predecessor passed) or Unix (one).
 #[derive(Clone)]
 enum Bound {
+    Tcp(Vec<Arc<std::net::TcpListener>>),
+    Unix(Vec<Arc<std::os::unix::net::UnixListener>>),
+}
+
+/// One listening socket, for a hand-off.
+enum Socket {
     Tcp(Arc<std::net::TcpListener>),
     Unix(Arc<std::os::unix::net::UnixListener>),
 }
 
-/// A weak handle of a [`Bound`].
+/// A weak handle of one socket of a [`Bound`].
 enum Kept {
     Tcp(Weak<std::net::TcpListener>),
     Unix(Weak<std::os::unix::net::UnixListener>),
 }
 
 impl Bound {
-    fn downgrade(&self) -> Kept {
+    fn downgrade(&self) -> impl Iterator<Item = Kept> + '_ {
+        let (tcp, unix) = match self {
+            Bound::Tcp(all) => (&all[..], &[][..]),
+            Bound::Unix(all) => (&[][..], &all[..]),
+        };
+        tcp.iter()
+            .map(|l| Kept::Tcp(Arc::downgrade(l)))
+            .chain(unix.iter().map(|l| Kept::Unix(Arc::downgrade(l))))
+    }
+
+    /// The sockets `worker` accepts on ([`Worker::share`]).
+    fn share(&self, worker: Worker) -> Bound {
         match self {
-            Bound::Tcp(l) => Kept::Tcp(Arc::downgrade(l)),
-            Bound::Unix(l) => Kept::Unix(Arc::downgrade(l)),
+            Bound::Tcp(all) => Bound::Tcp(worker.share(all)),
+            Bound::Unix(all) => Bound::Unix(worker.share(all)),
         }
     }
 
-    /// Serves `service` on it until `until`, then drains.
+    /// Serves `service` on these sockets until `until`, then drains. The
+    /// sockets close when accepting stops, unless something else holds them.
     async fn serve<S, B>(
         self,
         server: Server,
@@ -167,16 +205,16 @@ impl Bound {
         B::Error: Into<BoxError>,
     {
         match self {
-            Bound::Tcp(l) => server.serve(l, service, until).await,
-            Bound::Unix(l) => server.serve(l, service, until).await,
+            Bound::Tcp(all) => server.serve(all, service, until).await,
+            Bound::Unix(all) => server.serve(all, service, until).await,
         }
     }
 
     /// Its address as a URL prefix: `http://ADDR` or `unix:PATH`.
     fn url(&self) -> String {
         match self {
-            Bound::Tcp(l) => format!("http://{}", local(l)),
-            Bound::Unix(l) => match l
+            Bound::Tcp(all) => format!("http://{}", local(&all[0])),
+            Bound::Unix(all) => match all[0]
                 .local_addr()
                 .ok()
                 .and_then(|a| a.as_pathname().map(Path::to_path_buf))
@@ -189,19 +227,19 @@ impl Bound {
 }
 
 impl Kept {
-    fn upgrade(&self) -> Option<Bound> {
+    fn upgrade(&self) -> Option<Socket> {
         match self {
-            Kept::Tcp(l) => l.upgrade().map(Bound::Tcp),
-            Kept::Unix(l) => l.upgrade().map(Bound::Unix),
+            Kept::Tcp(l) => l.upgrade().map(Socket::Tcp),
+            Kept::Unix(l) => l.upgrade().map(Socket::Unix),
         }
     }
 }
 
-impl AsFd for Bound {
+impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Bound::Tcp(l) => l.as_fd(),
-            Bound::Unix(l) => l.as_fd(),
+            Socket::Tcp(l) => l.as_fd(),
+            Socket::Unix(l) => l.as_fd(),
         }
     }
 }
@@ -273,50 +311,136 @@ fn bind_unix(
     Ok(socket.into())
 }
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(fail)?;
-    socket.set_reuseaddr(true).map_err(fail)?;
-    socket.bind(addr).map_err(fail)?;
-    socket.listen(BACKLOG).map_err(fail)
-}
-
 /// `drainpipe origin`: the built-in origin on the listener (one per address
-/// its host name resolves to).
+/// its host name resolves to), on `workers` workers.
 pub async fn origin(
     listen: ListenAddr,
     max_requests: Option<u32>,
     drain_timeout: Duration,
+    workers: usize,
 ) -> Result<(), String> {
     let signals = Signals::new();
     let mut bound = Listeners::new(Vec::new(), None);
-    let listeners = take_all(&mut bound, "origin", &listen)?;
+    let listeners = take_all(&mut bound, "origin", &listen, workers)?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
         builder = builder.max_requests_per_connection(n);
     }
     let (stop, stopped) = watch::channel(false);
-    let mut serving = JoinSet::new();
+    let mut jobs = Vec::new();
     for listener in listeners {
-        let server = builder.clone().build();
         println!("drainpipe origin listening on {}", listener.url());
-        let until = wait(stopped.clone());
-        serving.spawn(async move { listener.serve(server, Origin, until).await });
+        jobs.push(Job {
+            name: "origin".into(),
+            bound: listener,
+            server: builder.clone().build(),
+            service: Service::Origin,
+        });
     }
+    let running = start_workers(workers, jobs, stopped)?;
     shutdown_signal(signals).await;
     let _ = stop.send(true);
-    while let Some(done) = serving.join_next().await {
-        if let Ok(report) = done {
-            log_report("origin", &report);
-        }
-    }
+    join_workers(running).await;
     bound.remove_files();
     Ok(())
+}
+
+/// What a listener serves.
+#[derive(Clone)]
+enum Service {
+    Origin,
+    Proxy(Proxy),
+    Forward(ForwardProxy),
+}
+
+/// A listener to serve on every worker: its name (in logs), its sockets,
+/// its server (whose counters the workers share) and what it serves.
+struct Job {
+    name: String,
+    bound: Bound,
+    server: Server,
+    service: Service,
+}
+
+/// What each worker returns: the drain of each of its listeners.
+type Drained = Vec<(String, DrainReport)>;
+
+/// Starts `count` workers, each serving its share of every job's sockets
+/// until `stopped` turns true, then draining. Each worker has its own
+/// server state (accept loop, connection slots, parking set) and its own
+/// upstream pools; counters, upstream health and the access log are shared.
+fn start_workers(
+    count: usize,
+    jobs: Vec<Job>,
+    stopped: watch::Receiver<bool>,
+) -> Result<Workers<Drained>, String> {
+    // Each worker's sockets, taken by it at start: nothing else keeps a
+    // strong handle, so a socket closes as soon as its workers stop
+    // accepting on it.
+    let shares: Vec<std::sync::Mutex<Vec<Job>>> = (0..count.max(1))
+        .map(|i| {
+            let worker = Worker::new(i, count.max(1));
+            let share = jobs
+                .iter()
+                .map(|job| Job {
+                    name: job.name.clone(),
+                    bound: job.bound.share(worker),
+                    server: job.server.for_worker(worker),
+                    service: job.service.clone(),
+                })
+                .collect();
+            std::sync::Mutex::new(share)
+        })
+        .collect();
+    drop(jobs);
+    Workers::start(count, move |worker| {
+        let jobs = std::mem::take(&mut *shares[worker.index()].lock().unwrap());
+        let stopped = stopped.clone();
+        async move {
+            crate::alloc::spawn_housekeeping();
+            let mut serving = JoinSet::new();
+            for job in jobs {
+                let Job {
+                    name,
+                    bound,
+                    server,
+                    service,
+                } = job;
+                let until = wait(stopped.clone());
+                match service {
+                    Service::Origin => serving
+                        .spawn(async move { (name, bound.serve(server, Origin, until).await) }),
+                    Service::Proxy(p) => {
+                        let service = p.for_worker();
+                        serving
+                            .spawn(async move { (name, bound.serve(server, service, until).await) })
+                    }
+                    Service::Forward(f) => {
+                        let service = f.for_worker();
+                        serving
+                            .spawn(async move { (name, bound.serve(server, service, until).await) })
+                    }
+                };
+            }
+            serving.join_all().await
+        }
+    })
+    .map_err(|e| format!("cannot start the workers: {e}"))
+}
+
+/// Waits for every worker's drain and logs each listener's, added up over
+/// the workers.
+async fn join_workers(running: Workers<Drained>) {
+    let mut total: Vec<(String, DrainReport)> = Vec::new();
+    for (name, report) in running.join().await.into_iter().flatten() {
+        match total.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += report,
+            None => total.push((name, report)),
+        }
+    }
+    for (name, report) in &total {
+        log_report(name, report);
+    }
 }
 
 /// Resolves once `stopped` turns true.
@@ -324,19 +448,21 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-/// Binds (or inherits) every address of `listen` for `role`.
+/// Binds (or inherits) every address of `listen` for `role`, each TCP one
+/// as `sockets` sockets (one per worker that accepts on it).
 fn take_all(
     listeners: &mut Listeners,
     role: &str,
     listen: &ListenAddr,
+    sockets: usize,
 ) -> Result<Vec<Bound>, String> {
     if let Some(path) = &listen.unix {
-        return Ok(vec![listeners.take(role, Addr::Unix(path))?]);
+        return Ok(vec![listeners.take(role, Addr::Unix(path), sockets)?]);
     }
     listen
         .addrs
         .iter()
-        .map(|a| listeners.take(role, Addr::Ip(*a)))
+        .map(|a| listeners.take(role, Addr::Ip(*a), sockets))
         .collect()
 }
 
@@ -345,7 +471,7 @@ fn take_all(
 ///
 /// `load` reads the configuration (again on SIGHUP). In a successor, an error
 /// before serving is also reported to the old process, which keeps serving.
-pub async fn config(load: Loader, pid_file: Option<PathBuf>) -> Result<(), String> {
+pub async fn config(load: Loader, pid_file: Option<PathBuf>, workers: usize) -> Result<(), String> {
     // First of all: SIGHUP's default action (exit) must never hit a process
     // that is starting or serving.
     let signals = Signals::new();
@@ -355,7 +481,7 @@ pub async fn config(load: Loader, pid_file: Option<PathBuf>) -> Result<(), Strin
         Some((handed, successor)) => (handed, Some(successor)),
         None => (Vec::new(), None),
     };
-    let result = serve_config(&load, handed, &mut successor, pid_file, signals).await;
+    let result = serve_config(&load, handed, &mut successor, pid_file, signals, workers).await;
     if let (Err(e), Some(s)) = (&result, successor.take()) {
         let _ = s.fail(e);
     }
@@ -369,6 +495,7 @@ async fn serve_config(
     successor: &mut Option<Successor>,
     pid_file: Option<PathBuf>,
     mut signals: Signals,
+    workers: usize,
 ) -> Result<(), String> {
     let config = load()?;
     let access_log = config.access_log()?;
@@ -376,22 +503,24 @@ async fn serve_config(
         tokio::spawn(reopen_on_sigusr1(signals.usr1.take(), log.clone()));
     }
     let mut listeners = Listeners::new(handed, config.server.socket_mode);
+    // One socket per worker for what the workers serve; admin, served on
+    // this thread, has one.
     // Bind everything first: a bad address fails before anything serves.
     let mut origin = Vec::new();
     if let Some(o) = &config.origin {
-        origin = take_all(&mut listeners, "origin", &o.listen)?;
+        origin = take_all(&mut listeners, "origin", &o.listen, workers)?;
     }
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.extend(take_all(&mut listeners, "proxy", &l.listen)?);
+        proxies.extend(take_all(&mut listeners, "proxy", &l.listen, workers)?);
     }
     let mut forward = Vec::new();
     if let Some(f) = &config.forward {
-        forward = take_all(&mut listeners, "forward", &f.listen)?;
+        forward = take_all(&mut listeners, "forward", &f.listen, workers)?;
     }
     let mut admin = Vec::new();
     if let Some(a) = &config.admin {
-        admin = take_all(&mut listeners, "admin", &a.listen)?;
+        admin = take_all(&mut listeners, "admin", &a.listen, 1)?;
     }
     // Inherited listeners the configuration no longer names close now (and
     // their socket files go: nothing serves them any more).
@@ -434,15 +563,19 @@ async fn serve_config(
 
     let (stop, stopped) = watch::channel(false);
     let mut registry = Registry::new();
-    let mut serving: JoinSet<(String, DrainReport)> = JoinSet::new();
+    let mut jobs = Vec::new();
     let many = origin.len() > 1;
     for listener in origin {
         let server = config.origin_server().build();
-        registry = registry.server(role_name("origin", &listener, many), server.stats());
+        let name = role_name("origin", &listener, many);
+        registry = registry.server(name, server.stats());
         println!("drainpipe origin listening on {}", listener.url());
-        let until = wait(stopped.clone());
-        serving
-            .spawn(async move { ("origin".into(), listener.serve(server, Origin, until).await) });
+        jobs.push(Job {
+            name: "origin".into(),
+            bound: listener,
+            server,
+            service: Service::Origin,
+        });
     }
     if let Some(proxy) = proxy {
         registry = registry.proxy("proxy", proxy.clone());
@@ -452,9 +585,12 @@ async fn serve_config(
             let server = config.server().access_log(access_log.clone()).build();
             registry = registry.server(name.clone(), server.stats());
             println!("drainpipe proxy listening on {}", listener.url());
-            let until = wait(stopped.clone());
-            let proxy = proxy.clone();
-            serving.spawn(async move { (name, listener.serve(server, proxy, until).await) });
+            jobs.push(Job {
+                name,
+                bound: listener,
+                server,
+                service: Service::Proxy(proxy.clone()),
+            });
         }
     }
     let many = forward.len() > 1;
@@ -469,16 +605,18 @@ async fn serve_config(
             .build();
         registry = registry.server(role_name("forward", &listener, many), server.stats());
         println!("drainpipe forward proxy listening on {}", listener.url());
-        let until = wait(stopped.clone());
-        serving.spawn(async move {
-            (
-                "forward".into(),
-                listener.serve(server, service, until).await,
-            )
+        jobs.push(Job {
+            name: "forward".into(),
+            bound: listener,
+            server,
+            service: Service::Forward(service),
         });
     }
+    let running = start_workers(workers, jobs, stopped)?;
     let (admin_stop, admin_stopped) = watch::channel(false);
     let mut admin_tasks = JoinSet::new();
+    // The admin listener runs on this (the control) thread, not on a
+    // worker: /metrics and /status answer even while a worker is stalled.
     for listener in admin {
         println!("drainpipe admin listening on {}", listener.url());
         let service = Admin::new(registry.clone());
@@ -499,11 +637,7 @@ async fn serve_config(
     let handed_over = signals.wait_for_the_end(&listeners, load).await;
     registry.set_not_ready();
     let _ = stop.send(true);
-    while let Some(done) = serving.join_next().await {
-        if let Ok((name, report)) = done {
-            log_report(&name, &report);
-        }
-    }
+    join_workers(running).await;
     let _ = admin_stop.send(true);
     admin_tasks.join_all().await;
     if let Some(log) = &access_log {

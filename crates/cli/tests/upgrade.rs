@@ -1,5 +1,5 @@
-//! Zero-downtime upgrade under load: keep-alive clients hammer the proxy for
-//! 20 s; halfway, `drainpipe upgrade PID` makes it hand its listening sockets
+//! Zero-downtime upgrade under load: keep-alive clients hammer the proxy (on
+//! two workers) for 20 s; halfway, `drainpipe upgrade PID` makes it hand its listening sockets
 //! to a successor and drain. No request fails, no connection is refused, no
 //! connection is reset. And with the default drain settings (no `[drain]`
 //! section), five upgrades and reloads in a row under 32 clients that send
@@ -107,7 +107,18 @@ fn upgrade_under_load_loses_nothing() {
         ),
     )
     .unwrap();
-    let mut old = Proc::start(&["proxy", "--config", config.to_str().unwrap()], 1);
+    // Two workers: two listening sockets (one SO_REUSEPORT group), both
+    // handed over.
+    let mut old = Proc::start(
+        &[
+            "--threads",
+            "2",
+            "proxy",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        1,
+    );
     let addr = old.addr("proxy");
 
     let tally = Arc::new(Tally::default());

@@ -57,8 +57,10 @@ const GREETING: &str = "drainpipe-handoff 1";
 /// The name the old process's stderr travels under (no listener's name
 /// starts with `@`).
 const STDERR: &str = "@stderr";
-/// Most listeners one hand-off carries.
-const MAX_LISTENERS: usize = 64;
+/// Most listening sockets one hand-off carries (one per worker and address):
+/// the kernel passes at most 253 descriptors in one message (`SCM_MAX_FD`),
+/// one of which is stderr.
+const MAX_LISTENERS: usize = 252;
 
 /// A listener handed over: the name both processes know it by (the configured
 /// address, say) and the socket.

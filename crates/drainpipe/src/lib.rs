@@ -6,7 +6,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`server`] | the accept loop, one task per connection, timeouts, drain |
+//! | [`server`] | the accept loop, one task per connection, timeouts, drain; thread-per-core [`server::workers`] |
 //! | [`body`] | [`body::Incoming`], a received body with backpressure |
 //! | [`error`] | the drivers' one opaque error, with predicates |
 //! | [`transport`] | [`transport::Transport`]: what only some transports have |

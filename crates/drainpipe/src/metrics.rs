@@ -12,7 +12,7 @@ mod status;
 pub(crate) mod upstream;
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -98,7 +98,8 @@ impl Registry {
             && !self
                 .servers
                 .iter()
-                .any(|(_, s)| s.draining.load(Ordering::Relaxed))
+                .flat_map(|(_, s)| with_workers(s))
+                .any(|s| s.draining.load(Ordering::Relaxed))
     }
 
     /// Claims the one sampler of this registry: true the first time.
@@ -111,36 +112,51 @@ impl Registry {
         Arc::strong_count(&self.history) == 1
     }
 
-    /// Every server's figures now.
+    /// Every server's figures now (a server run on workers: their total).
     pub fn servers(&self) -> Vec<ServerSnapshot> {
         self.servers
             .iter()
             .map(|(name, s)| {
-                let g = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
+                let all = with_workers(s);
+                let g = |f: fn(&Stats) -> &AtomicUsize| -> u64 {
+                    all.iter()
+                        .map(|s| f(s).load(Ordering::Relaxed) as u64)
+                        .sum()
+                };
+                let c = |f: fn(&Stats) -> &AtomicU64| -> u64 {
+                    all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+                };
+                let mut responses = [0; 5];
+                for s in &all {
+                    for (sum, n) in responses.iter_mut().zip(s.responses.snapshot()) {
+                        *sum += n;
+                    }
+                }
                 ServerSnapshot {
                     name: name.clone(),
                     states: [
-                        ("reading", g(&s.reading)),
-                        ("writing", g(&s.writing)),
-                        ("idle", g(&s.idle)),
-                        ("parked", g(&s.parked)),
-                        ("lingering", g(&s.lingering)),
+                        ("reading", g(|s| &s.reading)),
+                        ("writing", g(|s| &s.writing)),
+                        ("idle", g(|s| &s.idle)),
+                        ("parked", g(|s| &s.parked)),
+                        ("lingering", g(|s| &s.lingering)),
                     ],
-                    open: g(&s.open),
-                    accepted: s.accepted.load(Ordering::Relaxed),
-                    requests: s.requests.load(Ordering::Relaxed),
-                    writes: s.writes.load(Ordering::Relaxed),
-                    bytes: (
-                        s.bytes_in.load(Ordering::Relaxed),
-                        s.bytes_out.load(Ordering::Relaxed),
-                    ),
+                    open: g(|s| &s.open),
+                    accepted: c(|s| &s.accepted),
+                    requests: c(|s| &s.requests),
+                    writes: c(|s| &s.writes),
+                    bytes: (c(|s| &s.bytes_in), c(|s| &s.bytes_out)),
                     closed: CloseReason::ALL
                         .iter()
-                        .map(|r| (r.as_str(), s.closed(*r)))
+                        .map(|r| (r.as_str(), all.iter().map(|s| s.closed(*r)).sum()))
                         .collect(),
-                    draining: s.draining.load(Ordering::Relaxed),
-                    responses: s.responses.snapshot(),
-                    latency: s.latency.snapshot(),
+                    draining: all.iter().any(|s| s.draining.load(Ordering::Relaxed)),
+                    responses,
+                    latency: all
+                        .iter()
+                        .map(|s| s.latency.snapshot())
+                        .reduce(|a, b| a.plus(&b))
+                        .unwrap_or_default(),
                 }
             })
             .collect()
@@ -236,7 +252,13 @@ impl Registry {
         );
         for (name, stats) in &self.servers {
             let name = esc(name);
-            let buckets = stats.requests_per_connection();
+            let all = with_workers(stats);
+            let mut buckets = vec![0; REQUESTS_PER_CONNECTION.len() + 1];
+            for s in &all {
+                for (sum, n) in buckets.iter_mut().zip(s.requests_per_connection()) {
+                    *sum += n;
+                }
+            }
             let mut cumulative = 0;
             for (i, bound) in REQUESTS_PER_CONNECTION.iter().enumerate() {
                 cumulative += buckets[i];
@@ -253,7 +275,9 @@ impl Registry {
             let _ = writeln!(
                 out,
                 "drainpipe_requests_per_connection_sum{{listener=\"{name}\"}} {}",
-                stats.requests_of_closed_connections()
+                all.iter()
+                    .map(|s| s.requests_of_closed_connections())
+                    .sum::<u64>()
             );
             let _ = writeln!(
                 out,
@@ -656,6 +680,13 @@ fn state_of(
         (Some(_), None) => checked(&check),
     };
     (ServerState::Up, since, reason)
+}
+
+/// A server's own counters and its workers' ([`Stats::workers`]).
+fn with_workers(stats: &Arc<Stats>) -> Vec<Arc<Stats>> {
+    let mut all = vec![stats.clone()];
+    all.extend(stats.workers());
+    all
 }
 
 /// Seconds since the Unix epoch.

@@ -10,7 +10,7 @@
 //! | `/delay/MS` | `Hello, World!` after MS milliseconds |
 //! | `/status/CODE` | an empty response with that status |
 //! | `/close` | 200 with `Connection: close` |
-//! | `/conn` | `conn=ID request=N`: this connection's id and the request's number on it |
+//! | `/conn` | `conn=ID request=N`: this connection's id and the request's number on it, then ` worker=W` on a [worker](crate::server::workers) |
 //! | `/truncate/N` | announces N bytes, sends half, then closes |
 //! | `/reset` | resets the connection instead of answering |
 //! | anything else | 404 |
@@ -127,10 +127,14 @@ async fn route(req: Request<Incoming>) -> Response<OriginBody> {
         }
         ("conn", None, _) => {
             let info = req.body().conn_info();
-            let line = match info {
-                Some(i) => format!("conn={} request={}\n", i.id, i.request),
-                None => "conn=? request=?\n".to_string(),
+            let mut line = match info {
+                Some(i) => format!("conn={} request={}", i.id, i.request),
+                None => "conn=? request=?".to_string(),
             };
+            if let Some(w) = crate::server::workers::Worker::current() {
+                line.push_str(&format!(" worker={}", w.index()));
+            }
+            line.push('\n');
             text(StatusCode::OK, line.into())
         }
         ("truncate", Some(_), Some(n)) => response(

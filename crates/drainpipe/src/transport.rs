@@ -47,7 +47,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 
     /// Turns Nagle's algorithm off where there is one: the drivers coalesce
-    /// their own writes, so no small segment should wait for an ACK.
+    /// their own writes, so no small segment should wait for an ACK. (The
+    /// server asks before a connection's second write: its first never
+    /// waits.)
     fn set_nodelay(&self) {}
 
     /// Ready when a read may find something. Lets a reader wait without

@@ -627,3 +627,39 @@ async fn every_new_connection_is_answered_at_once() {
     assert_eq!(srv.stats.requests.load(Ordering::Relaxed), 2000);
     srv.drain().await;
 }
+
+/// TCP_NODELAY on the server's end of the connection whose client end is
+/// bound to `client` (found among this process's descriptors: the server
+/// runs in the test).
+fn server_nodelay(client: std::net::SocketAddr) -> bool {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: only looked at while this function runs; the server's
+        // sockets stay open meanwhile (the connection is idle, kept alive).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        if sock.peer_addr().ok().and_then(|a| a.as_socket()) == Some(client) {
+            return sock.tcp_nodelay().unwrap();
+        }
+    }
+    panic!("no server socket connected to {client}");
+}
+
+// Nagle (with Linux's Minshall rule) never holds a connection's first write,
+// so TCP_NODELAY costs a setsockopt only on a connection that writes again:
+// off after the first response, on from the second.
+#[tokio::test]
+async fn nagle_goes_off_before_the_second_write() {
+    let srv = TestServer::origin(builder()).await;
+    let mut c = Raw::connect(srv.addr).await;
+    let client = c.stream.local_addr().unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(c.response().await.status, 200);
+    assert!(!server_nodelay(client), "one write: Nagle still on");
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(c.response().await.status, 200);
+    assert!(server_nodelay(client), "off before the second write");
+}

@@ -187,15 +187,7 @@ impl Builder {
 
     /// The client.
     pub fn build(self) -> Client {
-        Client {
-            inner: Arc::new(Inner {
-                config: Arc::new(self.config),
-                pools: Arc::new(Mutex::new(HashMap::new())),
-                stats: Arc::new(Stats::default()),
-                reaper: AtomicBool::new(false),
-                watcher: Arc::default(),
-            }),
-        }
+        Client::with(Arc::new(self.config), Arc::default(), Arc::default())
     }
 }
 
@@ -235,9 +227,13 @@ pub struct Client {
 
 type Pools = Arc<Mutex<HashMap<Origin, Arc<Pool>>>>;
 
+/// The pools of a client and of each of its siblings ([`Client::sibling`]).
+type Family = Arc<Mutex<Vec<std::sync::Weak<Mutex<HashMap<Origin, Arc<Pool>>>>>>>;
+
 struct Inner {
     config: Arc<Config>,
     pools: Pools,
+    family: Family,
     stats: Arc<Stats>,
     /// Whether the idle reaper runs (started with the first pool).
     reaper: AtomicBool,
@@ -270,59 +266,112 @@ impl Client {
         Builder::default()
     }
 
-    /// The client's counters.
+    fn with(config: Arc<Config>, stats: Arc<Stats>, family: Family) -> Client {
+        let pools: Pools = Arc::default();
+        family.lock().unwrap().push(Arc::downgrade(&pools));
+        Client {
+            inner: Arc::new(Inner {
+                config,
+                pools,
+                family,
+                stats,
+                reaper: AtomicBool::new(false),
+                watcher: Arc::default(),
+            }),
+        }
+    }
+
+    /// A client with this one's configuration and counters but pools of its
+    /// own: one per worker ([`server::workers`](crate::server::workers)),
+    /// as nginx keeps an upstream keep-alive cache per worker process, so a
+    /// connection is only ever used by the worker that opened it. Clones
+    /// share pools; siblings share none. The figures per origin below
+    /// ([`Client::connection_counts`]...) are those of the whole family.
+    pub fn sibling(&self) -> Client {
+        Client::with(
+            self.inner.config.clone(),
+            self.inner.stats.clone(),
+            self.inner.family.clone(),
+        )
+    }
+
+    /// The client's counters (shared with its siblings).
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }
 
     /// Connections open now to `origin` (idle, lent or connecting).
     pub fn open_connections(&self, origin: &Origin) -> usize {
-        self.pool_if_any(origin).map_or(0, |p| p.open())
+        self.connection_counts(origin).0
     }
 
     /// Idle pooled connections to `origin` now.
     pub fn idle_connections(&self, origin: &Origin) -> usize {
-        self.pool_if_any(origin).map_or(0, |p| p.idle())
+        self.connection_counts(origin).1
     }
 
-    /// Connections open to `origin` and how many of them are idle, read at
-    /// one moment (so idle never exceeds open).
+    /// Connections open to `origin` and how many of them are idle, each
+    /// pool's read at one moment (so idle never exceeds open).
     pub fn connection_counts(&self, origin: &Origin) -> (usize, usize) {
-        self.pool_if_any(origin).map_or((0, 0), |p| p.counts())
+        self.family_pools(origin)
+            .iter()
+            .map(|p| p.counts())
+            .fold((0, 0), |(o, i), (po, pi)| (o + po, i + pi))
     }
 
-    /// Stops using `origin` (a server that left its group): its idle pooled
-    /// connections close now; connections lent out close when their
-    /// response ends. A later request to it starts a new pool.
+    /// Stops using `origin` (a server that left its group), in this client
+    /// and its siblings: its idle pooled connections close now; connections
+    /// lent out close when their response ends. A later request to it
+    /// starts a new pool.
     pub fn retire(&self, origin: &Origin) {
-        let pool = self.inner.pools.lock().unwrap().remove(origin);
-        if let Some(pool) = pool {
-            pool.close_idle();
+        for pools in self.family() {
+            let pool = pools.lock().unwrap().remove(origin);
+            if let Some(pool) = pool {
+                pool.close_idle();
+            }
         }
     }
 
     /// The idle timeout of `origin` as learned from its closes (the shortest
     /// idle time after which it was seen to close a connection), if any.
     pub fn learned_idle_timeout(&self, origin: &Origin) -> Option<Duration> {
-        self.pool_if_any(origin)
-            .and_then(|p| p.learned_idle_timeout())
+        self.family_pools(origin)
+            .iter()
+            .filter_map(|p| p.learned_idle_timeout())
+            .min()
     }
 
     /// Pooled connections to `origin` closed instead of reused because they
     /// had sat idle past its announced or learned idle timeout.
     pub fn retired_early(&self, origin: &Origin) -> u64 {
-        self.pool_if_any(origin)
-            .map_or(0, |p| p.retired_early.load(Ordering::Relaxed))
+        self.family_pools(origin)
+            .iter()
+            .map(|p| p.retired_early.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// How long connections to `origin` took to open (`None` before its
     /// first one).
     pub fn connect_time(&self, origin: &Origin) -> Option<crate::metrics::histogram::Snapshot> {
-        self.pool_if_any(origin).map(|p| p.connect_time.snapshot())
+        self.family_pools(origin)
+            .iter()
+            .map(|p| p.connect_time.snapshot())
+            .reduce(|a, b| a.plus(&b))
     }
 
-    fn pool_if_any(&self, origin: &Origin) -> Option<Arc<Pool>> {
-        self.inner.pools.lock().unwrap().get(origin).cloned()
+    /// The pools of this client and its siblings still in use.
+    fn family(&self) -> Vec<Pools> {
+        let mut family = self.inner.family.lock().unwrap();
+        family.retain(|w| w.strong_count() > 0);
+        family.iter().filter_map(std::sync::Weak::upgrade).collect()
+    }
+
+    /// The pools for `origin` of this client and its siblings.
+    fn family_pools(&self, origin: &Origin) -> Vec<Arc<Pool>> {
+        self.family()
+            .iter()
+            .filter_map(|pools| pools.lock().unwrap().get(origin).cloned())
+            .collect()
     }
 
     /// The pool for `origin`: a lookup; created (and the reaper started

@@ -406,16 +406,6 @@ impl Pool {
         state.retired = true;
     }
 
-    /// Connections open now (idle, lent or connecting).
-    pub(crate) fn open(&self) -> usize {
-        self.state.lock().unwrap().open
-    }
-
-    /// Idle connections now.
-    pub(crate) fn idle(&self) -> usize {
-        self.state.lock().unwrap().idle.len()
-    }
-
     /// Connections open and idle now, read together (one consistent pair).
     pub(crate) fn counts(&self) -> (usize, usize) {
         let state = self.state.lock().unwrap();

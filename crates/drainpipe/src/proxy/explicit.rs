@@ -139,6 +139,21 @@ impl ForwardProxy {
         }
     }
 
+    /// This forward proxy as a worker runs it: the same policy and
+    /// credentials, with connection pools of its own
+    /// ([`Client::sibling`]; see [`Proxy::for_worker`](super::Proxy::for_worker)).
+    pub fn for_worker(&self) -> ForwardProxy {
+        let inner = &self.inner;
+        ForwardProxy {
+            inner: Arc::new(Inner {
+                client: inner.client.sibling(),
+                policy: inner.policy.clone(),
+                credentials: inner.credentials.clone(),
+                forwarding: inner.forwarding.clone(),
+            }),
+        }
+    }
+
     /// The client carrying the forwarded requests.
     pub fn client(&self) -> &Client {
         &self.inner.client

@@ -148,7 +148,7 @@ impl Builder {
                 client,
                 forwarding: self.forwarding,
                 preserve_host: self.preserve_host,
-                stats: Stats::default(),
+                stats: Arc::default(),
             }),
         }
     }
@@ -166,7 +166,7 @@ struct Inner {
     client: Client,
     forwarding: Forwarding,
     preserve_host: bool,
-    stats: Stats,
+    stats: Arc<Stats>,
 }
 
 impl Proxy {
@@ -178,7 +178,25 @@ impl Proxy {
         }
     }
 
-    /// The proxy's counters.
+    /// This proxy as a worker runs it ([`crate::server::workers`]): the
+    /// same routes, upstream groups (their health, ejections and DNS stay
+    /// shared, checked once for all workers) and counters, with upstream
+    /// pools of its own ([`Client::sibling`]). Call it on the worker: the
+    /// pools' housekeeping runs where they are first used.
+    pub fn for_worker(&self) -> Proxy {
+        let inner = &self.inner;
+        Proxy {
+            inner: Arc::new(Inner {
+                routes: inner.routes.clone(),
+                client: inner.client.sibling(),
+                forwarding: inner.forwarding.clone(),
+                preserve_host: inner.preserve_host,
+                stats: inner.stats.clone(),
+            }),
+        }
+    }
+
+    /// The proxy's counters (shared by its workers).
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }

@@ -29,7 +29,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use super::date;
 use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
 use super::interim;
-use super::park::{Parker, Resume};
+use super::park::{Parker, Resume, Writes};
 use crate::access;
 use crate::body::Incoming;
 use crate::error::BoxError;
@@ -113,7 +113,6 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    stream.set_nodelay();
     // Parked only with a parker, and on a transport that can leave the
     // reactor.
     let parking = parker.and(T::parking());
@@ -169,6 +168,10 @@ where
         Stop::Close(reason) => reason,
         Stop::Upgrade(read_buf) => {
             shared.closing(CloseReason::Upgraded, driver.conn.requests_started());
+            if driver.resume.writes != Writes::NoDelay {
+                // A tunnel's small writes must not wait on Nagle.
+                driver.stream.set_nodelay();
+            }
             match driver.upgrade.take() {
                 Some(pending) => pending.fulfil(Upgraded {
                     stream: Box::new(driver.stream),
@@ -586,6 +589,15 @@ where
         self.queued = 0;
         if self.out.is_empty() {
             return Ok(());
+        }
+        // Nagle off before the second write (see `Writes`).
+        match self.resume.writes {
+            Writes::None => self.resume.writes = Writes::One,
+            Writes::One => {
+                self.stream.set_nodelay();
+                self.resume.writes = Writes::NoDelay;
+            }
+            Writes::NoDelay => {}
         }
         self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.shared

@@ -117,6 +117,12 @@ impl CloseReason {
 }
 
 /// Live counters of a server.
+///
+/// A server run on workers ([`Server::for_worker`](super::Server::for_worker))
+/// counts each worker's connections in a `Stats` of that worker's own (so
+/// no counter is written by two cores), listed in [`Stats::workers`]: the
+/// server's figures are its own plus its workers', which is how the
+/// [`Registry`](crate::metrics::Registry) reads them.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -151,6 +157,11 @@ pub struct Stats {
     /// Whether a drain has begun (readiness should report not ready).
     pub draining: std::sync::atomic::AtomicBool,
     closed: [AtomicU64; CloseReason::ALL.len()],
+    /// Connection ids given so far: one counter for a server and its
+    /// workers (written once per connection), so ids are unique and dense.
+    conn_ids: Arc<AtomicU64>,
+    /// The counters of the workers running this server.
+    workers: std::sync::Mutex<Vec<Arc<Stats>>>,
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
     per_connection_sum: AtomicU64,
 }
@@ -160,6 +171,28 @@ pub struct Stats {
 pub const REQUESTS_PER_CONNECTION: [u32; 7] = [0, 1, 2, 5, 10, 100, 1000];
 
 impl Stats {
+    /// A new connection id, from 1 (unique among a server's workers).
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// New counters for a worker, listed among this server's
+    /// [`Stats::workers`].
+    pub(crate) fn for_worker(&self) -> Arc<Stats> {
+        let stats = Arc::new(Stats {
+            conn_ids: self.conn_ids.clone(),
+            ..Stats::default()
+        });
+        self.workers.lock().unwrap().push(stats.clone());
+        stats
+    }
+
+    /// The counters of the workers running this server (none unless it runs
+    /// on workers): add them to this one's own for the server's figures.
+    pub fn workers(&self) -> Vec<Arc<Stats>> {
+        self.workers.lock().unwrap().clone()
+    }
+
     /// Connections closed for `reason` so far.
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.closed[reason.index()].load(Ordering::Relaxed)
@@ -225,6 +258,17 @@ pub struct DrainReport {
     pub elapsed: std::time::Duration,
 }
 
+impl std::ops::AddAssign for DrainReport {
+    /// Adds another drain's figures (the workers of one listener): counts
+    /// add up, the elapsed time is the longest.
+    fn add_assign(&mut self, other: DrainReport) {
+        self.open_at_start += other.open_at_start;
+        self.clean += other.clean;
+        self.cut += other.cut;
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+}
+
 /// State shared by the accept loop and every connection of one `serve` call.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -243,7 +287,6 @@ pub(crate) struct Shared {
     drained_clean: AtomicUsize,
     drained_cut: AtomicUsize,
     all_closed: Notify,
-    next_conn_id: AtomicU64,
 }
 
 impl Shared {
@@ -258,7 +301,6 @@ impl Shared {
             drained_clean: AtomicUsize::new(0),
             drained_cut: AtomicUsize::new(0),
             all_closed: Notify::new(),
-            next_conn_id: AtomicU64::new(1),
         }
     }
 
@@ -294,7 +336,7 @@ impl Shared {
 
     /// A new connection id.
     pub(crate) fn conn_id(&self) -> u64 {
-        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+        self.stats.next_conn_id()
     }
 
     /// A connection task starts.

@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -19,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::conn::{self, Exit};
 use super::drain::{CloseReason, Shared};
-use super::park::{Parker, Respawn, Resume};
+use super::park::{Parker, Respawn, Resume, Writes};
 use super::slots::Slots;
 use crate::body::Incoming;
 use crate::error::BoxError;
@@ -49,7 +51,10 @@ const RECLAIM_PAUSE: Duration = Duration::from_millis(20);
 /// [`Weak`](std::sync::Weak) of it, and upgrade that at hand-off time
 /// ([`handoff::hand_over`](crate::handoff::hand_over)). Any strong handle
 /// kept elsewhere keeps the socket open (and accepting into the kernel's
-/// queue) after the loop stopped. Every [`Accept`] is a `Listen` too: bring
+/// queue) after the loop stopped. A `Vec` of such `Arc`s is accepted on as
+/// one listener (the sockets of one address a worker takes, see
+/// [`workers`](super::workers)); a socket several workers accept on closes
+/// when the last of them stops. Every [`Accept`] is a `Listen` too: bring
 /// your own listener by implementing [`Accept`].
 pub trait Listen {
     /// The connections it yields.
@@ -90,22 +95,40 @@ impl<A: Accept> Listen for A {
     }
 }
 
-/// A listening socket (TCP or Unix) registered with the runtime: what the
-/// std and tokio listeners become for the accept loop.
+/// Listening sockets (TCP or Unix; usually one) registered with the
+/// runtime: what the std and tokio listeners become for the accept loop.
+/// Several are the sockets of one address a worker accepts on
+/// ([`Worker::share`](super::Worker::share)); each is tried in turn.
 #[derive(Debug)]
 pub struct SocketAcceptor<L: AsRawFd> {
-    fd: AsyncFd<Arc<L>>,
+    fds: Vec<AsyncFd<Arc<L>>>,
+    /// Where the next accept starts looking, so no socket starves the others.
+    next: AtomicUsize,
 }
 
 impl<L: AsRawFd + AsFd> SocketAcceptor<L> {
-    /// Registers `listener` (made non-blocking) with the runtime.
-    fn register(listener: Arc<L>) -> io::Result<Self> {
-        // SAFETY: the AsyncFd holds a strong handle of the listener, so the
-        // descriptor it registers stays open, the same socket, until the
-        // AsyncFd drops.
-        let fd =
-            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }?;
-        Ok(SocketAcceptor { fd })
+    /// Registers `listeners` (made non-blocking) with the runtime.
+    fn register(listeners: Vec<Arc<L>>) -> io::Result<Self> {
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listening socket to accept on",
+            ));
+        }
+        let fds = listeners
+            .into_iter()
+            .map(|listener| {
+                // SAFETY: the AsyncFd holds a strong handle of the listener, so
+                // the descriptor it registers stays open, the same socket,
+                // until the AsyncFd drops.
+                unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+                    .map_err(io::Error::from)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(SocketAcceptor {
+            fds,
+            next: AtomicUsize::new(0),
+        })
     }
 
     /// Accepts one socket. tokio's own `accept` marks the new socket readable
@@ -120,31 +143,46 @@ impl<L: AsRawFd + AsFd> SocketAcceptor<L> {
     /// request unread.) Same syscalls: `accept4`, then the registration.
     async fn accept_socket(&self) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
         const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
-        loop {
-            let mut ready = self.fd.readable().await?;
-            match ready.try_io(|l| socket2::SockRef::from(l.get_ref()).accept4(FLAGS)) {
-                Ok(accepted) => return accepted,
-                // Nothing waiting after all: readiness cleared, wait again.
-                Err(_would_block) => continue,
+        std::future::poll_fn(|cx| {
+            let n = self.fds.len();
+            let start = self.next.load(Ordering::Relaxed);
+            for i in (start..start + n).map(|i| i % n) {
+                let fd = &self.fds[i];
+                while let Poll::Ready(ready) = fd.poll_read_ready(cx) {
+                    let mut ready = ready?;
+                    // Nothing waiting after all: readiness cleared, look again
+                    // (which registers the waker).
+                    if let Ok(accepted) =
+                        ready.try_io(|l| socket2::SockRef::from(l.get_ref()).accept4(FLAGS))
+                    {
+                        self.next.store((i + 1) % n, Ordering::Relaxed);
+                        return Poll::Ready(accepted);
+                    }
+                }
             }
-        }
+            Poll::Pending
+        })
+        .await
     }
 
-    /// Resolves when a connection waits in the accept queue, asked of the
+    /// Resolves when a connection waits in an accept queue, asked of the
     /// kernel (`poll` with no wait) rather than of the reactor, whose
     /// readiness stays set after a successful accept.
     async fn pending_connection(&self) {
-        loop {
-            let Ok(mut ready) = self.fd.readable().await else {
-                return std::future::pending().await;
-            };
-            if crate::sock::has_pending_connection(self.fd.get_ref()) {
-                // Only looked at: the readiness stays for the accept.
-                return;
+        std::future::poll_fn(|cx| {
+            for fd in &self.fds {
+                while let Poll::Ready(Ok(mut ready)) = fd.poll_read_ready(cx) {
+                    if crate::sock::has_pending_connection(fd.get_ref()) {
+                        // Only looked at: the readiness stays for the accept.
+                        return Poll::Ready(());
+                    }
+                    // Readiness left from the last accept: nobody waits.
+                    ready.clear_ready();
+                }
             }
-            // Readiness left from the last accept: nobody waits.
-            ready.clear_ready();
-        }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -176,7 +214,8 @@ impl Accept for SocketAcceptor<std::os::unix::net::UnixListener> {
 }
 
 /// The std listeners, each owned outright, or in an `Arc` a hand-off may
-/// copy.
+/// copy, or several in `Arc`s (the sockets of one address a worker accepts
+/// on, see [`workers`](super::workers)).
 macro_rules! listen_on {
     ($std:ty, $tokio:ty) => {
         impl Listen for Arc<$std> {
@@ -184,7 +223,18 @@ macro_rules! listen_on {
             type Acceptor = SocketAcceptor<$std>;
 
             fn into_acceptor(self) -> io::Result<Self::Acceptor> {
-                self.set_nonblocking(true)?;
+                vec![self].into_acceptor()
+            }
+        }
+
+        impl Listen for Vec<Arc<$std>> {
+            type Conn = <SocketAcceptor<$std> as Accept>::Conn;
+            type Acceptor = SocketAcceptor<$std>;
+
+            fn into_acceptor(self) -> io::Result<Self::Acceptor> {
+                for l in &self {
+                    l.set_nonblocking(true)?;
+                }
                 SocketAcceptor::register(self)
             }
         }
@@ -301,6 +351,7 @@ where
                     peer,
                     head_deadline: None,
                     slot,
+                    writes: Writes::None,
                 };
                 spawn_connection(
                     stream,

@@ -17,8 +17,11 @@
 //!                from the request body's `Incoming::interim`)
 //!  park.rs       idle connections leave their task for one shared epoll set
 //!  drain.rs      phase (running → draining → cut), counts, the report
-//!  sock.rs       TCP_NODELAY; graceful close: FIN, discard input, then close
+//!  workers.rs    thread-per-core: N current-thread runtimes, one
+//!                `SO_REUSEPORT` socket each ([`workers`])
+//!  sock.rs       graceful close: FIN, discard input, then close
 //!                (a plain close when the client announced its last request)
+//!  (TCP_NODELAY goes on before a connection's second write: park.rs `Writes`)
 //! ```
 //!
 //! Every persistence rule (keep-alive, HTTP/1.0 `Keep-Alive`, `Connection:
@@ -54,8 +57,10 @@ pub(crate) mod interim;
 mod listener;
 mod park;
 mod slots;
+pub mod workers;
 
 pub use listener::{Accept, Listen, SocketAcceptor};
+pub use workers::{Worker, Workers};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -273,6 +278,24 @@ impl Server {
     /// reason).
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// This server as `worker` runs it: the same configuration, with the
+    /// worker's part of [`Builder::max_connections`] ([`Worker::share_of`]:
+    /// the limit holds for the whole process, each worker enforcing its
+    /// part, as each accepts its own connections), and counters of its own
+    /// (no per-request counter written from two cores), listed in this server's
+    /// [`Stats::workers`] so that its figures are the workers' total. Its
+    /// accept loop, slots and parking set are the worker's own, as each
+    /// [`Server::serve`] call's are. Connection ids come from one counter for
+    /// all workers.
+    pub fn for_worker(&self, worker: Worker) -> Server {
+        let mut config = self.config.clone();
+        config.max_connections = worker.share_of(config.max_connections);
+        Server {
+            config,
+            stats: self.stats.for_worker(),
+        }
     }
 
     /// Serves `service` on `listener` until `shutdown` resolves, then drains:

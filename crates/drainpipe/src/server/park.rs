@@ -47,6 +47,26 @@ pub(crate) struct Resume {
     pub(crate) head_deadline: Option<Instant>,
     /// The connection's slot under `max_connections`, held until it closes.
     pub(crate) slot: ConnSlot,
+    /// How far its writes went (when TCP_NODELAY goes on).
+    pub(crate) writes: Writes,
+}
+
+/// How far a connection's writes went, for TCP_NODELAY. Nagle's algorithm
+/// as Linux runs it (with Minshall's rule) holds a small segment back only
+/// while an earlier small one is unacknowledged, so a connection's first
+/// write never waits; Nagle is turned off just before the second (the next
+/// response to a keep-alive or pipelining client), or when the connection
+/// is handed over as a tunnel, as nginx turns it off for keep-alive
+/// connections. A connection answered once and closed makes no
+/// `setsockopt`, and one resumed from parking does not make it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Nothing written yet.
+    None,
+    /// One write made, Nagle still on.
+    One,
+    /// TCP_NODELAY is on.
+    NoDelay,
 }
 
 /// A parked connection.
