@@ -663,3 +663,29 @@ async fn nagle_goes_off_before_the_second_write() {
     assert_eq!(c.response().await.status, 200);
     assert!(server_nodelay(client), "off before the second write");
 }
+
+// A 1xx written while the handler works is a write too: the final response
+// after it is the connection's second write and goes out with Nagle off (it
+// would otherwise wait for the client's delayed ACK of the 1xx).
+#[tokio::test]
+async fn a_response_after_an_informational_one_goes_out_with_nagle_off() {
+    let service = service_fn(|req: http::Request<Incoming>| async move {
+        let interim = req.body().interim().expect("a drainpipe server's request");
+        let mut hints = http::Response::new(());
+        *hints.status_mut() = http::StatusCode::from_u16(103).unwrap();
+        interim.send(hints.into_parts().0).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from(
+            "ok",
+        ))))
+    });
+    let srv = TestServer::start(builder(), service).await;
+    let mut c = Raw::connect(srv.addr).await;
+    let client = c.stream.local_addr().unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 103, "{}", r.head);
+    let r = c.response().await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(server_nodelay(client), "off before the final response");
+}

@@ -234,6 +234,7 @@ where
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
     if !driver.out.is_empty() {
+        driver.before_write();
         let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
         let _ =
             tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out)).await;
@@ -584,13 +585,12 @@ where
         }
     }
 
-    /// Writes out everything queued, within the write timeout.
-    async fn flush(&mut self) -> Result<(), CloseReason> {
-        self.queued = 0;
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        // Nagle off before the second write (see `Writes`).
+    /// Every write goes through here first: Nagle goes off before the
+    /// second (see `Writes`), whichever path writes it (a response, a 1xx
+    /// ahead of one, body data while the handler works, the last answer
+    /// before a close). A small segment written while an earlier one is
+    /// unacknowledged would otherwise wait for the client's delayed ACK.
+    fn before_write(&mut self) {
         match self.resume.writes {
             Writes::None => self.resume.writes = Writes::One,
             Writes::One => {
@@ -599,6 +599,15 @@ where
             }
             Writes::NoDelay => {}
         }
+    }
+
+    /// Writes out everything queued, within the write timeout.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        self.queued = 0;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.before_write();
         self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.shared
             .stats
@@ -621,6 +630,7 @@ where
     /// Writes what is queued without waiting for it to finish.
     fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Result<(), CloseReason> {
         if !self.out.is_empty() {
+            self.before_write();
             if let Poll::Ready(Err(_)) = poll_write_buf(&mut self.stream, &mut self.out, cx) {
                 return Err(CloseReason::Io);
             }
