@@ -12,6 +12,7 @@
 //! | [`transport`] | [`transport::Transport`]: what only some transports have |
 //! | `io` | the only transport reads and writes (buffered in, coalesced out) |
 //! | `sock` | the graceful close: half-close, discard input, linger |
+//! | [`tls`] | TLS (rustls) listeners, upstreams and client connections |
 //!
 //! Handlers are `tower::Service<http::Request<Incoming>>` whose response body is
 //! an `http_body::Body`, so an axum `Router` runs unchanged.
@@ -57,6 +58,7 @@ pub mod origin;
 pub mod proxy;
 pub mod server;
 mod sock;
+pub mod tls;
 pub mod transport;
 pub mod upgrade;
 

@@ -18,6 +18,7 @@
 //! | [`read_now`](Transport::read_now) | a kernel `recv` | a poll with a no-op waker |
 //! | [`reset_on_close`](Transport::reset_on_close) | `SO_LINGER` 0 | nothing |
 //! | [`parking`](Transport::parking) | leave / rejoin the reactor | never parked |
+//! | [`is_tls`](Transport::is_tls) | `false` (`true` for the [TLS](crate::tls) streams) | `false` |
 //!
 //! The half-close of a graceful close is `AsyncWrite::poll_shutdown` (a
 //! `shutdown(SHUT_WR)` on a socket, the end of the pipe on a duplex).
@@ -106,6 +107,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         if let Some(fd) = self.socket() {
             let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
         }
+    }
+
+    /// Whether the stream is encrypted (TLS): the proxy then says
+    /// `X-Forwarded-Proto: https`.
+    fn is_tls(&self) -> bool {
+        false
     }
 
     /// How an idle connection on this transport leaves the runtime's
@@ -257,6 +264,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn reset_on_close(&self) {
         (**self).reset_on_close()
+    }
+
+    fn is_tls(&self) -> bool {
+        (**self).is_tls()
     }
 }
 

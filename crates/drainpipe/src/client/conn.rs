@@ -89,6 +89,7 @@ impl Conn {
                         Err(e) if self.proto.buffered() == 0 => {
                             return Err(closed_before_response(progress, Some(e)));
                         }
+                        Err(e) if is_unproven_eof(&e) => self.proto.receive_unproven_eof(),
                         Err(e) => return Err(Error::io(e)),
                     }
                 }
@@ -125,6 +126,9 @@ impl Conn {
                     )) {
                         Ok(0) => self.proto.receive_eof(),
                         Ok(_) => self.last_read = Some(Instant::now()),
+                        // TLS ended without close_notify: a close-delimited
+                        // body is truncated, not complete.
+                        Err(e) if is_unproven_eof(&e) => self.proto.receive_unproven_eof(),
                         Err(e) => return Poll::Ready(Err(Error::io(e))),
                     }
                 }
@@ -258,4 +262,10 @@ fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> 
 pub(crate) enum BodyFrame {
     Data(Bytes),
     End(Option<HeaderMap>),
+}
+
+/// A read error that is an EOF the transport could not prove was the
+/// server's (TLS without close_notify).
+pub(crate) fn is_unproven_eof(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
 }

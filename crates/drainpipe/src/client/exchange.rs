@@ -236,6 +236,9 @@ impl Conn {
                         Err(e) if self.proto.buffered() == 0 => {
                             return Poll::Ready(Err(x.closed_before_response(Some(e))));
                         }
+                        Err(e) if super::conn::is_unproven_eof(&e) => {
+                            self.proto.receive_unproven_eof()
+                        }
                         Err(e) => return Poll::Ready(Err(Error::io(e))),
                     }
                 }

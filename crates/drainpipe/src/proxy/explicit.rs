@@ -244,6 +244,7 @@ impl ForwardProxy {
         let target = Origin {
             host: addr.ip().to_string(),
             port: addr.port(),
+            tls: None,
         };
         let stream = match connect_tcp_within(&target, self.inner.policy.connect_timeout).await {
             Ok(s) => s,
@@ -280,7 +281,9 @@ impl ForwardProxy {
 
     async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
-        let peer = req.body().conn_info().and_then(|c| c.peer);
+        let info = req.body().conn_info();
+        let peer = info.and_then(|c| c.peer);
+        let tls = info.is_some_and(|c| c.tls);
         let interim = req.body().interim();
         let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();
@@ -288,6 +291,7 @@ impl ForwardProxy {
             &mut head.headers,
             &self.inner.forwarding,
             peer,
+            tls,
             received,
             false,
         );
@@ -303,6 +307,7 @@ impl ForwardProxy {
         let origin = Origin {
             host: addr.ip().to_string(),
             port: addr.port(),
+            tls: None,
         };
         let client = &self.inner.client;
         let sent_at = std::time::Instant::now();

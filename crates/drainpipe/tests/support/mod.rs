@@ -655,6 +655,7 @@ pub async fn proxy_with_client(
         vec![Origin {
             host: "127.0.0.1".into(),
             port: upstream.port(),
+            tls: None,
         }],
         Balance::RoundRobin,
     ));
