@@ -58,7 +58,9 @@ impl ServerTls {
                     format!("does not fit {} ({e})", pair.cert.display()),
                 )
             })?;
-            resolver.add(certified).map_err(|e| ConfigError::file(&pair.cert, e))?;
+            resolver
+                .add(certified)
+                .map_err(|e| ConfigError::file(&pair.cert, e))?;
         }
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -114,9 +116,7 @@ impl BySni {
             .map_err(|e| format!("cannot parse the leaf certificate ({e:?})"))?;
         let index = self.certs.len();
         for name in parsed.valid_dns_names() {
-            self.names
-                .entry(name.to_ascii_lowercase())
-                .or_insert(index);
+            self.names.entry(name.to_ascii_lowercase()).or_insert(index);
         }
         self.certs.push(Arc::new(certified));
         Ok(())

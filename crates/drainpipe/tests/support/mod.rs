@@ -2,6 +2,8 @@
 //! bytes, and peer detection with a visible skip.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -39,6 +41,28 @@ impl TestServer {
     {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        TestServer::start_on(listener, addr, builder, service)
+    }
+
+    /// Starts `service` on `listener` (listening on `addr`), e.g. a TLS one.
+    pub fn start_on<L, S, B>(
+        listener: L,
+        addr: SocketAddr,
+        builder: Builder,
+        service: S,
+    ) -> TestServer
+    where
+        L: drainpipe::server::Listen + Send + 'static,
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let server: Server = builder.build();
         let stats = server.stats();
         let (tx, rx) = oneshot::channel::<()>();
