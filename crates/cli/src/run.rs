@@ -26,6 +26,7 @@ use drainpipe::handoff::{self, Handed, Successor};
 use drainpipe::metrics::Registry;
 use drainpipe::origin::Origin;
 use drainpipe::server::{DrainReport, Server};
+use drainpipe::tls::ServerTls;
 use drainpipe::BoxError;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -148,12 +149,14 @@ impl Bound {
         }
     }
 
-    /// Serves `service` on it until `until`, then drains.
+    /// Serves `service` on it until `until`, then drains; with TLS when
+    /// `tls` is given.
     async fn serve<S, B>(
         self,
         server: Server,
         service: S,
         until: impl Future<Output = ()>,
+        tls: Option<ServerTls>,
     ) -> DrainReport
     where
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
@@ -166,15 +169,19 @@ impl Bound {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        match self {
-            Bound::Tcp(l) => server.serve(l, service, until).await,
-            Bound::Unix(l) => server.serve(l, service, until).await,
+        match (self, tls) {
+            (Bound::Tcp(l), None) => server.serve(l, service, until).await,
+            (Bound::Unix(l), None) => server.serve(l, service, until).await,
+            (Bound::Tcp(l), Some(tls)) => server.serve(tls.listen(l), service, until).await,
+            (Bound::Unix(l), Some(tls)) => server.serve(tls.listen(l), service, until).await,
         }
     }
 
-    /// Its address as a URL prefix: `http://ADDR` or `unix:PATH`.
-    fn url(&self) -> String {
+    /// Its address as a URL prefix: `http://ADDR` (`https://` with `tls`)
+    /// or `unix:PATH`.
+    fn url(&self, tls: bool) -> String {
         match self {
+            Bound::Tcp(l) if tls => format!("https://{}", local(l)),
             Bound::Tcp(l) => format!("http://{}", local(l)),
             Bound::Unix(l) => match l
                 .local_addr()
@@ -292,6 +299,7 @@ pub async fn origin(
     listen: ListenAddr,
     max_requests: Option<u32>,
     drain_timeout: Duration,
+    tls: Option<ServerTls>,
 ) -> Result<(), String> {
     let signals = Signals::new();
     let mut bound = Listeners::new(Vec::new(), None);
@@ -304,9 +312,13 @@ pub async fn origin(
     let mut serving = JoinSet::new();
     for listener in listeners {
         let server = builder.clone().build();
-        println!("drainpipe origin listening on {}", listener.url());
+        println!(
+            "drainpipe origin listening on {}",
+            listener.url(tls.is_some())
+        );
         let until = wait(stopped.clone());
-        serving.spawn(async move { listener.serve(server, Origin, until).await });
+        let tls = tls.clone();
+        serving.spawn(async move { listener.serve(server, Origin, until, tls).await });
     }
     shutdown_signal(signals).await;
     let _ = stop.send(true);
@@ -383,7 +395,12 @@ async fn serve_config(
     }
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.extend(take_all(&mut listeners, "proxy", &l.listen)?);
+        let tls = l.server_tls.get().cloned();
+        proxies.extend(
+            take_all(&mut listeners, "proxy", &l.listen)?
+                .into_iter()
+                .map(|b| (b, tls.clone())),
+        );
     }
     let mut forward = Vec::new();
     if let Some(f) = &config.forward {
@@ -439,22 +456,29 @@ async fn serve_config(
     for listener in origin {
         let server = config.origin_server().build();
         registry = registry.server(role_name("origin", &listener, many), server.stats());
-        println!("drainpipe origin listening on {}", listener.url());
+        println!("drainpipe origin listening on {}", listener.url(false));
         let until = wait(stopped.clone());
-        serving
-            .spawn(async move { ("origin".into(), listener.serve(server, Origin, until).await) });
+        serving.spawn(async move {
+            (
+                "origin".into(),
+                listener.serve(server, Origin, until, None).await,
+            )
+        });
     }
     if let Some(proxy) = proxy {
         registry = registry.proxy("proxy", proxy.clone());
         let many = proxies.len() > 1;
-        for listener in proxies {
+        for (listener, tls) in proxies {
             let name = role_name("proxy", &listener, many);
             let server = config.server().access_log(access_log.clone()).build();
             registry = registry.server(name.clone(), server.stats());
-            println!("drainpipe proxy listening on {}", listener.url());
+            println!(
+                "drainpipe proxy listening on {}",
+                listener.url(tls.is_some())
+            );
             let until = wait(stopped.clone());
             let proxy = proxy.clone();
-            serving.spawn(async move { (name, listener.serve(server, proxy, until).await) });
+            serving.spawn(async move { (name, listener.serve(server, proxy, until, tls).await) });
         }
     }
     let many = forward.len() > 1;
@@ -468,24 +492,27 @@ async fn serve_config(
             .access_log(access_log.clone())
             .build();
         registry = registry.server(role_name("forward", &listener, many), server.stats());
-        println!("drainpipe forward proxy listening on {}", listener.url());
+        println!(
+            "drainpipe forward proxy listening on {}",
+            listener.url(false)
+        );
         let until = wait(stopped.clone());
         serving.spawn(async move {
             (
                 "forward".into(),
-                listener.serve(server, service, until).await,
+                listener.serve(server, service, until, None).await,
             )
         });
     }
     let (admin_stop, admin_stopped) = watch::channel(false);
     let mut admin_tasks = JoinSet::new();
     for listener in admin {
-        println!("drainpipe admin listening on {}", listener.url());
+        println!("drainpipe admin listening on {}", listener.url(false));
         let service = Admin::new(registry.clone());
         let until = wait(admin_stopped.clone());
         admin_tasks.spawn(async move {
             listener
-                .serve(Server::builder().build(), service, until)
+                .serve(Server::builder().build(), service, until, None)
                 .await
         });
     }
@@ -648,7 +675,7 @@ async fn recv(s: &mut Option<Signal>) {
 /// the role has several.
 fn role_name(role: &str, listener: &Bound, many: bool) -> String {
     if many {
-        let url = listener.url();
+        let url = listener.url(false);
         format!("{role} {}", url.strip_prefix("http://").unwrap_or(&url))
     } else {
         role.into()
