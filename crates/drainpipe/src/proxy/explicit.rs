@@ -174,6 +174,14 @@ impl ForwardProxy {
             );
         };
         let is_connect = req.method() == Method::CONNECT;
+        if !is_connect && req.uri().scheme_str() == Some("https") {
+            // A client asking the proxy to speak TLS for it: clients tunnel
+            // https through CONNECT, so their TLS runs end to end.
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "https:// targets go through a CONNECT tunnel (CONNECT host:443), not absolute-form requests",
+            );
+        }
         if !is_connect && req.uri().scheme_str() != Some("http") {
             return plain(
                 StatusCode::BAD_REQUEST,
