@@ -205,8 +205,19 @@ impl Strategy {
 /// Flags of `drainpipe bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The URL to load (http:// only).
+    /// The URL to load (http:// or https://).
     pub url: String,
+    /// https://: a PEM file of the roots that verify the server (instead of
+    /// the system's).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// https://: accept any server certificate (no verification).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// https://: a full handshake on every connection (no session
+    /// resumption).
+    #[arg(long)]
+    pub no_resumption: bool,
     /// Connection strategy.
     #[arg(long, value_enum, default_value_t = Strategy::Persistent, conflicts_with = "compare")]
     pub strategy: Strategy,

@@ -226,7 +226,10 @@ fn denied_targets_get_403_with_a_reason() {
             .into(),
     );
     assert!(r.starts_with("HTTP/1.1 400 Bad Request"), "{r}");
-    assert!(r.contains("https:// targets go through a CONNECT tunnel"), "{r}");
+    assert!(
+        r.contains("https:// targets go through a CONNECT tunnel"),
+        "{r}"
+    );
 }
 
 #[test]

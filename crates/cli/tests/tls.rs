@@ -282,3 +282,56 @@ fn reload_rereads_the_certificates() {
     let after = served();
     assert_ne!(after, before, "the renewed certificate is served");
 }
+
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+// `bench https://…` with --ca: serial connections resume the first one's
+// session; with --no-resumption every handshake is full; --insecure
+// accepts a certificate no root vouches for.
+#[test]
+fn bench_reports_full_and_resumed_handshakes() {
+    let ca = Ca::new("cli-bench");
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let origin = origin_tls(&leaf);
+    let url = format!("https://localhost:{}/", origin.addr("origin").port());
+    let ca_file = ca.cert.to_str().unwrap();
+    let serial = ["--strategy", "serial", "-n", "20"];
+    let out = bench(&[&[url.as_str(), "--ca", ca_file][..], &serial].concat());
+    assert!(
+        out.contains("serial: TLS handshakes 1 full, 19 resumed"),
+        "{out}"
+    );
+    let out = bench(
+        &[
+            &[url.as_str(), "--ca", ca_file, "--no-resumption"][..],
+            &serial,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.contains("serial: TLS handshakes 20 full, 0 resumed"),
+        "{out}"
+    );
+    let out = bench(&[&[url.as_str(), "--insecure", "--json"][..], &serial].concat());
+    assert!(
+        out.contains(r#""tls_handshakes":{"full":1,"resumed":19}"#),
+        "{out}"
+    );
+    // Without --ca the test CA is unknown: the bench says so and fails.
+    let out = Command::new(BIN)
+        .args(["bench", &url, "-n", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid peer certificate"), "{err}");
+}

@@ -33,8 +33,15 @@ mod server;
 pub mod stream;
 
 pub use client::{ClientTls, ClientTlsBuilder};
+/// The rustls crate, for configurations built by hand
+/// ([`ServerTls::from_config`], [`ClientTls::from_config`]) and session
+/// facts (protocol version, resumption).
+pub use rustls;
 pub use server::{CertKey, ServerTls, TlsAccept, TlsListener};
 pub use stream::ServerStream;
+/// The tokio-rustls crate, whose client stream [`ClientTls::connect`]
+/// returns.
+pub use tokio_rustls;
 
 use std::sync::Arc;
 
