@@ -16,6 +16,7 @@ use drainpipe::server::{Accept, Listen, Server};
 use drainpipe::tls::{CertKey, ClientTls, ServerTls};
 use http_body_util::BodyExt;
 use support::certs::{Ca, Leaf, ECDSA, ED25519};
+use support::peers::nginx_with;
 use support::{peer, run_peer, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -512,4 +513,76 @@ async fn rsa_key_serves() {
     let client = Client::builder().tls(trusting(&ca)).build();
     let (_, body) = get_text(&client, &format!("https://localhost:{}/", srv.addr.port())).await;
     assert_eq!(body, "Hello, World!");
+}
+
+// nginx as a TLS upstream: the proxy verifies it with the test CA and keeps
+// one TLS connection to it (nginx's access log names the connection of
+// every request).
+#[tokio::test]
+async fn nginx_as_a_tls_upstream_is_reused() {
+    if !peer("nginx") {
+        return;
+    }
+    let ca = Ca::new("nginx-upstream");
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let (cert, key) = (leaf.cert.clone(), leaf.key.clone());
+    let nginx = nginx_with(|port, _| {
+        format!(
+            "  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ default_type text/plain; return 200 \"nginx over tls $ssl_protocol $ssl_server_name\\n\"; }}\n  }}\n",
+            cert.display(),
+            key.display()
+        )
+    })
+    .await;
+    let upstream = Origin {
+        host: "localhost".into(),
+        port: nginx.addr.port(),
+        tls: Some(trusting(&ca)),
+    };
+    let proxy = tls_proxy(&leaf, upstream, Client::new()).await;
+    let client = Client::builder().tls(trusting(&ca)).build();
+    for _ in 0..5 {
+        let (parts, body) = get_text(
+            &client,
+            &format!("https://localhost:{}/", proxy.addr.port()),
+        )
+        .await;
+        assert_eq!(parts.status, 200);
+        assert!(
+            body.starts_with("nginx over tls TLSv1.3 localhost"),
+            "{body}"
+        );
+    }
+    assert_eq!(nginx.access_log().lines().count(), 5);
+    assert_eq!(nginx.connections_seen(), 1, "{}", nginx.access_log());
+}
+
+// nginx as a TLS client in front of drainpipe (`proxy_pass https://` with
+// keepalive): drainpipe's `/conn` shows nginx reusing one TLS connection,
+// verified against the test CA with SNI.
+#[tokio::test]
+async fn nginx_as_a_tls_client_reuses_its_connection() {
+    if !peer("nginx") || !peer("curl") {
+        return;
+    }
+    let ca = Ca::new("nginx-client");
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let origin = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca_file, dp) = (ca.cert.clone(), origin.addr);
+    let nginx = nginx_with(|port, _| {
+        format!(
+            "  upstream dp {{ server {dp}; keepalive 4; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass https://dp;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_ssl_verify on;\n      proxy_ssl_trusted_certificate {};\n      proxy_ssl_name localhost;\n      proxy_ssl_server_name on;\n      proxy_ssl_session_reuse on;\n    }}\n  }}\n",
+            ca_file.display()
+        )
+    })
+    .await;
+    let url = format!("http://{}/conn", nginx.addr);
+    let out = run_peer("curl", &["-sS", &url, &url, &url], Duration::from_secs(20)).await;
+    let body = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    let ids: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{body}");
+    assert!(lines[2].ends_with("request=3"), "{body}");
+    assert_eq!(origin.stats.accepted.load(Ordering::Relaxed), 1);
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod peers;
 
 use std::net::SocketAddr;
 use std::process::Command;
