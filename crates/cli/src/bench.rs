@@ -1231,6 +1231,7 @@ mod tests {
         let start = Instant::now();
         let plan = Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             depth: 4,
             request: Template {
                 parts: http::Request::new(()).into_parts().0,
@@ -1271,6 +1272,7 @@ mod tests {
     fn budget_is_shared_and_given_back() {
         let plan = Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             depth: 4,
             request: Template {
                 parts: http::Request::new(()).into_parts().0,

@@ -192,6 +192,28 @@ fn bad_certificate_files_are_named_in_one_line() {
     let err = refused(&["check", "--config", config.to_str().unwrap()]);
     assert!(err.contains("listener[0].tls: "), "{err}");
     assert!(err.contains(&b.key.display().to_string()), "{err}");
+    // Upstream TLS settings: a missing CA file, and settings for a group
+    // with no https:// server.
+    for (servers, ca, want) in [
+        (
+            "https://127.0.0.1:1",
+            missing.display().to_string(),
+            format!("upstream[0].tls_ca: {}", missing.display()),
+        ),
+        (
+            "127.0.0.1:1",
+            ca.cert.display().to_string(),
+            "upstream[0].servers: tls_* settings are given but no server is https://".into(),
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[[upstream]]\nname = \"a\"\nservers = [\"{servers}\"]\ntls_ca = \"{ca}\"\n"),
+        )
+        .unwrap();
+        let err = refused(&["check", "--config", config.to_str().unwrap()]);
+        assert!(err.contains(&want), "{err}");
+    }
 }
 
 fn listener_config(listen: &str, origin: SocketAddr, leaf: &Leaf) -> String {
