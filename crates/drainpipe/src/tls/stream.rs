@@ -35,7 +35,7 @@ pub struct ServerStream<T> {
 
 enum State<T> {
     Handshaking(tokio_rustls::Accept<T>),
-    Ready(Box<tokio_rustls::server::TlsStream<T>>),
+    Ready(tokio_rustls::server::TlsStream<T>),
     Failed,
 }
 
@@ -85,7 +85,7 @@ impl<T: Transport> ServerStream<T> {
     ) -> Poll<io::Result<&mut tokio_rustls::server::TlsStream<T>>> {
         if let State::Handshaking(accept) = &mut self.state {
             match std::task::ready!(Pin::new(accept).poll(cx)) {
-                Ok(stream) => self.state = State::Ready(Box::new(stream)),
+                Ok(stream) => self.state = State::Ready(stream),
                 Err(e) => {
                     tracing::debug!(error = %e, "TLS handshake failed; closing");
                     self.state = State::Failed;
@@ -146,14 +146,14 @@ impl<T: Transport> AsyncWrite for ServerStream<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
-            State::Ready(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            State::Ready(s) => Pin::new(s).poll_flush(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
-            State::Ready(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            State::Ready(s) => Pin::new(s).poll_shutdown(cx),
             State::Handshaking(a) => match a.get_mut() {
                 Some(inner) => Pin::new(inner).poll_shutdown(cx),
                 None => Poll::Ready(Ok(())),
