@@ -92,13 +92,7 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
             let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
             return socket2::SockRef::from(&fd).recv(uninit);
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut read = ReadBuf::new(buf);
-        match Pin::new(self).poll_read(&mut cx, &mut read) {
-            Poll::Ready(Ok(())) => Ok(read.filled().len()),
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        read_polled(self, buf)
     }
 
     /// Makes the close that follows a reset instead of a FIN (fault
@@ -268,6 +262,21 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn is_tls(&self) -> bool {
         (**self).is_tls()
+    }
+}
+
+/// Reads what the stream gives without waiting, through its own
+/// `poll_read` with a no-op waker (`WouldBlock` when nothing is there).
+pub(crate) fn read_polled<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut read = ReadBuf::new(buf);
+    match Pin::new(stream).poll_read(&mut cx, &mut read) {
+        Poll::Ready(Ok(())) => Ok(read.filled().len()),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
 

@@ -7,17 +7,15 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use drainpipe::client::{Client, Origin};
-use drainpipe::proxy::{Balance, Group, Proxy, Route};
 use drainpipe::server::{Accept, Listen, Server};
 use drainpipe::tls::{CertKey, ClientTls, ServerTls};
 use http_body_util::BodyExt;
 use support::certs::{Ca, Leaf, ECDSA, ED25519};
 use support::peers::nginx_with;
-use support::{peer, run_peer, TestServer};
+use support::{peer, proxy_to, run_peer, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pair(leaf: &Leaf) -> CertKey {
@@ -278,17 +276,15 @@ async fn close_delimited_body_without_close_notify_is_truncated() {
     assert_eq!(err.truncation(), Some((None, 5)), "{err}");
 }
 
-/// A proxy on a TLS listener with one route to `upstream`.
-async fn tls_proxy(leaf: &Leaf, upstream: Origin, client: Client) -> TestServer {
-    let group = Arc::new(Group::new("tls", vec![upstream], Balance::RoundRobin));
-    let proxy = Proxy::builder()
-        .client(client)
-        .route(Route {
-            host: None,
-            path_prefix: "/".into(),
-            group,
-        })
-        .build();
+/// A proxy on a TLS listener (certificate `leaf`) with one route to the
+/// upstream on `port` of localhost, verified with `ca`.
+async fn tls_proxy(leaf: &Leaf, port: u16, ca: &Ca) -> TestServer {
+    let upstream = Origin {
+        host: "localhost".into(),
+        port,
+        tls: Some(trusting(ca)),
+    };
+    let proxy = proxy_to(upstream, Client::new());
     let tls = ServerTls::from_files(&[pair(leaf)]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -303,12 +299,7 @@ async fn proxy_tls_to_tls_reuses_both_hops() {
     let ca = Ca::new("proxy");
     let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
     let origin = tls_origin(&[&leaf], Server::builder()).await;
-    let upstream = Origin {
-        host: "localhost".into(),
-        port: origin.addr.port(),
-        tls: Some(trusting(&ca)),
-    };
-    let proxy = tls_proxy(&leaf, upstream, Client::new()).await;
+    let proxy = tls_proxy(&leaf, origin.addr.port(), &ca).await;
     let client = Client::builder().tls(trusting(&ca)).build();
     let base = format!("https://localhost:{}", proxy.addr.port());
     let mut upstream_ids = Vec::new();
@@ -340,12 +331,7 @@ async fn upstream_that_does_not_verify_is_a_502() {
     let other = Ca::new("other");
     let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
     let origin = tls_origin(&[&leaf], Server::builder()).await;
-    let upstream = Origin {
-        host: "localhost".into(),
-        port: origin.addr.port(),
-        tls: Some(trusting(&other)),
-    };
-    let proxy = tls_proxy(&leaf, upstream, Client::new()).await;
+    let proxy = tls_proxy(&leaf, origin.addr.port(), &other).await;
     let client = Client::builder().tls(trusting(&ca)).build();
     let (parts, _) = get_text(
         &client,
@@ -534,12 +520,7 @@ async fn nginx_as_a_tls_upstream_is_reused() {
         )
     })
     .await;
-    let upstream = Origin {
-        host: "localhost".into(),
-        port: nginx.addr.port(),
-        tls: Some(trusting(&ca)),
-    };
-    let proxy = tls_proxy(&leaf, upstream, Client::new()).await;
+    let proxy = tls_proxy(&leaf, nginx.addr.port(), &ca).await;
     let client = Client::builder().tls(trusting(&ca)).build();
     for _ in 0..5 {
         let (parts, body) = get_text(

@@ -20,11 +20,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::transport::Transport;
+use crate::transport::{read_polled, Transport};
 
 /// A TLS server connection: handshaking until its first read or write
 /// completes the handshake, then a tokio-rustls stream. A failed handshake
@@ -160,17 +160,6 @@ impl<T: Transport> AsyncWrite for ServerStream<T> {
             },
             State::Failed => Poll::Ready(Ok(())),
         }
-    }
-}
-
-/// Reads what rustls can give without waiting (`WouldBlock` when nothing).
-fn read_polled<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut read = ReadBuf::new(buf);
-    match Pin::new(stream).poll_read(&mut cx, &mut read) {
-        Poll::Ready(Ok(())) => Ok(read.filled().len()),
-        Poll::Ready(Err(e)) => Err(e),
-        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
 

@@ -672,26 +672,31 @@ pub async fn proxy_with_client(
     upstream: SocketAddr,
     client: drainpipe::client::Client,
 ) -> (TestServer, drainpipe::proxy::Proxy) {
-    use drainpipe::client::Origin;
+    let upstream = drainpipe::client::Origin {
+        host: "127.0.0.1".into(),
+        port: upstream.port(),
+        tls: None,
+    };
+    let proxy = proxy_to(upstream, client);
+    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
+    (srv, proxy)
+}
+
+/// A reverse proxy with one route, `/` to `upstream`, its upstream requests
+/// carried by `client` (not served yet).
+pub fn proxy_to(
+    upstream: drainpipe::client::Origin,
+    client: drainpipe::client::Client,
+) -> drainpipe::proxy::Proxy {
     use drainpipe::proxy::{Balance, Group, Proxy, Route};
 
-    let group = Arc::new(Group::new(
-        "peer",
-        vec![Origin {
-            host: "127.0.0.1".into(),
-            port: upstream.port(),
-            tls: None,
-        }],
-        Balance::RoundRobin,
-    ));
-    let proxy = Proxy::builder()
+    let group = Arc::new(Group::new("peer", vec![upstream], Balance::RoundRobin));
+    Proxy::builder()
         .client(client)
         .route(Route {
             host: None,
             path_prefix: "/".into(),
             group,
         })
-        .build();
-    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
-    (srv, proxy)
+        .build()
 }
