@@ -7,6 +7,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use drainpipe::client::{Client, Origin};
@@ -566,4 +567,91 @@ async fn nginx_as_a_tls_client_reuses_its_connection() {
     assert!(ids.iter().all(|id| *id == ids[0]), "{body}");
     assert!(lines[2].ends_with("request=3"), "{body}");
     assert_eq!(origin.stats.accepted.load(Ordering::Relaxed), 1);
+}
+
+// A server that asks for client certificates (a configuration built by hand
+// with rustls, ServerTls::from_config): a client with a certificate from the
+// CA gets in and is seen with it; one without is refused.
+#[tokio::test]
+async fn client_certificate_from_files_is_presented() {
+    use drainpipe::tls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    let ca = Ca::new("mtls");
+    let server_leaf = ca.leaf("server", &["localhost"], ECDSA);
+    let client_leaf = ca.leaf("client", &["client.test"], ED25519);
+    let read = |path: &std::path::Path| std::fs::read(path).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(&read(&ca.cert)).unwrap();
+    roots.add(ca_der).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&read(&server_leaf.cert))
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(&server_leaf.key)).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = ServerTls::from_config(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let srv = TestServer::start_on(
+        tls.listen(listener),
+        addr,
+        Server::builder(),
+        drainpipe::origin::Origin,
+    );
+    let url = format!("https://localhost:{}/", srv.addr.port());
+
+    let with_cert = ClientTls::builder()
+        .ca_file(&ca.cert)
+        .client_auth_files(&client_leaf.cert, &client_leaf.key)
+        .build()
+        .unwrap();
+    let client = Client::builder().tls(with_cert).build();
+    let (parts, body) = get_text(&client, &url).await;
+    assert_eq!(
+        (parts.status.as_u16(), body.as_str()),
+        (200, "Hello, World!")
+    );
+
+    let without = Client::builder().tls(trusting(&ca)).build();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        without.request(http::Request::get(&url).body(()).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+// `tls_server_name`: an upstream written as an IP address is verified
+// against the name given instead (the certificate names only localhost).
+#[tokio::test]
+async fn server_name_override_verifies_an_address() {
+    let ca = Ca::new("server-name");
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let url = format!("https://127.0.0.1:{}/", srv.addr.port());
+    let plain = Client::builder().tls(trusting(&ca)).build();
+    assert!(plain
+        .request(http::Request::get(&url).body(()).unwrap())
+        .await
+        .is_err());
+    let named = trusting(&ca).with_server_name("localhost").unwrap();
+    let client = Client::builder().tls(named).build();
+    let (_, body) = get_text(&client, &url).await;
+    assert_eq!(body, "Hello, World!");
+    // A bad name is refused when it is given, naming it.
+    let err = trusting(&ca).with_server_name("not a name!").unwrap_err();
+    assert!(err.to_string().starts_with("not a name!: "), "{err}");
 }
