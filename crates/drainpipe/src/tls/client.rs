@@ -9,7 +9,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::{pem, provider, ConfigError, ALPN_HTTP11};
+use super::error::ConfigError;
+use super::pem;
+use super::settings::{provider, ALPN_HTTP11};
 use crate::transport::Transport;
 
 /// How a client speaks TLS to an origin: a rustls client configuration and,

@@ -28,11 +28,14 @@
 //! Protocol versions TLS 1.2 and 1.3; ALPN `http/1.1` only.
 
 mod client;
+mod error;
 mod pem;
 mod server;
+mod settings;
 pub mod stream;
 
 pub use client::{ClientTls, ClientTlsBuilder};
+pub use error::ConfigError;
 /// The rustls crate, for configurations built by hand
 /// ([`ServerTls::from_config`], [`ClientTls::from_config`]) and session
 /// facts (protocol version, resumption).
@@ -42,36 +45,3 @@ pub use stream::ServerStream;
 /// The tokio-rustls crate, whose client stream [`ClientTls::connect`]
 /// returns.
 pub use tokio_rustls;
-
-use std::sync::Arc;
-
-/// The one ALPN protocol spoken.
-pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
-
-/// The crypto provider every configuration is built with.
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A TLS configuration that cannot be built: what is wrong, naming the file
-/// at fault when there is one (`cert.pem: no certificate found`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError(message.into())
-    }
-
-    pub(crate) fn file(path: &std::path::Path, message: impl std::fmt::Display) -> ConfigError {
-        ConfigError(format!("{}: {message}", path.display()))
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}

@@ -5,7 +5,7 @@ use std::path::Path;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Reads `path` first, so a missing or unreadable file says so (the PEM
 /// parser's own I/O errors name no file).

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 
+use super::error::ConfigError;
+use super::pem;
+use super::settings::{provider, ALPN_HTTP11};
 use super::stream::ServerStream;
-use super::{pem, provider, ConfigError, ALPN_HTTP11};
 use crate::server::{Accept, Listen};
 
 /// Sessions a listener remembers for resumption by session id (TLS 1.2);
