@@ -377,9 +377,14 @@ fn unreachable_or_unsupported_url_is_one_line_naming_it() {
     one_line_error(&["bench", "-n", "10", &url], 1, &url);
     // Bad usage: exit status 2.
     one_line_error(
-        &["bench", "https://127.0.0.1:1/"],
+        &["bench", "ftp://127.0.0.1:1/"],
         2,
-        "https://127.0.0.1:1/",
+        "ftp://127.0.0.1:1/",
+    );
+    one_line_error(
+        &["bench", "--insecure", "http://127.0.0.1:1/"],
+        2,
+        "--insecure",
     );
     one_line_error(&["bench", "not a url"], 2, "not a url");
 }
