@@ -376,11 +376,7 @@ fn unreachable_or_unsupported_url_is_one_line_naming_it() {
     let url = format!("http://127.0.0.1:{port}/");
     one_line_error(&["bench", "-n", "10", &url], 1, &url);
     // Bad usage: exit status 2.
-    one_line_error(
-        &["bench", "ftp://127.0.0.1:1/"],
-        2,
-        "ftp://127.0.0.1:1/",
-    );
+    one_line_error(&["bench", "ftp://127.0.0.1:1/"], 2, "ftp://127.0.0.1:1/");
     one_line_error(
         &["bench", "--insecure", "http://127.0.0.1:1/"],
         2,
