@@ -938,82 +938,95 @@ class Bench:
             if "c10k" in wanted and self.have("wrk"):
                 plan.append(("c10k", lambda s, d: self.wrk_cmd(s.url, conns=10000, duration=d, latency=True), parse_wrk,
                              f"taskset -c {LOAD_CPU} wrk -t1 -c10000 -d{self.duration}s --latency --timeout 10s http://127.0.0.1:PORT/"))
-            for scenario, make, parser, template in plan:
-                log(f"scenario {scenario}: {self.runs} run(s) per server, servers interleaved")
-                self.record_cmd(scenario, template)
-                for rep in range(self.runs):
-                    for s in servers:
-                        if not s.alive():
-                            continue
-                        res = self.load_run(scenario, s, make(s, None), parser, timeout=self.duration + 300)
-                        if res:
-                            self.row(scenario, s.name)["runs"].append(res)
-                            log(f"  run {rep + 1} {s.name}: {fmt_rate(res['rps'])}/s, CPU {res['cpu_us']:.2f} µs/resp"
-                                + (f", p99 {res['p99_ms']:.1f} ms" if "p99_ms" in res else "")
-                                + f" [CPU% server {fmt(res['server_cpu_pct'], 0)}, load {fmt(res['load_cpu_pct'], 0)},"
-                                  f" other {fmt(res['cpu0_other_pct'], 0)}/{fmt(res['cpu1_other_pct'], 0)}]"
-                                + (f", errors {res['errors']}" if res["errors"] else ""))
-                        time.sleep(0.5)
-                if self.sys:
-                    for s in servers:
-                        sc = self.syscall_window(scenario, s, make(s, self.window), parser, timeout=self.window + 300)
-                        if sc:
-                            self.row(scenario, s.name)["sys"] = sc
-                            log(f"  syscalls {s.name}: {sc['per_response']:.2f}/resp ({top_calls(sc['calls'], 3)})")
-                        time.sleep(0.5)
+            self.run_plan(plan, servers)
         finally:
             for s in servers:
                 if not s.alive():
                     self.note_problem("server", s.name, f"exited with code {s.proc.returncode}; log tail:\n{tail(s.log_path)}")
                 s.stop()
 
-    def run_proxy(self):
+    def run_plan(self, plan, servers):
+        """Each (scenario, make command, parser, command template) of `plan` against every
+        server, runs interleaved server by server, then a syscall window each."""
+        for scenario, make, parser, template in plan:
+            log(f"scenario {scenario}: {self.runs} run(s) per server, servers interleaved")
+            self.record_cmd(scenario, template)
+            for rep in range(self.runs):
+                for s in servers:
+                    if not s.alive():
+                        continue
+                    res = self.load_run(scenario, s, make(s, None), parser, timeout=self.duration + 300)
+                    if res:
+                        self.row(scenario, s.name)["runs"].append(res)
+                        log(f"  run {rep + 1} {s.name}: {fmt_rate(res['rps'])}/s, CPU {res['cpu_us']:.2f} µs/resp"
+                            + (f", p99 {res['p99_ms']:.1f} ms" if "p99_ms" in res else "")
+                            + (f", TLS handshakes {res['handshakes_full']} full / {res['handshakes_resumed']} resumed"
+                               if "handshakes_full" in res else "")
+                            + f" [CPU% server {fmt(res['server_cpu_pct'], 0)}, load {fmt(res['load_cpu_pct'], 0)},"
+                              f" other {fmt(res['cpu0_other_pct'], 0)}/{fmt(res['cpu1_other_pct'], 0)}]"
+                            + (f", errors {res['errors']}" if res["errors"] else ""))
+                    time.sleep(0.5)
+            if self.sys:
+                for s in servers:
+                    sc = self.syscall_window(scenario, s, make(s, self.window), parser, timeout=self.window + 300)
+                    if sc:
+                        self.row(scenario, s.name)["sys"] = sc
+                        log(f"  syscalls {s.name}: {sc['per_response']:.2f}/resp ({top_calls(sc['calls'], 3)})")
+                    time.sleep(0.5)
+
+    def run_proxy(self, tls=False):
+        """Scenario proxy, or tls-proxy with `tls`: TLS on the listener and to the origin."""
         if not self.have("wrk"):
             return
-        log("scenario proxy: wrk -t1 -c64 through each proxy to one drainpipe origin (proxy and origin on CPU 0)")
+        scenario = "tls-proxy" if tls else "proxy"
+        log(f"scenario {scenario}: wrk -t1 -c64 through each proxy to one drainpipe origin (proxy and origin on CPU 0)")
         try:
-            origin = start(start_drainpipe_origin, name="proxy-origin")
+            origin = start(start_drainpipe_tls_origin if tls else start_drainpipe_origin, name=scenario + "-origin")
         except BenchError as e:
-            self.note_problem("proxy", "origin", str(e))
+            self.note_problem(scenario, "origin", str(e))
             return
         self.remember(origin)
         upstream = f"127.0.0.1:{origin.port}"
-        proxies = [("drainpipe", lambda p: start_drainpipe_proxy(p, upstream))]
+        if tls:
+            proxies = [("drainpipe", lambda p: start_drainpipe_tls_proxy(p, origin.port))]
+        else:
+            proxies = [("drainpipe", lambda p: start_drainpipe_proxy(p, upstream))]
         if self.have("nginx"):
-            proxies.append(("nginx", lambda p: start_nginx(p, upstream=upstream)))
-        if self.have("haproxy"):
+            proxies.append(("nginx", lambda p: start_nginx(p, upstream=upstream, tls=tls)))
+        if self.have("haproxy") and not tls:
             proxies.append(("haproxy", lambda p: start_haproxy(p, upstream)))
-        self.record_cmd("proxy", f"taskset -c {SERVER_CPU} drainpipe --threads 1 origin --listen 127.0.0.1:ORIGIN")
-        self.record_cmd("proxy", f"taskset -c {LOAD_CPU} wrk -t1 -c64 -d{self.duration}s http://127.0.0.1:PROXY/")
+        scheme, tls_flags = ("https", " --tls-cert leaf.pem --tls-key leaf.key") if tls else ("http", "")
+        self.record_cmd(scenario, f"taskset -c {SERVER_CPU} drainpipe --threads 1 origin --listen 127.0.0.1:ORIGIN{tls_flags}")
+        self.record_cmd(scenario, f"taskset -c {LOAD_CPU} wrk -t1 -c64 -d{self.duration}s {scheme}://127.0.0.1:PROXY/")
         try:
             for rep in range(self.runs):
                 for name, starter in proxies:
                     try:
                         proxy = start(starter)
                     except BenchError as e:
-                        self.note_problem("proxy", name, str(e))
+                        self.note_problem(scenario, name, str(e))
                         continue
                     try:
                         self.remember(proxy)
                         counter = UpstreamCounter(origin.port)
                         counter.begin()
-                        res = self.load_run("proxy", proxy, self.wrk_cmd(proxy.url), parse_wrk,
+                        res = self.load_run(scenario, proxy, self.wrk_cmd(proxy.url), parse_wrk,
                                             timeout=self.duration + 300, extra_pids=origin.pids())
                         counter.end()
                         if res:
                             res["upstream_conns"] = counter.opened
                             res["upstream_max_open"] = counter.max_open
-                            self.row("proxy", name)["runs"].append(res)
+                            self.row(scenario, name)["runs"].append(res)
                             log(f"  run {rep + 1} {name}: {fmt_rate(res['rps'])}/s, proxy CPU {res['cpu_us']:.2f} µs/req, "
                                 f"origin CPU {res['extra_cpu_us']:.2f} µs/req, upstream connections {counter.opened} "
                                 f"(max {counter.max_open} open) [CPU% proxy {fmt(res['server_cpu_pct'], 0)}, load {fmt(res['load_cpu_pct'], 0)},"
                                 f" other {fmt(res['cpu0_other_pct'], 0)}/{fmt(res['cpu1_other_pct'], 0)}]"
                                 + (f", errors {res['errors']}" if res["errors"] else ""))
                         if rep == self.runs - 1 and self.sys:
-                            sc = self.syscall_window("proxy", proxy, self.wrk_cmd(proxy.url, duration=self.window), parse_wrk,
+                            sc = self.syscall_window(scenario, proxy, self.wrk_cmd(proxy.url, duration=self.window), parse_wrk,
                                                      timeout=self.window + 300)
                             if sc:
-                                self.row("proxy", name)["sys"] = sc
+                                self.row(scenario, name)["sys"] = sc
                                 log(f"  syscalls {name}: {sc['per_response']:.2f}/req ({top_calls(sc['calls'], 3)})")
                     finally:
                         proxy.stop()
@@ -1059,69 +1072,12 @@ def run_tls(bench, wanted):
                     parse_bench_json,
                     f"taskset -c {LOAD_CPU} drainpipe bench https://localhost:PORT/ --ca ca.pem --strategy parallel "
                     f"-c 16 --duration {bench.duration} --json" + (" --no-resumption" if extra else "")))
-        for scenario, make, parser, template in plan:
-            log(f"scenario {scenario}: {bench.runs} run(s) per server, servers interleaved")
-            bench.record_cmd(scenario, template)
-            for rep in range(bench.runs):
-                for s in servers:
-                    if not s.alive():
-                        continue
-                    res = bench.load_run(scenario, s, make(s, None), parser, timeout=bench.duration + 300)
-                    if res:
-                        bench.row(scenario, s.name)["runs"].append(res)
-                        log(f"  run {rep + 1} {s.name}: {fmt_rate(res['rps'])}/s, CPU {res['cpu_us']:.2f} µs/resp"
-                            + (f", handshakes {res['handshakes_full']} full / {res['handshakes_resumed']} resumed"
-                               if "handshakes_full" in res else "")
-                            + (f", errors {res['errors']}" if res["errors"] else ""))
-                    time.sleep(0.5)
+        bench.run_plan(plan, servers)
     finally:
         for s in servers:
             s.stop()
-    if "tls-proxy" in wanted and bench.have("wrk"):
-        run_tls_proxy(bench)
-
-
-def run_tls_proxy(bench):
-    log("scenario tls-proxy: wrk -t1 -c64 https:// through each proxy to one drainpipe TLS origin")
-    try:
-        origin = start(start_drainpipe_tls_origin, name="tls-proxy-origin")
-    except BenchError as e:
-        bench.note_problem("tls-proxy", "origin", str(e))
-        return
-    bench.remember(origin)
-    proxies = [("drainpipe", lambda p: start_drainpipe_tls_proxy(p, origin.port))]
-    if bench.have("nginx"):
-        proxies.append(("nginx", lambda p: start_nginx(p, upstream=f"127.0.0.1:{origin.port}", tls=True)))
-    bench.record_cmd("tls-proxy", f"taskset -c {SERVER_CPU} drainpipe --threads 1 origin --listen 127.0.0.1:ORIGIN "
-                                  "--tls-cert leaf.pem --tls-key leaf.key")
-    bench.record_cmd("tls-proxy", f"taskset -c {LOAD_CPU} wrk -t1 -c64 -d{bench.duration}s https://127.0.0.1:PROXY/")
-    try:
-        for rep in range(bench.runs):
-            for name, starter in proxies:
-                try:
-                    proxy = start(starter)
-                except BenchError as e:
-                    bench.note_problem("tls-proxy", name, str(e))
-                    continue
-                try:
-                    bench.remember(proxy)
-                    counter = UpstreamCounter(origin.port)
-                    counter.begin()
-                    res = bench.load_run("tls-proxy", proxy, bench.wrk_cmd(proxy.url), parse_wrk,
-                                         timeout=bench.duration + 300, extra_pids=origin.pids())
-                    counter.end()
-                    if res:
-                        res["upstream_conns"] = counter.opened
-                        res["upstream_max_open"] = counter.max_open
-                        bench.row("tls-proxy", name)["runs"].append(res)
-                        log(f"  run {rep + 1} {name}: {fmt_rate(res['rps'])}/s, proxy CPU {res['cpu_us']:.2f} µs/req, "
-                            f"origin CPU {res['extra_cpu_us']:.2f} µs/req, upstream connections {counter.opened}"
-                            + (f", errors {res['errors']}" if res["errors"] else ""))
-                finally:
-                    proxy.stop()
-                time.sleep(0.5)
-    finally:
-        origin.stop()
+    if "tls-proxy" in wanted:
+        bench.run_proxy(tls=True)
 
 
 class UpstreamCounter:

@@ -40,6 +40,15 @@ async fn tls_origin(leaves: &[&Leaf], builder: drainpipe::server::Builder) -> Te
     )
 }
 
+/// A CA named `name`, a localhost certificate (ECDSA) it signs, and the
+/// built-in origin serving TLS with it.
+async fn localhost_origin(name: &str) -> (Ca, Leaf, TestServer) {
+    let ca = Ca::new(name);
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    (ca, leaf, srv)
+}
+
 fn trusting(ca: &Ca) -> ClientTls {
     ClientTls::builder().ca_file(&ca.cert).build().unwrap()
 }
@@ -62,9 +71,7 @@ async fn get_text(client: &Client, url: &str) -> (http::response::Parts, String)
 // requests per connection).
 #[tokio::test]
 async fn client_reuses_one_tls_connection_for_https_urls() {
-    let ca = Ca::new("reuse");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("reuse").await;
     let client = Client::builder().tls(trusting(&ca)).build();
     let url = format!("https://localhost:{}/conn", srv.addr.port());
     let mut ids = Vec::new();
@@ -83,9 +90,7 @@ async fn client_reuses_one_tls_connection_for_https_urls() {
 // response, and the system roots are what the default client trusts.
 #[tokio::test]
 async fn default_client_does_not_trust_an_unknown_ca() {
-    let ca = Ca::new("untrusted");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (_ca, _, srv) = localhost_origin("untrusted").await;
     let url = format!("https://localhost:{}/", srv.addr.port());
     let err = Client::new()
         .request(http::Request::get(&url).body(()).unwrap())
@@ -146,9 +151,7 @@ fn base64_encode(der: &[u8]) -> String {
 // session (no certificate exchange); the first one is a full handshake.
 #[tokio::test]
 async fn second_connection_resumes_the_session() {
-    let ca = Ca::new("resume");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("resume").await;
     let tls = trusting(&ca);
     let mut kinds = Vec::new();
     for _ in 0..2 {
@@ -174,9 +177,7 @@ async fn second_connection_resumes_the_session() {
 // answer, and a TLS client at the same time is served as usual.
 #[tokio::test]
 async fn cleartext_client_on_a_tls_port_is_closed_alone() {
-    let ca = Ca::new("cleartext");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("cleartext").await;
     let client = Client::builder().tls(trusting(&ca)).build();
     let url = format!("https://localhost:{}/", srv.addr.port());
     let (_, body) = get_text(&client, &url).await;
@@ -297,9 +298,7 @@ async fn tls_proxy(leaf: &Leaf, port: u16, ca: &Ca) -> TestServer {
 // on both sides), and the origin sees `X-Forwarded-Proto: https`.
 #[tokio::test]
 async fn proxy_tls_to_tls_reuses_both_hops() {
-    let ca = Ca::new("proxy");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let origin = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, leaf, origin) = localhost_origin("proxy").await;
     let proxy = tls_proxy(&leaf, origin.addr.port(), &ca).await;
     let client = Client::builder().tls(trusting(&ca)).build();
     let base = format!("https://localhost:{}", proxy.addr.port());
@@ -373,9 +372,7 @@ async fn curl_with_cacert() {
     if !peer("curl") {
         return;
     }
-    let ca = Ca::new("curl");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("curl").await;
     let url = format!("https://localhost:{}/conn", srv.addr.port());
     let out = run_peer(
         "curl",
@@ -402,9 +399,7 @@ async fn python_sees_close_notify_before_fin() {
     if !peer("python3") {
         return;
     }
-    let ca = Ca::new("python");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("python").await;
     let script = r#"
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[1])
@@ -442,9 +437,7 @@ async fn openssl_alpn_h2_only_is_refused() {
     if !peer("openssl") {
         return;
     }
-    let ca = Ca::new("openssl");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("openssl").await;
     let connect = format!("127.0.0.1:{}", srv.addr.port());
     let run = |alpn: &'static str, version: &'static str| {
         let connect = connect.clone();
@@ -547,9 +540,7 @@ async fn nginx_as_a_tls_client_reuses_its_connection() {
     if !peer("nginx") || !peer("curl") {
         return;
     }
-    let ca = Ca::new("nginx-client");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let origin = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, origin) = localhost_origin("nginx-client").await;
     let (ca_file, dp) = (ca.cert.clone(), origin.addr);
     let nginx = nginx_with(|port, _| {
         format!(
@@ -638,9 +629,7 @@ async fn client_certificate_from_files_is_presented() {
 // against the name given instead (the certificate names only localhost).
 #[tokio::test]
 async fn server_name_override_verifies_an_address() {
-    let ca = Ca::new("server-name");
-    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
-    let srv = tls_origin(&[&leaf], Server::builder()).await;
+    let (ca, _, srv) = localhost_origin("server-name").await;
     let url = format!("https://127.0.0.1:{}/", srv.addr.port());
     let plain = Client::builder().tls(trusting(&ca)).build();
     assert!(plain
