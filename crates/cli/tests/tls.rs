@@ -266,7 +266,7 @@ fn reload_rereads_the_certificates() {
         listener_config(&listen.to_string(), origin.addr("origin"), &live),
     )
     .unwrap();
-    let old = Proc::start(
+    let mut old = Proc::start(
         &[
             "proxy",
             "--config",
@@ -301,6 +301,9 @@ fn reload_rereads_the_certificates() {
         .parse()
         .unwrap();
     scratch.kill.push(successor);
+    // The old process accepts during its drain delay too: once it is gone,
+    // every connection meets the successor.
+    assert!(old.wait_exit(Duration::from_secs(10)).success());
     let after = served();
     assert_ne!(after, before, "the renewed certificate is served");
 }
