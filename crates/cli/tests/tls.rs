@@ -360,3 +360,39 @@ fn bench_reports_full_and_resumed_handshakes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid peer certificate"), "{err}");
 }
+
+// A cleartext client on a TLS port: closed, logged at debug (and not above),
+// and a TLS client right after it is served.
+#[test]
+fn a_cleartext_client_is_logged_at_debug_and_closed() {
+    let ca = Ca::new("cli-cleartext");
+    let leaf = ca.leaf("localhost", &["localhost"], ECDSA);
+    let mut cmd = Command::new(BIN);
+    cmd.env("RUST_LOG", "debug").args([
+        "origin",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        leaf.cert.to_str().unwrap(),
+        "--tls-key",
+        leaf.key.to_str().unwrap(),
+    ]);
+    let origin = Proc::spawn(cmd, 1);
+    let addr = origin.addr("origin");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/"), "{got:?}");
+    let log = origin.log_once("TLS handshake failed", Duration::from_secs(5));
+    let line = log
+        .lines()
+        .find(|l| l.contains("TLS handshake failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("DEBUG"), "{line}");
+    // A TLS client right after it is served.
+    assert!(!runtime()
+        .block_on(presented(&ca, addr, "localhost"))
+        .is_empty());
+}
