@@ -14,6 +14,7 @@ Scenarios (ids for --only):
   ab         a new connection per request (ab, no -k) and HTTP/1.0 keep-alive (ab -k)
   c10k       10,000 concurrent keep-alive connections: wrk -t1 -c10000 --latency
   tls-keepalive   TLS keep-alive: wrk -t1 -c64 https://, drainpipe (rustls) beside nginx (OpenSSL)
+                  and hyper + tokio-rustls
   tls-handshakes  new TLS connections/s (ECDSA P-256), resumption off and on: drainpipe bench
                   --strategy parallel (a connection per request) against each server
   tls-proxy       TLS listener -> TLS upstream: wrk -t1 -c64 https:// through drainpipe and nginx
@@ -459,6 +460,12 @@ def start_drainpipe_tls_origin(port, name="drainpipe"):
     cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "--threads", "1", "origin", "--listen", f"127.0.0.1:{port}",
            "--tls-cert", TLS_DIR / "leaf.pem", "--tls-key", TLS_DIR / "leaf.key"]
     proc, lp = launch(name, cmd)
+    return Running(name, proc, port, lp, cmd=cmd).tls()
+
+
+def start_hyper_tls(port, name="hyper"):
+    cmd = ["taskset", "-c", SERVER_CPU, HYPER, f"127.0.0.1:{port}", TLS_DIR / "leaf.pem", TLS_DIR / "leaf.key"]
+    proc, lp = launch(name + "-tls", cmd)
     return Running(name, proc, port, lp, cmd=cmd).tls()
 
 
@@ -1039,6 +1046,8 @@ def tls_origin_starters(bench):
     s = [("drainpipe", start_drainpipe_tls_origin)]
     if bench.have("nginx"):
         s.append(("nginx", start_nginx_tls))
+    if HYPER.exists():
+        s.append(("hyper", start_hyper_tls))
     return s
 
 
@@ -1171,8 +1180,8 @@ SCENARIO_TITLES = {
               "CPU columns are the proxy's (the origin's is shown separately); syscalls are the proxy's. "
               "`upstream conns` = distinct connections to the origin seen during a run (`ss` sampled every 0.1 s plus new TIME_WAIT entries)."),
     "tls-keepalive": ("7. TLS keep-alive", "`wrk -t1 -c64 https://`, `GET /` → `Hello, World!` over TLS (one certificate, "
-                      "ECDSA P-256; drainpipe: rustls with ring; nginx: OpenSSL). hyper + tokio-rustls is not in this table "
-                      "(bench/hyper-hello speaks cleartext only)."),
+                      "ECDSA P-256; drainpipe: rustls with ring; nginx: OpenSSL; hyper: tokio-rustls with ring, "
+                      "`bench/hyper-hello ADDR CERT KEY`)."),
     "tls-new-full": ("8a. New TLS connections, full handshakes", "`drainpipe bench --strategy parallel -c 16 --no-resumption` "
                      "(a new connection per request, `Connection: close`, every handshake full); the same client for "
                      "every server, on CPU 1."),
@@ -1345,7 +1354,7 @@ def targets(b):
         out.append("| idle memory KiB/connection vs hyper | — | — | — | ≤ 0.05 | not evaluated (no figure) |")
     check("reverse proxy requests/s", "proxy", "rps", HIGHER, "≥ 1.20", lambda r: r >= 1.20)
     check("reverse proxy CPU µs/proxied request", "proxy", "cpu_us", LOWER, "≤ 0.80", lambda r: r <= 0.80)
-    # Issue 14 (TLS); the peer is nginx (hyper + tokio-rustls is not measured yet).
+    # Issue 14 (TLS): the peers are nginx (OpenSSL) and hyper + tokio-rustls.
     check("TLS keep-alive server CPU µs/response", "tls-keepalive", "cpu_us", LOWER, "≤ 1.00", lambda r: r <= 1.00)
     check("new TLS connections/s, full handshakes", "tls-new-full", "rps", HIGHER, "≥ 1.00", lambda r: r >= 1.00)
     check("new TLS connections/s, resumed", "tls-new-resumed", "rps", HIGHER, "≥ 1.00", lambda r: r >= 1.00)
