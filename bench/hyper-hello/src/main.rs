@@ -1,6 +1,8 @@
 //! hyper 1.x hello server for the side-by-side benchmarks in `bench/`.
 //!
-//! Usage: `hyper-hello [ADDR]` (default 127.0.0.1:8083). Answers every request with
+//! Usage: `hyper-hello [ADDR [CERT KEY]]` (default 127.0.0.1:8083; with a PEM
+//! certificate chain and key, TLS through tokio-rustls with the ring provider, ALPN
+//! `http/1.1`, the rustls defaults for resumption). Answers every request with
 //! `200 OK`, `content-type: text/plain`, body `Hello, World!`, on one current-thread
 //! tokio runtime (one thread: the benchmark pins it to one CPU with taskset).
 //! HTTP/1.1 keep-alive, TCP_NODELAY, and `pipeline_flush` so that responses to
@@ -9,6 +11,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,6 +21,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 static HELLO: &[u8] = b"Hello, World!";
 
@@ -28,7 +34,35 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     Ok(res)
 }
 
+/// The TLS acceptor for `CERT KEY` (arguments 2 and 3), if given.
+fn tls_acceptor() -> Option<tokio_rustls::TlsAcceptor> {
+    let cert = std::env::args().nth(2)?;
+    let key = std::env::args().nth(3).unwrap_or_else(|| {
+        eprintln!("hyper-hello: CERT needs KEY");
+        std::process::exit(2);
+    });
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("hyper-hello: {what}: {e}");
+        std::process::exit(2);
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap_or_else(|e| fail(&cert, &e))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| fail(&cert, &e));
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap_or_else(|e| fail(&key, &e));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| fail("TLS versions", &e))
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap_or_else(|e| fail("certificate", &e));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn main() {
+    let tls = tls_acceptor();
     let addr: SocketAddr = match std::env::args().nth(1) {
         None => "127.0.0.1:8083".parse().unwrap(),
         Some(a) => match a.parse() {
@@ -63,12 +97,24 @@ fn main() {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let tls = tls.clone();
             tokio::task::spawn(async move {
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    .pipeline_flush(true)
-                    .serve_connection(TokioIo::new(stream), service_fn(hello))
-                    .await;
+                let mut http = http1::Builder::new();
+                http.keep_alive(true).pipeline_flush(true);
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(TokioIo::new(stream), service_fn(hello))
+                            .await;
+                    }
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let _ = http
+                                .serve_connection(TokioIo::new(stream), service_fn(hello))
+                                .await;
+                        }
+                    }
+                }
             });
         }
     });

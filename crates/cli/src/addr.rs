@@ -129,8 +129,9 @@ fn unix_path(text: &str, path: &str) -> Result<PathBuf, String> {
 }
 
 /// An upstream server: `HOST:PORT`, `[V6]:PORT`, `http://HOST[:PORT]` (port
-/// 80 by default with the scheme) or `unix:/PATH`. The host is not resolved
-/// here.
+/// 80 by default with the scheme), `https://HOST[:PORT]` (TLS, port 443 by
+/// default, verified with the system's roots unless the group says
+/// otherwise) or `unix:/PATH`. The host is not resolved here.
 pub fn upstream(text: &str) -> Result<Origin, String> {
     let text = text.trim();
     if let Some(path) = text.strip_prefix("unix:") {
@@ -139,16 +140,17 @@ pub fn upstream(text: &str) -> Result<Origin, String> {
     let (rest, default_port) = match text.split_once("://") {
         None => (text, None),
         Some(("http", rest)) => (rest, Some(80)),
-        Some(("https", _)) => {
-            return Err(format!(
-                "{text}: TLS upstreams are not supported yet (use http://)"
-            ))
-        }
+        Some(("https", rest)) => (rest, Some(443)),
         Some((scheme, _)) => {
             return Err(format!(
-                "{text}: scheme {scheme} is not supported (use HOST:PORT or http://HOST:PORT)"
+                "{text}: scheme {scheme} is not supported (use HOST:PORT, http://HOST:PORT or https://HOST:PORT)"
             ))
         }
+    };
+    let scheme = if default_port == Some(443) {
+        "https"
+    } else {
+        "http"
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '?', '#', '@']) {
@@ -166,7 +168,7 @@ pub fn upstream(text: &str) -> Result<Origin, String> {
         Host::Ip(ip) => ip.to_string(),
         Host::Name(name) => name.to_string(),
     };
-    let uri: http::Uri = format!("http://{host}:{port}/")
+    let uri: http::Uri = format!("{scheme}://{host}:{port}/")
         .parse()
         .map_err(|_| format!("{text}: {host:?} is not a valid host name"))?;
     Origin::of(&uri).map_err(|e| format!("{text}: {e}"))
@@ -328,6 +330,11 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port), ("127.0.0.1", 8081));
         let o = upstream("http://app.internal/").unwrap();
         assert_eq!((o.host.as_str(), o.port), ("app.internal", 80));
+        assert!(o.tls.is_none());
+        let o = upstream("https://app.internal").unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("app.internal", 443));
+        assert!(o.tls.is_some());
+        assert_eq!(o.to_string(), "https://app.internal:443");
         let o = upstream("[::1]:8081").unwrap();
         assert_eq!((o.host.as_str(), o.port), ("::1", 8081));
         let o = upstream("localhost:8082").unwrap();
@@ -342,7 +349,10 @@ mod tests {
         for (text, want) in [
             ("127.0.0.1:abc", "port 'abc' is not a number"),
             ("ftp://h:21", "scheme ftp is not supported"),
-            ("https://h:443", "TLS upstreams are not supported yet"),
+            (
+                "https://h:443/x",
+                "https://h:443/x: an upstream is a server, not a URL",
+            ),
             (
                 "unix:app.sock",
                 "unix:app.sock: the socket path must be absolute",

@@ -57,13 +57,16 @@ pub enum Command {
         /// Seconds a drain waits for requests in progress.
         #[arg(long, default_value_t = 30)]
         drain_timeout: u64,
+        /// TLS on the listener.
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Run the reverse proxy: `--listen ADDR --upstream ADDR...` for quick use,
     /// or `--config FILE` (TOML: listeners, routes, upstream groups, timeouts,
     /// limits, drain settings).
     Proxy {
         /// A TOML configuration file (instead of --listen/--upstream).
-        #[arg(long, conflicts_with_all = ["listen", "upstream"])]
+        #[arg(long, conflicts_with_all = ["listen", "upstream", "tls_cert", "tls_key"])]
         config: Option<std::path::PathBuf>,
         /// Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT (every
         /// interface) or unix:/PATH (a Unix socket); default 127.0.0.1:8080.
@@ -73,6 +76,13 @@ pub enum Command {
         /// `unix:/PATH` (repeat for several).
         #[arg(long = "upstream", value_name = "HOST:PORT")]
         upstream: Vec<String>,
+        /// TLS on the listener.
+        #[command(flatten)]
+        tls: TlsFlags,
+        /// PEM file of the roots that verify `https://` upstreams (instead
+        /// of the system's).
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        upstream_ca: Option<std::path::PathBuf>,
         /// How requests are spread over the upstreams.
         #[arg(long, value_enum, default_value = "round-robin")]
         balance: BalanceArg,
@@ -139,6 +149,17 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+/// TLS on a listener: a certificate chain and its key, as PEM files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsFlags {
+    /// PEM certificate chain (leaf first): the listener speaks TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert (RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
 /// The running drainpipe `upgrade` and `reload` talk to.
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
@@ -195,8 +216,19 @@ impl Strategy {
 /// Flags of `drainpipe bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The URL to load (http:// only).
+    /// The URL to load (http:// or https://).
     pub url: String,
+    /// https://: a PEM file of the roots that verify the server (instead of
+    /// the system's).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// https://: accept any server certificate (no verification).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// https://: a full handshake on every connection (no session
+    /// resumption).
+    #[arg(long)]
+    pub no_resumption: bool,
     /// Connection strategy.
     #[arg(long, value_enum, default_value_t = Strategy::Persistent, conflicts_with = "compare")]
     pub strategy: Strategy,

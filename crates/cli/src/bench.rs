@@ -41,11 +41,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use drainpipe::proto::{BodySize, Config, Connection, ErrorKind, Event, Role, WriteBuf};
+use drainpipe::tls::ClientTls;
+use drainpipe::transport::Transport;
 use hdrhistogram::Histogram;
 use http::{header, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::either::Either;
 
 use crate::args::{BenchArgs, Strategy};
 
@@ -132,7 +135,7 @@ enum Stop {
 /// (a table, or JSON lines) on stdout. Returns the requests that failed and
 /// those that ended (completed or failed).
 async fn run(args: BenchArgs) -> Result<(u64, u64), Stop> {
-    let target = Target::resolve(&args.url).await?;
+    let target = Target::resolve(&args).await?;
     let request = Template::new(&args, target.uri.clone(), false).map_err(Stop::Usage)?;
     let duration = match args.requests {
         Some(_) => None,
@@ -142,7 +145,7 @@ async fn run(args: BenchArgs) -> Result<(u64, u64), Stop> {
     };
     let timeout = Duration::from_secs_f64(args.timeout);
     // The first connection proves the URL reachable; the first strategy uses it.
-    let mut first = match connect(target.addr, Instant::now() + timeout).await {
+    let mut first = match connect(&target, Instant::now() + timeout).await {
         Ok(stream) => Some(stream),
         Err(e) => return Err(Stop::Failed(format!("cannot connect to {}: {e}", args.url))),
     };
@@ -201,19 +204,23 @@ async fn run(args: BenchArgs) -> Result<(u64, u64), Stop> {
 struct Target {
     uri: Uri,
     addr: SocketAddr,
+    /// `https://`: the TLS settings and the name to verify.
+    tls: Option<(ClientTls, String)>,
 }
 
 impl Target {
-    /// Parses an `http://` URL and resolves its host.
-    async fn resolve(url: &str) -> Result<Target, Stop> {
+    /// Parses an `http://` or `https://` URL and resolves its host.
+    async fn resolve(args: &BenchArgs) -> Result<Target, Stop> {
+        let url = &args.url;
         let uri: Uri = url
             .parse()
             .map_err(|e| Stop::Usage(format!("invalid URL {url}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(_) => {
                 return Err(Stop::Usage(format!(
-                    "unsupported URL {url}: only http:// is supported"
+                    "unsupported URL {url}: only http:// and https:// are supported"
                 )))
             }
             None => {
@@ -221,19 +228,38 @@ impl Target {
                     "invalid URL {url}: expected http://HOST[:PORT][/PATH]"
                 )))
             }
-        }
+        };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Stop::Usage(format!("invalid URL {url}: no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
+        let tls = if https {
+            let mut builder = ClientTls::builder()
+                .insecure(args.insecure)
+                .resumption(!args.no_resumption);
+            if let Some(ca) = &args.ca {
+                builder = builder.ca_file(ca);
+            }
+            let tls = builder
+                .build()
+                .map_err(|e| Stop::Usage(format!("--ca: {e}")))?;
+            Some((tls, host.to_string()))
+        } else {
+            if args.ca.is_some() || args.insecure || args.no_resumption {
+                return Err(Stop::Usage(
+                    "--ca, --insecure and --no-resumption are for https:// URLs".into(),
+                ));
+            }
+            None
+        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| Stop::Failed(format!("cannot resolve {url}: {e}")))?
             .next()
             .ok_or_else(|| Stop::Failed(format!("cannot resolve {url}: no address")))?;
-        Ok(Target { uri, addr })
+        Ok(Target { uri, addr, tls })
     }
 }
 
@@ -366,6 +392,8 @@ impl Schedule {
 /// What the connection tasks of one run share.
 struct Plan {
     addr: SocketAddr,
+    /// `https://`: the TLS settings and the name to verify.
+    tls: Option<(ClientTls, String)>,
     depth: u64,
     request: Template,
     config: Arc<Config>,
@@ -444,6 +472,9 @@ struct Stats {
     non_2xx: u64,
     errors: [u64; 6],
     opened: u64,
+    /// TLS connections whose handshake was full / resumed a session.
+    handshakes_full: u64,
+    handshakes_resumed: u64,
     /// Responses by status code (index: the code; 0: out of range).
     statuses: Box<[u64; 600]>,
     bytes_read: u64,
@@ -459,6 +490,8 @@ impl Stats {
             non_2xx: 0,
             errors: [0; 6],
             opened: 0,
+            handshakes_full: 0,
+            handshakes_resumed: 0,
             statuses: Box::new([0; 600]),
             bytes_read: 0,
             bytes_written: 0,
@@ -486,6 +519,8 @@ impl Stats {
             *a += b;
         }
         self.opened += other.opened;
+        self.handshakes_full += other.handshakes_full;
+        self.handshakes_resumed += other.handshakes_resumed;
         for (a, b) in self.statuses.iter_mut().zip(other.statuses.iter()) {
             *a += b;
         }
@@ -511,18 +546,68 @@ enum Flow {
     Stop,
 }
 
-/// Opens a connection (no Nagle), giving up at `limit`.
-async fn connect(addr: SocketAddr, limit: Instant) -> std::io::Result<TcpStream> {
-    let stream = tokio::time::timeout_at(limit.into(), TcpStream::connect(addr))
+/// A bench connection: TCP, or TLS over TCP.
+type Stream = Either<TcpStream, Box<dyn Transport>>;
+
+/// An opened connection and how its TLS handshake went.
+struct Opened {
+    stream: Stream,
+    /// `None`: no TLS; `Some(true)`: the session was resumed.
+    resumed: Option<bool>,
+}
+
+/// Where connections go: an address, and TLS for `https://`.
+trait Dest {
+    fn addr(&self) -> SocketAddr;
+    fn tls(&self) -> Option<&(ClientTls, String)>;
+}
+
+impl Dest for Target {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn tls(&self) -> Option<&(ClientTls, String)> {
+        self.tls.as_ref()
+    }
+}
+
+impl Dest for Plan {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn tls(&self) -> Option<&(ClientTls, String)> {
+        self.tls.as_ref()
+    }
+}
+
+/// Opens a connection (no Nagle) and runs its TLS handshake for
+/// `https://`, giving up at `limit`.
+async fn connect(dest: &impl Dest, limit: Instant) -> std::io::Result<Opened> {
+    let open = async {
+        let stream = TcpStream::connect(dest.addr()).await?;
+        let _ = stream.set_nodelay(true);
+        let Some((tls, host)) = dest.tls() else {
+            return Ok(Opened {
+                stream: Either::Left(stream),
+                resumed: None,
+            });
+        };
+        let stream = tls.connect(host, stream).await?;
+        let resumed = stream.get_ref().1.handshake_kind()
+            == Some(drainpipe::tls::rustls::HandshakeKind::Resumed);
+        Ok(Opened {
+            stream: Either::Right(Box::new(stream)),
+            resumed: Some(resumed),
+        })
+    };
+    tokio::time::timeout_at(limit.into(), open)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 /// One connection slot: opens connections one after another while requests are
 /// left, `first` (already open) first.
-async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
+async fn worker(plan: Arc<Plan>, mut first: Option<Opened>) -> Stats {
     let mut stats = Stats::new();
     loop {
         // On a schedule, a connection claims its requests as they fall due.
@@ -542,10 +627,10 @@ async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
             plan.give_back(reserved);
             break;
         }
-        let stream = match first.take() {
-            Some(stream) => stream,
-            None => match connect(plan.addr, plan.cap(now + plan.timeout)).await {
-                Ok(stream) => stream,
+        let opened = match first.take() {
+            Some(opened) => opened,
+            None => match connect(&*plan, plan.cap(now + plan.timeout)).await {
+                Ok(opened) => opened,
                 Err(_) if plan.past_deadline(Instant::now()) => {
                     plan.give_back(reserved);
                     break;
@@ -562,7 +647,12 @@ async fn worker(plan: Arc<Plan>, mut first: Option<TcpStream>) -> Stats {
             },
         };
         stats.opened += 1;
-        if let Flow::Stop = drive(stream, &plan, &mut stats, reserved).await {
+        match opened.resumed {
+            Some(true) => stats.handshakes_resumed += 1,
+            Some(false) => stats.handshakes_full += 1,
+            None => {}
+        }
+        if let Flow::Stop = drive(opened.stream, &plan, &mut stats, reserved).await {
             break;
         }
     }
@@ -602,7 +692,7 @@ fn check(
 /// Drives one open connection: keeps up to `depth` requests in flight while
 /// the budget lasts and the connection stays persistent. `to_send` requests
 /// were already taken from the budget for it.
-async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_send: u64) -> Flow {
+async fn drive(mut stream: Stream, plan: &Plan, stats: &mut Stats, mut to_send: u64) -> Flow {
     let mut conn = Connection::new(Role::Client, plan.config.clone());
     let mut out = WriteBuf::new();
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth as usize);
@@ -685,7 +775,11 @@ async fn drive(mut stream: TcpStream, plan: &Plan, stats: &mut Stats, mut to_sen
                     // The server may have closed it meanwhile (its idle
                     // timeout): a new connection, not an error.
                     let mut probe = [0u8; 1];
-                    match stream.try_read(&mut probe) {
+                    let peeked = match &mut stream {
+                        Either::Left(tcp) => Transport::read_now(tcp, &mut probe),
+                        Either::Right(other) => other.read_now(&mut probe),
+                    };
+                    match peeked {
                         Ok(0) => return Flow::Next,
                         Ok(_) => conn.receive(&probe),
                         Err(_) => {}
@@ -874,6 +968,10 @@ impl Report {
             "elapsed_s": round(self.elapsed.as_secs_f64()),
             "rps": round(self.rps()),
             "connections_opened": self.stats.opened,
+            "tls_handshakes": {
+                "full": self.stats.handshakes_full,
+                "resumed": self.stats.handshakes_resumed,
+            },
             "time_wait": self.time_wait,
             "rate": self.rate,
             "missed": self.missed,
@@ -904,7 +1002,7 @@ impl Report {
 async fn run_strategy(
     target: &Target,
     setup: Setup,
-    mut first: Option<TcpStream>,
+    mut first: Option<Opened>,
     tty: bool,
 ) -> Report {
     let port = target.addr.port();
@@ -912,6 +1010,7 @@ async fn run_strategy(
     let start = Instant::now();
     let plan = Arc::new(Plan {
         addr: target.addr,
+        tls: target.tls.clone(),
         depth: u64::from(setup.depth),
         request: setup.request,
         config: Arc::new(Config::default()),
@@ -1147,6 +1246,16 @@ fn table(reports: &[Report]) -> String {
             .collect();
         let _ = writeln!(s, "{} errors: {}", r.strategy.name(), kinds.join(", "));
     }
+    for r in reports {
+        let (full, resumed) = (r.stats.handshakes_full, r.stats.handshakes_resumed);
+        if full + resumed > 0 {
+            let _ = writeln!(
+                s,
+                "{}: TLS handshakes {full} full, {resumed} resumed",
+                r.strategy.name()
+            );
+        }
+    }
     s
 }
 
@@ -1197,6 +1306,7 @@ mod tests {
         let start = Instant::now();
         let plan = Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             depth: 4,
             request: Template {
                 parts: http::Request::new(()).into_parts().0,
@@ -1238,6 +1348,7 @@ mod tests {
     fn budget_is_shared_and_given_back() {
         let plan = Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             depth: 4,
             request: Template {
                 parts: http::Request::new(()).into_parts().0,

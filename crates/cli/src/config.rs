@@ -36,6 +36,7 @@ use drainpipe::server::Server;
 use serde::Deserialize;
 
 use crate::addr::{self, ListenAddr};
+use crate::tls::{ListenerTls, UpstreamTls};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +125,12 @@ fn https_port() -> Vec<u16> {
 pub struct Listener {
     /// The address it listens on.
     pub listen: ListenAddr,
+    /// TLS on this listener: `{ cert, key }`, or several chosen by SNI.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// The certificates as read when the file was checked.
+    #[serde(skip)]
+    pub server_tls: std::sync::OnceLock<drainpipe::tls::ServerTls>,
 }
 
 /// A section that only names an address.
@@ -159,6 +166,31 @@ pub struct UpstreamConf {
     /// server per name). Default 5 s.
     #[serde(default, with = "duration")]
     pub resolve_interval: Option<Duration>,
+    /// PEM file of the roots that verify the `https://` servers (instead of
+    /// the system's).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate chain presented to `https://` servers that ask.
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// The key of `tls_client_cert`.
+    pub tls_client_key: Option<std::path::PathBuf>,
+    /// The name sent as SNI and verified instead of each server's host.
+    pub tls_server_name: Option<String>,
+    /// The TLS settings as read when the file was checked (`None` inside:
+    /// the system's roots).
+    #[serde(skip)]
+    pub client_tls: std::sync::OnceLock<Option<drainpipe::tls::ClientTls>>,
+}
+
+impl UpstreamConf {
+    /// The group's TLS settings as written.
+    fn tls(&self) -> UpstreamTls<'_> {
+        UpstreamTls {
+            ca: self.tls_ca.as_ref(),
+            client_cert: self.tls_client_cert.as_ref(),
+            client_key: self.tls_client_key.as_ref(),
+            server_name: self.tls_server_name.as_deref(),
+        }
+    }
 }
 
 /// The balancing rule.
@@ -380,12 +412,15 @@ mod duration {
 impl Config {
     /// The configuration `drainpipe proxy --listen ADDR --upstream ADDR...`
     /// stands for: one listener, one group, every path routed to it.
+    #[allow(clippy::too_many_arguments)]
     pub fn quick(
         listen: Option<ListenAddr>,
         upstreams: &[String],
         balance: crate::args::BalanceArg,
         admin: Option<ListenAddr>,
         access_log: bool,
+        tls: Option<ListenerTls>,
+        upstream_ca: Option<std::path::PathBuf>,
     ) -> Result<Config, String> {
         if upstreams.is_empty() {
             return Err(
@@ -397,8 +432,12 @@ impl Config {
             addr::resolve_upstream(&origin).map_err(|e| format!("--upstream: {u}: {e}"))?;
         }
         let listen = listen.unwrap_or_else(|| ListenAddr::ip(([127, 0, 0, 1], 8080).into()));
-        Ok(Config {
-            listener: vec![Listener { listen }],
+        let config = Config {
+            listener: vec![Listener {
+                listen,
+                tls,
+                server_tls: Default::default(),
+            }],
             upstream: vec![UpstreamConf {
                 name: "upstream".into(),
                 servers: upstreams.to_vec(),
@@ -410,6 +449,11 @@ impl Config {
                 ejection: None,
                 lazy: false,
                 resolve_interval: None,
+                tls_ca: upstream_ca,
+                tls_client_cert: None,
+                tls_client_key: None,
+                tls_server_name: None,
+                client_tls: Default::default(),
             }],
             route: vec![RouteConf {
                 host: None,
@@ -419,7 +463,16 @@ impl Config {
             admin: admin.map(|listen| ListenConf { listen }),
             access_log: access_log.then(AccessLogConf::default),
             ..Config::default()
-        })
+        };
+        config.check_tls().map_err(|e| {
+            let flag = if e.key.starts_with("listener") {
+                "--tls-cert"
+            } else {
+                "--upstream-ca"
+            };
+            format!("{flag}: {}", e.message)
+        })?;
+        Ok(config)
     }
 
     /// The configuration `drainpipe forward --listen ADDR …` stands for.
@@ -495,6 +548,7 @@ impl Config {
     /// need a listener. The error is the key at fault and what is wrong.
     fn check(&self) -> Result<(), Invalid> {
         self.access_log_format()?;
+        self.check_tls()?;
         for (i, u) in self.upstream.iter().enumerate() {
             if u.servers.is_empty() {
                 return Err(Invalid::new(
@@ -549,6 +603,38 @@ impl Config {
                 "route",
                 "routes are defined but no [[listener]] listens",
             ));
+        }
+        Ok(())
+    }
+
+    /// Reads every TLS file (the listeners' certificates, the groups' CA
+    /// and client certificates) and keeps what it built for serving. The
+    /// error is the key at fault and the file.
+    fn check_tls(&self) -> Result<(), Invalid> {
+        for (i, l) in self.listener.iter().enumerate() {
+            if let Some(tls) = &l.tls {
+                let built = tls
+                    .server_tls()
+                    .map_err(|e| Invalid::new(format!("listener[{i}].tls"), e))?;
+                let _ = l.server_tls.set(built);
+            }
+        }
+        for (i, u) in self.upstream.iter().enumerate() {
+            let tls = u
+                .tls()
+                .client_tls()
+                .map_err(|(key, e)| Invalid::new(format!("upstream[{i}].{key}"), e))?;
+            let any_https = u
+                .servers
+                .iter()
+                .any(|s| addr::upstream(s).is_ok_and(|o| o.tls.is_some()));
+            if tls.is_some() && !any_https {
+                return Err(Invalid::new(
+                    format!("upstream[{i}].servers"),
+                    "tls_* settings are given but no server is https://",
+                ));
+            }
+            let _ = u.client_tls.set(tls);
         }
         Ok(())
     }
@@ -782,7 +868,13 @@ fn group(u: &UpstreamConf, resolver: &Resolver) -> Group {
     let origins = u
         .servers
         .iter()
-        .map(|s| addr::upstream(s).expect("checked when loaded"))
+        .map(|s| {
+            let mut origin = addr::upstream(s).expect("checked when loaded");
+            if let (Some(tls), Some(Some(mine))) = (&mut origin.tls, u.client_tls.get()) {
+                *tls = mine.clone();
+            }
+            origin
+        })
         .collect();
     let balance = match u.balance {
         BalanceConf::RoundRobin => Balance::RoundRobin,

@@ -12,6 +12,7 @@ mod control;
 mod keys;
 mod pidfile;
 mod run;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -110,10 +111,17 @@ fn main() -> ExitCode {
                 listen,
                 max_requests,
                 drain_timeout,
-            }) => {
-                let drain_timeout = Duration::from_secs(drain_timeout);
-                run::origin(listen, max_requests, drain_timeout, workers).await
-            }
+                tls,
+            }) => match tls::ListenerTls::from_flags(tls.tls_cert, tls.tls_key)
+                .and_then(|t| t.map(|t| t.server_tls()).transpose())
+                .map_err(|e| format!("--tls-cert: {e}"))
+            {
+                Ok(tls) => {
+                    let drain_timeout = Duration::from_secs(drain_timeout);
+                    run::origin(listen, max_requests, drain_timeout, workers, tls).await
+                }
+                Err(e) => Err(e),
+            },
             Some(Command::Proxy {
                 config: Some(path),
                 pid_file,
@@ -130,6 +138,8 @@ fn main() -> ExitCode {
                 admin,
                 access_log,
                 pid_file,
+                tls,
+                upstream_ca,
             }) => {
                 let load = move || {
                     Config::quick(
@@ -138,6 +148,8 @@ fn main() -> ExitCode {
                         balance,
                         admin.clone(),
                         access_log,
+                        tls::ListenerTls::from_flags(tls.tls_cert.clone(), tls.tls_key.clone())?,
+                        upstream_ca.clone(),
                     )
                 };
                 run::config(std::sync::Arc::new(load), pid_file, workers).await

@@ -28,6 +28,7 @@ use drainpipe::origin::Origin;
 use drainpipe::proxy::{ForwardProxy, Proxy};
 use drainpipe::server::workers::{self, Worker, Workers};
 use drainpipe::server::{DrainReport, Server};
+use drainpipe::tls::ServerTls;
 use drainpipe::BoxError;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -185,13 +186,15 @@ impl Bound {
         }
     }
 
-    /// Serves `service` on these sockets until `until`, then drains. The
-    /// sockets close when accepting stops, unless something else holds them.
+    /// Serves `service` on these sockets until `until`, then drains; with
+    /// TLS when `tls` is given. The sockets close when accepting stops,
+    /// unless something else holds them.
     async fn serve<S, B>(
         self,
         server: Server,
         service: S,
         until: impl Future<Output = ()>,
+        tls: Option<ServerTls>,
     ) -> DrainReport
     where
         S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
@@ -204,15 +207,19 @@ impl Bound {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        match self {
-            Bound::Tcp(all) => server.serve(all, service, until).await,
-            Bound::Unix(all) => server.serve(all, service, until).await,
+        match (self, tls) {
+            (Bound::Tcp(all), None) => server.serve(all, service, until).await,
+            (Bound::Unix(all), None) => server.serve(all, service, until).await,
+            (Bound::Tcp(all), Some(tls)) => server.serve(tls.listen(all), service, until).await,
+            (Bound::Unix(all), Some(tls)) => server.serve(tls.listen(all), service, until).await,
         }
     }
 
-    /// Its address as a URL prefix: `http://ADDR` or `unix:PATH`.
-    fn url(&self) -> String {
+    /// Its address as a URL prefix: `http://ADDR` (`https://` with `tls`)
+    /// or `unix:PATH`.
+    fn url(&self, tls: bool) -> String {
         match self {
+            Bound::Tcp(all) if tls => format!("https://{}", local(&all[0])),
             Bound::Tcp(all) => format!("http://{}", local(&all[0])),
             Bound::Unix(all) => match all[0]
                 .local_addr()
@@ -318,6 +325,7 @@ pub async fn origin(
     max_requests: Option<u32>,
     drain_timeout: Duration,
     workers: usize,
+    tls: Option<ServerTls>,
 ) -> Result<(), String> {
     let signals = Signals::new();
     let mut bound = Listeners::new(Vec::new(), None);
@@ -329,12 +337,16 @@ pub async fn origin(
     let (stop, stopped) = watch::channel(false);
     let mut jobs = Vec::new();
     for listener in listeners {
-        println!("drainpipe origin listening on {}", listener.url());
+        println!(
+            "drainpipe origin listening on {}",
+            listener.url(tls.is_some())
+        );
         jobs.push(Job {
             name: "origin".into(),
             bound: listener,
             server: builder.clone().build(),
             service: Service::Origin,
+            tls: tls.clone(),
         });
     }
     let running = start_workers(workers, jobs, stopped)?;
@@ -360,6 +372,8 @@ struct Job {
     bound: Bound,
     server: Server,
     service: Service,
+    /// TLS on its connections, when its listener has it.
+    tls: Option<ServerTls>,
 }
 
 /// What each worker returns: the drain of each of its listeners.
@@ -387,6 +401,7 @@ fn start_workers(
                     bound: job.bound.share(worker),
                     server: job.server.for_worker(worker),
                     service: job.service.clone(),
+                    tls: job.tls.clone(),
                 })
                 .collect();
             std::sync::Mutex::new(share)
@@ -405,20 +420,24 @@ fn start_workers(
                     bound,
                     server,
                     service,
+                    tls,
                 } = job;
                 let until = wait(stopped.clone());
                 match service {
-                    Service::Origin => serving
-                        .spawn(async move { (name, bound.serve(server, Origin, until).await) }),
+                    Service::Origin => serving.spawn(async move {
+                        (name, bound.serve(server, Origin, until, tls).await)
+                    }),
                     Service::Proxy(p) => {
                         let service = p.for_worker();
-                        serving
-                            .spawn(async move { (name, bound.serve(server, service, until).await) })
+                        serving.spawn(async move {
+                            (name, bound.serve(server, service, until, tls).await)
+                        })
                     }
                     Service::Forward(f) => {
                         let service = f.for_worker();
-                        serving
-                            .spawn(async move { (name, bound.serve(server, service, until).await) })
+                        serving.spawn(async move {
+                            (name, bound.serve(server, service, until, tls).await)
+                        })
                     }
                 };
             }
@@ -512,7 +531,12 @@ async fn serve_config(
     }
     let mut proxies = Vec::new();
     for l in &config.listener {
-        proxies.extend(take_all(&mut listeners, "proxy", &l.listen, workers)?);
+        let tls = l.server_tls.get().cloned();
+        proxies.extend(
+            take_all(&mut listeners, "proxy", &l.listen, workers)?
+                .into_iter()
+                .map(|b| (b, tls.clone())),
+        );
     }
     let mut forward = Vec::new();
     if let Some(f) = &config.forward {
@@ -569,27 +593,32 @@ async fn serve_config(
         let server = config.origin_server().build();
         let name = role_name("origin", &listener, many);
         registry = registry.server(name, server.stats());
-        println!("drainpipe origin listening on {}", listener.url());
+        println!("drainpipe origin listening on {}", listener.url(false));
         jobs.push(Job {
             name: "origin".into(),
             bound: listener,
             server,
             service: Service::Origin,
+            tls: None,
         });
     }
     if let Some(proxy) = proxy {
         registry = registry.proxy("proxy", proxy.clone());
         let many = proxies.len() > 1;
-        for listener in proxies {
+        for (listener, tls) in proxies {
             let name = role_name("proxy", &listener, many);
             let server = config.server().access_log(access_log.clone()).build();
             registry = registry.server(name.clone(), server.stats());
-            println!("drainpipe proxy listening on {}", listener.url());
+            println!(
+                "drainpipe proxy listening on {}",
+                listener.url(tls.is_some())
+            );
             jobs.push(Job {
                 name,
                 bound: listener,
                 server,
                 service: Service::Proxy(proxy.clone()),
+                tls,
             });
         }
     }
@@ -604,12 +633,16 @@ async fn serve_config(
             .access_log(access_log.clone())
             .build();
         registry = registry.server(role_name("forward", &listener, many), server.stats());
-        println!("drainpipe forward proxy listening on {}", listener.url());
+        println!(
+            "drainpipe forward proxy listening on {}",
+            listener.url(false)
+        );
         jobs.push(Job {
             name: "forward".into(),
             bound: listener,
             server,
             service: Service::Forward(service),
+            tls: None,
         });
     }
     let running = start_workers(workers, jobs, stopped)?;
@@ -618,12 +651,12 @@ async fn serve_config(
     // The admin listener runs on this (the control) thread, not on a
     // worker: /metrics and /status answer even while a worker is stalled.
     for listener in admin {
-        println!("drainpipe admin listening on {}", listener.url());
+        println!("drainpipe admin listening on {}", listener.url(false));
         let service = Admin::new(registry.clone());
         let until = wait(admin_stopped.clone());
         admin_tasks.spawn(async move {
             listener
-                .serve(Server::builder().build(), service, until)
+                .serve(Server::builder().build(), service, until, None)
                 .await
         });
     }
@@ -782,7 +815,7 @@ async fn recv(s: &mut Option<Signal>) {
 /// the role has several.
 fn role_name(role: &str, listener: &Bound, many: bool) -> String {
     if many {
-        let url = listener.url();
+        let url = listener.url(false);
         format!("{role} {}", url.strip_prefix("http://").unwrap_or(&url))
     } else {
         role.into()

@@ -82,8 +82,8 @@ fn bad_addresses_are_refused_with_what_is_wrong() {
             "ftp://127.0.0.1:21: scheme ftp is not supported",
         ),
         (
-            "https://127.0.0.1:443",
-            "https://127.0.0.1:443: TLS upstreams are not supported yet",
+            "https://127.0.0.1:443/api",
+            "https://127.0.0.1:443/api: an upstream is a server, not a URL: no path, query or user (use HOST:PORT)",
         ),
         ("unix:", "unix:: no socket path (use unix:/PATH)"),
         (
@@ -118,8 +118,8 @@ fn bad_addresses_in_a_config_file_name_the_key_and_the_line() {
         ),
         (
             "127.0.0.1:0",
-            "https://h",
-            "upstream[0].servers[0]: https://h: TLS upstreams are not supported yet",
+            "https://h/api",
+            "upstream[0].servers[0]: https://h/api: an upstream is a server, not a URL",
         ),
     ] {
         std::fs::write(

@@ -376,10 +376,11 @@ fn unreachable_or_unsupported_url_is_one_line_naming_it() {
     let url = format!("http://127.0.0.1:{port}/");
     one_line_error(&["bench", "-n", "10", &url], 1, &url);
     // Bad usage: exit status 2.
+    one_line_error(&["bench", "ftp://127.0.0.1:1/"], 2, "ftp://127.0.0.1:1/");
     one_line_error(
-        &["bench", "https://127.0.0.1:1/"],
+        &["bench", "--insecure", "http://127.0.0.1:1/"],
         2,
-        "https://127.0.0.1:1/",
+        "--insecure",
     );
     one_line_error(&["bench", "not a url"], 2, "not a url");
 }

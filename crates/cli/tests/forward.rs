@@ -1,7 +1,8 @@
 //! `drainpipe forward`, the explicit proxy, with real clients: curl -x (HTTP/1.0
 //! and 1.1, reuse of the proxy connection visible), Python's urllib with a
 //! proxy handler, a CONNECT tunnel carrying a plain TCP echo (half-close
-//! included), the deny rules (403), Basic authentication (407), and the dumb
+//! included), the deny rules (403), an absolute-form `https://` request
+//! (400: clients use CONNECT), Basic authentication (407), and the dumb
 //! proxy scenario of the seed text completing without a hang.
 
 use std::io::{Read, Write};
@@ -219,6 +220,16 @@ fn denied_targets_get_403_with_a_reason() {
     );
     let r = ask("GET /not-a-proxy-request HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".into());
     assert!(r.starts_with("HTTP/1.1 400 Bad Request"), "{r}");
+    // https:// in absolute form: clients use CONNECT for TLS, and are told so.
+    let r = ask(
+        "GET https://example.com/ HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+            .into(),
+    );
+    assert!(r.starts_with("HTTP/1.1 400 Bad Request"), "{r}");
+    assert!(
+        r.contains("https:// targets go through a CONNECT tunnel"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -81,7 +81,8 @@ pub(crate) fn poll_write_buf<T: Transport>(
 
 /// Writes what `out` holds without waiting: `Ok(true)` when all of it went
 /// out, `Ok(false)` when the socket is full (the rest needs
-/// [`write_buf`]).
+/// [`write_buf`]). A transport that buffers (TLS records not yet written)
+/// is flushed too: `Ok(true)` means nothing is left anywhere.
 pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<bool> {
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -93,7 +94,12 @@ pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) ->
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match Pin::new(stream).poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Ok(true),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(false),
+    }
 }
 
 /// Writes everything in `out`.

@@ -87,6 +87,16 @@ pub(crate) fn close_now<T: Transport>(mut stream: T, linger: Linger) {
             _ => break,
         }
     }
+    close_plainly(stream);
+}
+
+/// Closes `stream` at once, after a goodbye if its protocol has one (TLS's
+/// close_notify, written without waiting): a socket's close is its FIN,
+/// and a TLS stream dropped without close_notify would look cut.
+pub(crate) fn close_plainly<T: Transport>(mut stream: T) {
+    if stream.is_tls() {
+        shutdown_write_now(&mut stream);
+    }
     drop(stream);
 }
 

@@ -18,6 +18,7 @@
 //! | [`read_now`](Transport::read_now) | a kernel `recv` | a poll with a no-op waker |
 //! | [`reset_on_close`](Transport::reset_on_close) | `SO_LINGER` 0 | nothing |
 //! | [`parking`](Transport::parking) | leave / rejoin the reactor | never parked |
+//! | [`is_tls`](Transport::is_tls) | `false` (`true` for the [TLS](crate::tls) streams) | `false` |
 //!
 //! The half-close of a graceful close is `AsyncWrite::poll_shutdown` (a
 //! `shutdown(SHUT_WR)` on a socket, the end of the pipe on a duplex).
@@ -93,13 +94,7 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
             let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
             return socket2::SockRef::from(&fd).recv(uninit);
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut read = ReadBuf::new(buf);
-        match Pin::new(self).poll_read(&mut cx, &mut read) {
-            Poll::Ready(Ok(())) => Ok(read.filled().len()),
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        read_polled(self, buf)
     }
 
     /// Makes the close that follows a reset instead of a FIN (fault
@@ -108,6 +103,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         if let Some(fd) = self.socket() {
             let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
         }
+    }
+
+    /// Whether the stream is encrypted (TLS): the proxy then says
+    /// `X-Forwarded-Proto: https`.
+    fn is_tls(&self) -> bool {
+        false
     }
 
     /// How an idle connection on this transport leaves the runtime's
@@ -259,6 +260,25 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn reset_on_close(&self) {
         (**self).reset_on_close()
+    }
+
+    fn is_tls(&self) -> bool {
+        (**self).is_tls()
+    }
+}
+
+/// Reads what the stream gives without waiting, through its own
+/// `poll_read` with a no-op waker (`WouldBlock` when nothing is there).
+pub(crate) fn read_polled<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut read = ReadBuf::new(buf);
+    match Pin::new(stream).poll_read(&mut cx, &mut read) {
+        Poll::Ready(Ok(())) => Ok(read.filled().len()),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
 

@@ -30,6 +30,7 @@ fn origin_of(srv: &TestServer) -> Origin {
     Origin {
         host: "127.0.0.1".into(),
         port: srv.addr.port(),
+        tls: None,
     }
 }
 
@@ -536,7 +537,8 @@ async fn truncated_bodies_are_errors() {
     assert_eq!(
         client.idle_connections(&Origin {
             host: "127.0.0.1".into(),
-            port: chunked.port()
+            port: chunked.port(),
+            tls: None,
         }),
         0
     );

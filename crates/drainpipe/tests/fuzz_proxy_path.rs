@@ -338,6 +338,7 @@ fn via_and_x_forwarded_for_keep_every_earlier_hop() {
         &mut h,
         &Forwarding::default(),
         Some("127.0.0.1:5000".parse().unwrap()),
+        false,
         Version::HTTP_11,
         false,
     );

@@ -113,6 +113,7 @@ fn origin(addr: SocketAddr) -> Origin {
     Origin {
         host: "127.0.0.1".into(),
         port: addr.port(),
+        tls: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn origin(port: u16) -> Origin {
     Origin {
         host: "127.0.0.1".into(),
         port,
+        tls: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn origin(addr: std::net::SocketAddr) -> Origin {
     Origin {
         host: "127.0.0.1".into(),
         port: addr.port(),
+        tls: None,
     }
 }
 

@@ -247,6 +247,7 @@ async fn client_with_own_connector_pools_over_unix() {
     let origin = client::Origin {
         host: "local".into(),
         port: 80,
+        tls: None,
     };
     assert_eq!(client.open_connections(&origin), 1);
     assert_eq!(client.stats().opened.load(Ordering::Relaxed), 1);

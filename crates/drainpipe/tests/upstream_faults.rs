@@ -171,6 +171,7 @@ async fn rig(upstream: SocketAddr) -> Rig {
     let origin = Origin {
         host: "127.0.0.1".into(),
         port: upstream.port(),
+        tls: None,
     };
     let client = Client::builder()
         .connect_timeout(Duration::from_secs(1))

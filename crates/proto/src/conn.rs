@@ -32,6 +32,9 @@ pub struct Connection {
     buf: BytesMut,
     /// The peer's EOF was fed in.
     eof: bool,
+    /// That EOF was not proven to be the peer's (see
+    /// [`Connection::receive_unproven_eof`]).
+    eof_unproven: bool,
     recv: Recv,
     send: Send,
     /// Request/response pairs in flight, oldest first.
@@ -59,6 +62,7 @@ impl Connection {
             config,
             buf: BytesMut::new(),
             eof: false,
+            eof_unproven: false,
             recv: Recv::Head { scanned: 0 },
             send: Send::Head,
             exchanges: VecDeque::new(),
@@ -115,6 +119,16 @@ impl Connection {
         self.eof = true;
     }
 
+    /// Feeds an EOF the transport could not prove was the peer's: the
+    /// connection ended without the peer saying so (TLS without
+    /// close_notify, which an attacker can forge by cutting the TCP stream).
+    /// As [`Connection::receive_eof`], except that a close-delimited body
+    /// ending there is [`ErrorKind::Truncated`], never complete.
+    pub fn receive_unproven_eof(&mut self) {
+        self.eof = true;
+        self.eof_unproven = true;
+    }
+
     /// Whether the peer's EOF was fed in.
     pub fn saw_eof(&self) -> bool {
         self.eof
@@ -139,9 +153,17 @@ impl Connection {
             Recv::Head { .. } => self.read_head(),
             Recv::Body { decoder, then } => {
                 let then = *then;
+                let close_delimited = decoder.is_close_delimited();
                 match decoder.decode(&mut self.buf, self.eof, &self.config) {
                     Ok(Decoded::Data(data)) => Ok(Event::Data(data)),
                     Ok(Decoded::NeedData) => Ok(Event::NeedData),
+                    Ok(Decoded::End(_)) if close_delimited && self.eof_unproven => {
+                        let e = Error::remote(ErrorKind::Truncated {
+                            expected: None,
+                            received: decoder.received(),
+                        });
+                        Err(self.fail_recv(e))
+                    }
                     Ok(Decoded::End(trailers)) => {
                         self.received_message_end(then);
                         Ok(Event::End { trailers })

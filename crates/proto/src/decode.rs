@@ -85,6 +85,11 @@ impl Decoder {
         }
     }
 
+    /// Whether the body ends only when the connection closes.
+    pub fn is_close_delimited(&self) -> bool {
+        matches!(self.kind, Kind::UntilClose)
+    }
+
     /// Whether the body has been read to its end.
     pub fn is_ended(&self) -> bool {
         matches!(self.kind, Kind::Ended)

@@ -772,6 +772,39 @@ fn client_refuses_unsolicited_and_truncated_responses() {
     assert_eq!(c.in_flight(), 1);
 }
 
+// DESIGN "Transports and TLS": a close-delimited body that ends without the
+// peer proving it (TLS without close_notify) is truncated, never complete;
+// the same bytes with a proven EOF end the body.
+#[test]
+fn close_delimited_body_ending_in_an_unproven_eof_is_truncated() {
+    for proven in [true, false] {
+        let mut c = client();
+        request(&mut c, get("http://a/"));
+        let evs = feed(&mut c, b"HTTP/1.1 200 OK\r\n\r\nhello");
+        assert!(evs.contains(&Ev::Data(b"hello".to_vec())), "{evs:?}");
+        if proven {
+            c.receive_eof();
+            assert_eq!(events(&mut c), [Ev::End(vec![]), Ev::Paused]);
+        } else {
+            c.receive_unproven_eof();
+            assert_eq!(
+                events(&mut c),
+                [Ev::Error(ErrorKind::Truncated {
+                    expected: None,
+                    received: 5
+                })]
+            );
+        }
+    }
+    // A length-delimited body is complete before any EOF, proven or not.
+    let mut c = client();
+    request(&mut c, get("http://a/"));
+    let evs = feed(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    assert!(evs.contains(&Ev::End(vec![])), "{evs:?}");
+    c.receive_unproven_eof();
+    assert_eq!(events(&mut c), [Ev::Closed]);
+}
+
 #[test]
 fn client_learns_which_pipelined_requests_were_unanswered() {
     let mut c = client();

@@ -156,10 +156,10 @@ impl Drop for Proc {
     }
 }
 
-/// The address in a "… listening on http://ADDR" line.
+/// The address in a "… listening on http://ADDR" (or https://) line.
 pub fn address_in(line: &str) -> SocketAddr {
     line.trim()
-        .rsplit("http://")
+        .rsplit("://")
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"))

@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) probe_every: Duration,
     pub(crate) retry: bool,
     pub(crate) connector: connect::Shared,
+    /// The TLS settings of `https://` URLs (`None`: [`ClientTls::system`](crate::tls::ClientTls::system)).
+    pub(crate) tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             probe_every: Duration::from_secs(10),
             retry: true,
             connector: connect::Shared::default(),
+            tls: None,
         }
     }
 }

@@ -91,6 +91,9 @@ impl Conn {
                     )) {
                         Ok(0) => self.proto.receive_eof(),
                         Ok(_) => self.last_read = Some(Instant::now()),
+                        // TLS ended without close_notify: the core decides
+                        // (a close-delimited body is truncated, not complete).
+                        Err(e) if is_unproven_eof(&e) => self.proto.receive_unproven_eof(),
                         Err(error) => {
                             return Poll::Ready(Err(ReadError::Io {
                                 nothing_read: self.proto.buffered() == 0,
@@ -288,4 +291,10 @@ fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> 
 pub(crate) enum BodyFrame {
     Data(Bytes),
     End(Option<HeaderMap>),
+}
+
+/// A read error that is an EOF the transport could not prove was the
+/// server's (TLS without close_notify).
+pub(crate) fn is_unproven_eof(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
 }

@@ -1,8 +1,9 @@
 //! Opening connections: the [`Connect`] trait a [`Client`](super::Client)
 //! opens its connections through, and its default, [`Connector`]: TCP
 //! (name resolution, each address in turn, TCP_NODELAY), or a Unix socket for
-//! an origin made with [`Origin::unix`]. The client bounds every connect by
-//! its connect timeout.
+//! an origin made with [`Origin::unix`], then TLS for an origin with
+//! [`Origin::tls`] (`https://`). The client bounds every connect, handshake
+//! included, by its connect timeout.
 
 use std::future::Future;
 use std::io;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{Error, Kind};
+use crate::tls::ClientTls;
 use crate::transport::Transport;
 
 /// A connection being opened.
@@ -32,19 +34,22 @@ pub trait Connect: Send + Sync + 'static {
 
 /// The default connector: TCP to the origin's host and port (each resolved
 /// address in turn, TCP_NODELAY on), or the Unix socket of an origin made
-/// with [`Origin::unix`].
+/// with [`Origin::unix`]; then the TLS handshake when the origin has
+/// [`Origin::tls`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Connector;
 
 impl Connect for Connector {
     fn connect<'a>(&'a self, origin: &'a Origin) -> Connecting<'a> {
         Box::pin(async move {
-            if let Some(path) = origin.unix_path() {
-                let stream = UnixStream::connect(path).await?;
-                return Ok(Box::new(stream) as Box<dyn Transport>);
+            let stream: Box<dyn Transport> = match origin.unix_path() {
+                Some(path) => Box::new(UnixStream::connect(path).await?),
+                None => Box::new(connect_tcp(origin).await?),
+            };
+            match &origin.tls {
+                Some(tls) => Ok(Box::new(tls.connect(&origin.host, stream).await?) as _),
+                None => Ok(stream),
             }
-            let stream = connect_tcp(origin).await?;
-            Ok(Box::new(stream) as Box<dyn Transport>)
         })
     }
 }
@@ -65,14 +70,16 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Where requests go: scheme, host and port (what makes two connections
-/// interchangeable).
+/// Where requests go: scheme, host, port and TLS settings (what makes two
+/// connections interchangeable).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The host as written in the URI.
     pub host: String,
-    /// The port (80 when the URI has none).
+    /// The port (80 when an `http` URI has none, 443 for `https`).
     pub port: u16,
+    /// TLS to the origin (`https`), with its settings; `None`: cleartext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Origin {
@@ -82,6 +89,7 @@ impl Origin {
         Origin {
             host: path.as_ref().to_string_lossy().into_owned(),
             port: 0,
+            tls: None,
         }
     }
 
@@ -91,12 +99,18 @@ impl Origin {
         self.host.starts_with('/').then(|| Path::new(&self.host))
     }
 
-    /// The origin of an `http://` URI.
+    /// The origin of an `http://` or `https://` URI (`https`: verified
+    /// against the system's roots, [`ClientTls::system`]).
     pub fn of(uri: &http::Uri) -> Result<Origin, Error> {
-        match uri.scheme_str() {
-            Some("http") | None => {}
-            Some(_) => return Err(Error::new(Kind::Request("only http:// URIs are supported"))),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") | None => None,
+            Some("https") => Some(ClientTls::system()),
+            Some(_) => {
+                return Err(Error::new(Kind::Request(
+                    "only http:// and https:// URIs are supported",
+                )))
+            }
+        };
         let host = uri
             .host()
             .ok_or(Error::new(Kind::Request("the URI has no host")))?;
@@ -104,15 +118,20 @@ impl Origin {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        let default_port = if tls.is_some() { 443 } else { 80 };
         Ok(Origin {
             host,
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(default_port),
+            tls,
         })
     }
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls.is_some() {
+            f.write_str("https://")?;
+        }
         if self.unix_path().is_some() {
             write!(f, "unix:{}", self.host)
         } else if self.host.contains(':') {

@@ -185,6 +185,15 @@ impl Builder {
         self
     }
 
+    /// The TLS settings for `https://` URLs: a custom root store, a client
+    /// certificate, a server name ([`ClientTls::builder`](crate::tls::ClientTls::builder)). By default
+    /// the system's roots verify the server ([`ClientTls::system`](crate::tls::ClientTls::system)).
+    /// Connections are pooled per scheme, host, port and TLS settings.
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Client {
         Client::with(Arc::new(self.config), Arc::default(), Arc::default())
@@ -398,6 +407,15 @@ impl Client {
         pool
     }
 
+    /// The origin of `uri`, with this client's TLS settings for `https`.
+    fn origin_of(&self, uri: &http::Uri) -> Result<Origin, Error> {
+        let mut origin = Origin::of(uri)?;
+        if let (Some(tls), Some(mine)) = (&mut origin.tls, &self.inner.config.tls) {
+            *tls = mine.clone();
+        }
+        Ok(origin)
+    }
+
     /// Sends `req` (an absolute `http://` URI) and returns the response, whose
     /// body streams from the connection.
     ///
@@ -416,7 +434,7 @@ impl Client {
         B: Into<RequestBody>,
     {
         let (head, body) = req.into_parts();
-        let origin = Origin::of(&head.uri)?;
+        let origin = self.origin_of(&head.uri)?;
         let hook = head.extensions.get::<Informational>().cloned();
         let hook = hook.as_ref().map(|h| &*h.0 as _);
         match self
@@ -594,7 +612,7 @@ impl Client {
             } else {
                 None
             };
-            let this_origin = Origin::of(&head.uri);
+            let this_origin = self.origin_of(&head.uri);
             match (refused, this_origin) {
                 (Some(why), _) => results[i] = Some(Err(Error::new(Kind::Request(why)))),
                 (None, Err(e)) => results[i] = Some(Err(e)),

@@ -189,6 +189,14 @@ impl ForwardProxy {
             );
         };
         let is_connect = req.method() == Method::CONNECT;
+        if !is_connect && req.uri().scheme_str() == Some("https") {
+            // A client asking the proxy to speak TLS for it: clients tunnel
+            // https through CONNECT, so their TLS runs end to end.
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "https:// targets go through a CONNECT tunnel (CONNECT host:443), not absolute-form requests",
+            );
+        }
         if !is_connect && req.uri().scheme_str() != Some("http") {
             return plain(
                 StatusCode::BAD_REQUEST,
@@ -259,6 +267,7 @@ impl ForwardProxy {
         let target = Origin {
             host: addr.ip().to_string(),
             port: addr.port(),
+            tls: None,
         };
         let stream = match connect_tcp_within(&target, self.inner.policy.connect_timeout).await {
             Ok(s) => s,
@@ -295,7 +304,9 @@ impl ForwardProxy {
 
     async fn forward(&self, req: Request<Incoming>, addr: SocketAddr) -> Response<ProxyBody> {
         let received = req.version();
-        let peer = req.body().conn_info().and_then(|c| c.peer);
+        let info = req.body().conn_info();
+        let peer = info.and_then(|c| c.peer);
+        let tls = info.is_some_and(|c| c.tls);
         let interim = req.body().interim();
         let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();
@@ -303,6 +314,7 @@ impl ForwardProxy {
             &mut head.headers,
             &self.inner.forwarding,
             peer,
+            tls,
             received,
             false,
         );
@@ -318,6 +330,7 @@ impl ForwardProxy {
         let origin = Origin {
             host: addr.ip().to_string(),
             port: addr.port(),
+            tls: None,
         };
         let client = &self.inner.client;
         let sent_at = std::time::Instant::now();

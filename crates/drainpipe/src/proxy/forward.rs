@@ -33,11 +33,13 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Rewrites a request's fields for the next hop. `tunnel`: the request asks to
 /// switch protocols and the switch is forwarded, so `Upgrade` and
 /// `Connection: upgrade` stay. `received` is the version the client used
-/// (named in `Via`).
+/// (named in `Via`). `tls`: the client's connection is TLS
+/// (`X-Forwarded-Proto: https`).
 pub fn request_fields(
     headers: &mut HeaderMap,
     forwarding: &Forwarding,
     peer: Option<SocketAddr>,
+    tls: bool,
     received: Version,
     tunnel: bool,
 ) {
@@ -61,7 +63,8 @@ pub fn request_fields(
             let mut buf = [0u8; 48];
             append_list(headers, X_FORWARDED_FOR, &[ip_text(peer.ip(), &mut buf)]);
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if let Some(host) = headers.get(header::HOST).cloned() {
             headers.insert(X_FORWARDED_HOST, host);
         }
@@ -196,6 +199,7 @@ mod tests {
             &mut h,
             &Forwarding::default(),
             Some(peer),
+            false,
             Version::HTTP_10,
             false,
         );
@@ -226,7 +230,14 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-key", "x"),
         ]);
-        request_fields(&mut h, &Forwarding::default(), None, Version::HTTP_11, true);
+        request_fields(
+            &mut h,
+            &Forwarding::default(),
+            None,
+            false,
+            Version::HTTP_11,
+            true,
+        );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["sec-websocket-key"], "x");
@@ -269,6 +280,7 @@ mod tests {
             &mut h,
             &off,
             Some("127.0.0.1:1".parse().unwrap()),
+            false,
             Version::HTTP_11,
             false,
         );

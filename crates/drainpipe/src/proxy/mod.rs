@@ -297,7 +297,9 @@ impl Proxy {
         };
         let group = route.group.clone();
         let received = req.version();
-        let peer = req.body().conn_info().and_then(|c| c.peer);
+        let info = req.body().conn_info();
+        let peer = info.and_then(|c| c.peer);
+        let tls = info.is_some_and(|c| c.tls);
         // 1xx from the upstream go on to the client as they come (RFC 9110
         // §15.2); the server writes none to an HTTP/1.0 client.
         let interim = req.body().interim();
@@ -309,6 +311,7 @@ impl Proxy {
             &mut head.headers,
             &self.inner.forwarding,
             peer,
+            tls,
             received,
             tunnel,
         );

@@ -363,9 +363,11 @@ impl Group {
                 .await
                 .map_err(|e| format!("{}: {e}", source.host))?;
             for addr in addrs {
+                // TLS goes on verifying the name, not the address.
                 let origin = Origin {
                     host: addr.ip().to_string(),
                     port: addr.port(),
+                    tls: source.tls.as_ref().map(|t| t.named(&source.host)),
                 };
                 if !wanted.iter().any(|(o, _)| *o == origin) {
                     wanted.push((origin, Some(&source.host)));
@@ -577,6 +579,7 @@ mod tests {
                 .map(|i| Origin {
                     host: "127.0.0.1".into(),
                     port: 9000 + i,
+                    tls: None,
                 })
                 .collect(),
             balance,

@@ -243,7 +243,7 @@ where
         // The client announced its last request and sent nothing after it:
         // a plain close meets no unread input, so no reset can hit the
         // response and there is nothing to linger for.
-        drop(driver.stream);
+        sock::close_plainly(driver.stream);
         return Exit::Closed(reason);
     }
     let _lingering = InState::enter(&shared.stats.lingering);

@@ -16,6 +16,8 @@ pub struct ConnInfo {
     /// The client's IP address; `None` for a peer without one (a Unix
     /// socket, an in-memory stream).
     pub peer: Option<SocketAddr>,
+    /// Whether the connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 /// Put in a response's extensions to make the server drop the connection with

@@ -64,6 +64,7 @@ pub fn check(head: Request<()>, framing: Framing) -> bool {
         &mut headers,
         &Forwarding::default(),
         Some("127.0.0.1:5000".parse().unwrap()),
+        false,
         head.version(),
         tunnel,
     );

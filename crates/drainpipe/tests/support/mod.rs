@@ -2,6 +2,9 @@
 //! bytes, and peer detection with a visible skip.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod peers;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -39,6 +42,28 @@ impl TestServer {
     {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        TestServer::start_on(listener, addr, builder, service)
+    }
+
+    /// Starts `service` on `listener` (listening on `addr`), e.g. a TLS one.
+    pub fn start_on<L, S, B>(
+        listener: L,
+        addr: SocketAddr,
+        builder: Builder,
+        service: S,
+    ) -> TestServer
+    where
+        L: drainpipe::server::Listen + Send + 'static,
+        S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let server: Server = builder.build();
         let stats = server.stats();
         let (tx, rx) = oneshot::channel::<()>();
@@ -647,25 +672,31 @@ pub async fn proxy_with_client(
     upstream: SocketAddr,
     client: drainpipe::client::Client,
 ) -> (TestServer, drainpipe::proxy::Proxy) {
-    use drainpipe::client::Origin;
+    let upstream = drainpipe::client::Origin {
+        host: "127.0.0.1".into(),
+        port: upstream.port(),
+        tls: None,
+    };
+    let proxy = proxy_to(upstream, client);
+    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
+    (srv, proxy)
+}
+
+/// A reverse proxy with one route, `/` to `upstream`, its upstream requests
+/// carried by `client` (not served yet).
+pub fn proxy_to(
+    upstream: drainpipe::client::Origin,
+    client: drainpipe::client::Client,
+) -> drainpipe::proxy::Proxy {
     use drainpipe::proxy::{Balance, Group, Proxy, Route};
 
-    let group = Arc::new(Group::new(
-        "peer",
-        vec![Origin {
-            host: "127.0.0.1".into(),
-            port: upstream.port(),
-        }],
-        Balance::RoundRobin,
-    ));
-    let proxy = Proxy::builder()
+    let group = Arc::new(Group::new("peer", vec![upstream], Balance::RoundRobin));
+    Proxy::builder()
         .client(client)
         .route(Route {
             host: None,
             path_prefix: "/".into(),
             group,
         })
-        .build();
-    let srv = TestServer::start(Server::builder(), proxy.clone()).await;
-    (srv, proxy)
+        .build()
 }

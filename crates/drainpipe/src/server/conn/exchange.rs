@@ -77,6 +77,7 @@ where
                 id: self.resume.id,
                 request: self.conn.requests_started(),
                 peer: self.resume.peer,
+                tls: self.stream.is_tls(),
             };
             let body = body.with_conn(info, self.interim.handle(info.request));
             let started = std::time::Instant::now();
