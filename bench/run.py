@@ -340,7 +340,7 @@ def launch(name, cmd, config_text=None):
 
 
 def start_drainpipe_origin(port, name="drainpipe"):
-    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "--threads", "1", "origin", "--listen", f"127.0.0.1:{port}"]
+    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "origin", "--listen", f"127.0.0.1:{port}"]
     proc, lp = launch(name, cmd)
     return Running(name, proc, port, lp, cmd=cmd)
 
@@ -457,7 +457,7 @@ def make_tls_certs():
 
 
 def start_drainpipe_tls_origin(port, name="drainpipe"):
-    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "--threads", "1", "origin", "--listen", f"127.0.0.1:{port}",
+    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "origin", "--listen", f"127.0.0.1:{port}",
            "--tls-cert", TLS_DIR / "leaf.pem", "--tls-key", TLS_DIR / "leaf.key"]
     proc, lp = launch(name, cmd)
     return Running(name, proc, port, lp, cmd=cmd).tls()
@@ -474,7 +474,7 @@ def start_nginx_tls(port, name="nginx"):
 
 
 def start_drainpipe_tls_proxy(port, upstream_port, name="drainpipe-proxy-tls"):
-    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "--threads", "1", "proxy", "--listen", f"127.0.0.1:{port}",
+    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "proxy", "--listen", f"127.0.0.1:{port}",
            "--upstream", f"https://localhost:{upstream_port}", "--upstream-ca", TLS_DIR / "ca.pem",
            "--tls-cert", TLS_DIR / "leaf.pem", "--tls-key", TLS_DIR / "leaf.key"]
     proc, lp = launch(name, cmd)
@@ -557,7 +557,7 @@ backend origin
 
 
 def start_drainpipe_proxy(port, upstream, name="drainpipe-proxy"):
-    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "--threads", "1", "proxy",
+    cmd = ["taskset", "-c", SERVER_CPU, DRAINPIPE, "proxy",
            "--listen", f"127.0.0.1:{port}", "--upstream", upstream]
     proc, lp = launch(name, cmd)
     return Running(name, proc, port, lp, cmd=cmd)
@@ -1003,7 +1003,7 @@ class Bench:
         if self.have("haproxy") and not tls:
             proxies.append(("haproxy", lambda p: start_haproxy(p, upstream)))
         scheme, tls_flags = ("https", " --tls-cert leaf.pem --tls-key leaf.key") if tls else ("http", "")
-        self.record_cmd(scenario, f"taskset -c {SERVER_CPU} drainpipe --threads 1 origin --listen 127.0.0.1:ORIGIN{tls_flags}")
+        self.record_cmd(scenario, f"taskset -c {SERVER_CPU} drainpipe origin --listen 127.0.0.1:ORIGIN{tls_flags}")
         self.record_cmd(scenario, f"taskset -c {LOAD_CPU} wrk -t1 -c64 -d{self.duration}s {scheme}://127.0.0.1:PROXY/")
         try:
             for rep in range(self.runs):
@@ -1461,7 +1461,7 @@ def write_report(b, info, vers, missing, started, path):
                  f". Install with `apt-get install -y {' '.join(sorted(set(PEERS.get(t, HELPERS.get(t, t)) for t in missing)))}`.\n")
     L.append("## Method\n")
     L.append(f"- Every server is pinned to CPU {SERVER_CPU} with `taskset -c {SERVER_CPU}` and runs one worker/thread: "
-             "drainpipe `--threads 1` (current-thread runtime), nginx `worker_processes 1`, h2o `num-threads: 1`, "
+             "drainpipe with its default flags (one worker per CPU it may run on: one, pinned), nginx `worker_processes 1`, h2o `num-threads: 1`, "
              "HAProxy `nbthread 1`, hyper on a current-thread tokio runtime. The load (wrk, ab, idle_memory.py) is pinned "
              f"to CPU {LOAD_CPU} with `taskset -c {LOAD_CPU}`.")
     L.append(f"- Throughput: median of {a.runs} run(s) of {a.duration} s (ab: a fixed request count), servers interleaved run by run. "
