@@ -46,12 +46,16 @@ fn metric_f(text: &str, series: &str) -> f64 {
 
 /// A proxy (with its admin listener) in front of two upstream servers: the
 /// origin `up`, and `down`, a port nothing listens on, found down by health
-/// checks every 100 ms. Returns once `/metrics` says it is down.
-fn proxy_with_a_server_down(up: SocketAddr) -> (Proc, SocketAddr) {
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+/// checks every 100 ms. Returns once `/metrics` says it is down, with the
+/// socket that holds `down`'s port (keep it while the test runs).
+fn proxy_with_a_server_down(up: SocketAddr) -> (Proc, SocketAddr, socket2::Socket) {
+    // Bound and never listening: connections to it are refused, and no
+    // other socket (the proxy's own listeners included) can take the port
+    // while the test runs.
+    let hold = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    hold.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
+    let down = hold.local_addr().unwrap().as_socket().unwrap();
     let dir = std::env::temp_dir().join(format!("drainpipe-admin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join(format!("proxy-{}.toml", down.port()));
@@ -78,7 +82,7 @@ fn proxy_with_a_server_down(up: SocketAddr) -> (Proc, SocketAddr) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (proxy, down)
+    (proxy, down, hold)
 }
 
 // /metrics with a proxy in front of two upstream servers, one down: latency
@@ -89,7 +93,7 @@ fn proxy_with_a_server_down(up: SocketAddr) -> (Proc, SocketAddr) {
 fn metrics_with_a_server_down_pass_promtool() {
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
     let up = origin.addr("origin");
-    let (proxy, down) = proxy_with_a_server_down(up);
+    let (proxy, down, _hold) = proxy_with_a_server_down(up);
     let admin = proxy.addr("admin");
     let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -440,7 +444,7 @@ fn admin_endpoints_and_the_live_status_page() {
 fn status_page_shows_each_server_and_charts() {
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
     let up = origin.addr("origin");
-    let (proxy, down) = proxy_with_a_server_down(up);
+    let (proxy, down, _hold) = proxy_with_a_server_down(up);
     let admin = proxy.addr("admin");
     // Traffic over three seconds, so the charts have points.
     let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
