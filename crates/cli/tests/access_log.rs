@@ -12,18 +12,11 @@ use std::time::Duration;
 
 mod common;
 
-use common::{read_response, Proc, BIN};
+use common::{read_response, write_proxy_config, Proc, BIN};
 
 fn config(dir: &std::path::Path, upstream: &str, access: &str) -> std::path::PathBuf {
     let path = dir.join("proxy.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"{upstream}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"app\"\n\n[access_log]\n{access}\n"
-        ),
-    )
-    .unwrap();
+    write_proxy_config(&path, upstream, &format!("[access_log]\n{access}\n"));
     path
 }
 

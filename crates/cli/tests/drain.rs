@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{read_response, Proc};
+use common::{read_response, write_proxy_config, Proc};
 
 fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -28,14 +28,11 @@ fn after_the_drain_delay_new_clients_are_refused_at_once() {
     let dir = std::env::temp_dir().join(format!("drainpipe-drain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("proxy.toml");
-    std::fs::write(
+    write_proxy_config(
         &config,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"o\"\nservers = [\"{upstream}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"o\"\n\n[drain]\ndelay = \"500ms\"\ntimeout = \"10s\"\n"
-        ),
-    )
-    .unwrap();
+        upstream,
+        "[drain]\ndelay = \"500ms\"\ntimeout = \"10s\"\n",
+    );
     let mut proxy = Proc::start(&["proxy", "--config", config.to_str().unwrap()], 1);
     let addr = proxy.addr("proxy");
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{peer, Proc, BIN};
+use common::{peer, write_proxy_config, Proc, BIN};
 
 /// The process's peak resident memory (VmHWM), in KiB.
 fn peak_rss_kib(p: &Proc) -> u64 {
@@ -74,15 +74,11 @@ fn config_file_and_errors_name_the_key_and_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
     let good = dir.join("good.toml");
-    std::fs::write(
+    write_proxy_config(
         &good,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"app\"\n\n[server]\nidle_timeout = \"5s\"\n",
-            origin.addr("origin")
-        ),
-    )
-    .unwrap();
+        origin.addr("origin"),
+        "[server]\nidle_timeout = \"5s\"\n",
+    );
     let proxy = Proc::start(&["proxy", "--config", good.to_str().unwrap()], 1);
     let mut s = TcpStream::connect(proxy.addr("proxy")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{address_in, read_response, Proc, BIN};
+use common::{address_in, read_response, write_proxy_config, Proc, BIN};
 
 /// Kills the successor (which no `Proc` owns) when the test ends.
 struct Killer(Option<u32>);
@@ -99,14 +99,11 @@ fn upgrade_under_load_loses_nothing() {
     let dir = std::env::temp_dir().join(format!("drainpipe-upgrade-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("proxy.toml");
-    std::fs::write(
+    write_proxy_config(
         &config,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"o\"\nservers = [\"{upstream}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"o\"\n\n[drain]\ndelay = \"1s\"\nspread = \"1s\"\n"
-        ),
-    )
-    .unwrap();
+        upstream,
+        "[drain]\ndelay = \"1s\"\nspread = \"1s\"\n",
+    );
     // Two workers: two listening sockets (one SO_REUSEPORT group), both
     // handed over.
     let mut old = Proc::start(
@@ -191,14 +188,7 @@ fn five_upgrades_and_reloads_with_the_default_config_lose_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let (config, pid_file) = (dir.join("proxy.toml"), dir.join("proxy.pid"));
     // No [drain] section: the defaults.
-    std::fs::write(
-        &config,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"o\"\nservers = [\"{upstream}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"o\"\n"
-        ),
-    )
-    .unwrap();
+    write_proxy_config(&config, upstream, "");
     let first = Proc::start(
         &[
             "proxy",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{read_response, Proc, Scratch};
+use common::{read_response, write_proxy_config, Proc, Scratch};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
@@ -209,14 +209,11 @@ fn a_drain_under_load_on_two_workers_loses_nothing() {
     let origin = Proc::start(&["--threads", "2", "origin", "--listen", "127.0.0.1:0"], 1);
     let upstream = origin.addr("origin");
     let config = scratch.path("proxy.toml");
-    std::fs::write(
+    write_proxy_config(
         &config,
-        format!(
-            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"o\"\nservers = [\"{upstream}\"]\n\n\
-[[route]]\npath = \"/\"\nupstream = \"o\"\n\n[drain]\ndelay = \"500ms\"\ntimeout = \"10s\"\n"
-        ),
-    )
-    .unwrap();
+        upstream,
+        "[drain]\ndelay = \"500ms\"\ntimeout = \"10s\"\n",
+    );
     let mut proxy = Proc::start(
         &[
             "--threads",

@@ -157,6 +157,21 @@ impl Drop for Proc {
 }
 
 /// The address in a "… listening on http://ADDR" (or https://) line.
+/// Writes a proxy configuration to `path`: one listener on a free port, one
+/// upstream group `app` of `upstream`, the route `/` to it, then `extra`
+/// (more sections, e.g. `[drain]`).
+#[allow(dead_code)] // not every test binary writes one
+pub fn write_proxy_config(path: &std::path::Path, upstream: impl std::fmt::Display, extra: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[[listener]]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"{upstream}\"]\n\n\
+[[route]]\npath = \"/\"\nupstream = \"app\"\n\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
 pub fn address_in(line: &str) -> SocketAddr {
     line.trim()
         .rsplit("://")
