@@ -108,9 +108,8 @@ pub struct HeadFacts {
     pub content_length: bool,
     /// An `Upgrade` line is present.
     pub upgrade: bool,
-    /// A `Keep-Alive` line is present.
-    pub keep_alive: bool,
-    /// The parameters of the `Keep-Alive` lines (read in the same pass).
+    /// The parameters of the `Keep-Alive` lines (read in the same pass;
+    /// all `None` when there is none).
     pub keep_alive_params: KeepAliveParams,
     /// `Expect: 100-continue` is present.
     pub expect_continue: bool,
@@ -145,10 +144,7 @@ impl HeadFacts {
             self.expect_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         } else {
             match name.as_str() {
-                "keep-alive" => {
-                    self.keep_alive = true;
-                    self.keep_alive_params.add(value.as_bytes());
-                }
+                "keep-alive" => self.keep_alive_params.add(value.as_bytes()),
                 "proxy-connection" => self.proxy_connection.add(value.as_bytes()),
                 _ => {}
             }
