@@ -5,17 +5,19 @@
 //! reason in the log.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+
+use drainpipe::tls::rustls;
 
 #[path = "../../drainpipe/tests/support/certs.rs"]
 mod certs;
 mod common;
 
 use certs::{Ca, Leaf, ECDSA};
-use common::{curl, peer, Proc, Scratch, BIN};
+use common::{control, curl, peer, pid_in, read_response, Proc, Scratch, BIN};
 
 fn origin_tls(leaf: &Leaf) -> Proc {
     Proc::start(
@@ -32,25 +34,42 @@ fn origin_tls(leaf: &Leaf) -> Proc {
     )
 }
 
-/// The certificate the TLS listener at `addr` presents for `name`, as DER.
-async fn presented(ca: &Ca, addr: SocketAddr, name: &str) -> Vec<u8> {
+/// A blocking TLS connection to `addr` for the server name `name`, trusting
+/// `ca`, its handshake done (reads time out after 10 s).
+fn tls_connect(ca: &Ca, addr: SocketAddr, name: &str) -> TlsConn {
     let tls = drainpipe::tls::ClientTls::builder()
         .ca_file(&ca.cert)
         .build()
         .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp))
-        .await
-        .unwrap()
-        .unwrap();
-    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let session = rustls::ClientConnection::new(tls.config().clone(), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut conn = rustls::StreamOwned::new(session, tcp);
+    while conn.conn.is_handshaking() {
+        conn.conn.complete_io(&mut conn.sock).unwrap();
+    }
+    conn
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+type TlsConn = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// The certificate a TLS connection's server presented (its leaf), as DER.
+fn leaf_of(conn: &TlsConn) -> Vec<u8> {
+    conn.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The certificate the TLS listener at `addr` presents for `name`, as DER.
+fn presented(ca: &Ca, addr: SocketAddr, name: &str) -> Vec<u8> {
+    leaf_of(&tls_connect(ca, addr, name))
+}
+
+/// `GET PATH` on a keep-alive TLS connection: the response's head
+/// (lower-cased) and body.
+fn get(conn: &mut TlsConn, buf: &mut Vec<u8>, path: &str) -> (String, Vec<u8>) {
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    conn.flush().unwrap();
+    read_response(conn, buf).unwrap()
 }
 
 // curl → TLS proxy → TLS origin: both hops keep their connection (the
@@ -216,25 +235,102 @@ fn bad_certificate_files_are_named_in_one_line() {
     }
 }
 
-fn listener_config(listen: &str, origin: SocketAddr, leaf: &Leaf) -> String {
-    format!(
-        "[[listener]]\nlisten = \"{listen}\"\ntls = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
-[[upstream]]\nname = \"o\"\nservers = [\"{origin}\"]\n\n[[route]]\npath = \"/\"\nupstream = \"o\"\n\n\
-[drain]\ndelay = \"100ms\"\nspread = \"0s\"\n",
-        leaf.cert.display(),
-        leaf.key.display()
-    )
+/// A proxy whose TLS listener serves the certificate in files the test
+/// replaces (`install`), with a pid file for `drainpipe reload|upgrade`.
+struct Renewable {
+    ca: Ca,
+    /// The files the listener is configured with.
+    live: Leaf,
+    /// Where the listener is: the same address across hand-offs.
+    listen: SocketAddr,
+    config: PathBuf,
+    pid_file: PathBuf,
+    /// The first process (the successors are killed by `scratch`).
+    first: Option<Proc>,
+    _origin: Proc,
+    scratch: Scratch,
 }
 
-fn reload(pid_file: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .args(["reload", "--pid-file", pid_file.to_str().unwrap()])
-        .output()
+impl Renewable {
+    /// Serves `leaf` through a proxy in front of a built-in origin; after a
+    /// hand-off the old process keeps accepting for `drain_delay`.
+    fn start(test: &str, ca: Ca, leaf: &Leaf, drain_delay: &str) -> Renewable {
+        let scratch = Scratch::new(test);
+        let live = Leaf {
+            cert: scratch.path("live.pem"),
+            key: scratch.path("live.key"),
+        };
+        let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (config, pid_file) = (scratch.path("p.toml"), scratch.path("p.pid"));
+        std::fs::write(
+            &config,
+            format!(
+                "[[listener]]\nlisten = \"{listen}\"\ntls = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
+[[upstream]]\nname = \"o\"\nservers = [\"{}\"]\n\n[[route]]\npath = \"/\"\nupstream = \"o\"\n\n\
+[drain]\ndelay = \"{drain_delay}\"\nspread = \"0s\"\n",
+                live.cert.display(),
+                live.key.display(),
+                origin.addr("origin"),
+            ),
+        )
         .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        let mut r = Renewable {
+            ca,
+            live,
+            listen,
+            config,
+            pid_file,
+            first: None,
+            _origin: origin,
+            scratch,
+        };
+        r.install(leaf);
+        let first = Proc::start(
+            &[
+                "proxy",
+                "--config",
+                r.config.to_str().unwrap(),
+                "--pid-file",
+                r.pid_file.to_str().unwrap(),
+            ],
+            1,
+        );
+        r.scratch.kill.push(first.pid());
+        r.first = Some(first);
+        r
+    }
+
+    /// Copies `leaf`'s files over the live ones.
+    fn install(&self, leaf: &Leaf) {
+        std::fs::copy(&leaf.cert, &self.live.cert).unwrap();
+        std::fs::copy(&leaf.key, &self.live.key).unwrap();
+    }
+
+    /// The leaf a new connection is presented, as DER.
+    fn served(&self) -> Vec<u8> {
+        presented(&self.ca, self.listen, "localhost")
+    }
+
+    /// `drainpipe VERB` for the running process; once it succeeded, the
+    /// successor the pid file names is killed at the end of the test.
+    fn hand_off(&mut self, verb: &str) -> (Option<i32>, String) {
+        let (code, err) = control(verb, &self.pid_file);
+        if code == Some(0) {
+            self.scratch.kill.push(pid_in(&self.pid_file));
+        }
+        (code, err)
+    }
+
+    /// Waits for the first process to exit once its drain is over: from
+    /// then on every new connection meets the successor.
+    fn first_exits(&mut self) {
+        let first = self.first.as_mut().unwrap();
+        assert!(first.wait_exit(Duration::from_secs(15)).success());
+    }
 }
 
 // Reload re-reads the certificate files: a renewed certificate is served
@@ -242,70 +338,78 @@ fn reload(pid_file: &Path) -> (Option<i32>, String) {
 // goes on serving the certificate it had.
 #[test]
 fn reload_rereads_the_certificates() {
-    let mut scratch = Scratch::new("tls-reload");
     let ca = Ca::new("cli-reload");
     let first = ca.leaf("first", &["localhost"], ECDSA);
     let renewed = ca.leaf("renewed", &["localhost"], ECDSA);
-    let live = Leaf {
-        cert: scratch.path("live.pem"),
-        key: scratch.path("live.key"),
-    };
-    let install = |leaf: &Leaf| {
-        std::fs::copy(&leaf.cert, &live.cert).unwrap();
-        std::fs::copy(&leaf.key, &live.key).unwrap();
-    };
-    install(&first);
-    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (config, pid_file) = (scratch.path("p.toml"), scratch.path("p.pid"));
-    std::fs::write(
-        &config,
-        listener_config(&listen.to_string(), origin.addr("origin"), &live),
-    )
-    .unwrap();
-    let mut old = Proc::start(
-        &[
-            "proxy",
-            "--config",
-            config.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-        ],
-        1,
-    );
-    scratch.kill.push(old.pid());
-    let rt = runtime();
-    let served = || rt.block_on(presented(&ca, listen, "localhost"));
-    let before = served();
+    let mut proxy = Renewable::start("tls-reload", ca, &first, "100ms");
+    let before = proxy.served();
 
     // A broken key: refused, named; the old certificate is still served.
-    std::fs::write(&live.key, "not a key\n").unwrap();
-    let (code, err) = reload(&pid_file);
+    std::fs::write(&proxy.live.key, "not a key\n").unwrap();
+    let (code, err) = proxy.hand_off("reload");
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("listener[0].tls") && err.contains("live.key"),
         "{err}"
     );
-    assert_eq!(served(), before);
+    assert_eq!(proxy.served(), before);
 
     // A renewed certificate: the successor serves it.
-    install(&renewed);
-    let (code, err) = reload(&pid_file);
+    proxy.install(&renewed);
+    let (code, err) = proxy.hand_off("reload");
     assert_eq!(code, Some(0), "{err}");
-    let successor: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    scratch.kill.push(successor);
-    // The old process accepts during its drain delay too: once it is gone,
-    // every connection meets the successor.
-    assert!(old.wait_exit(Duration::from_secs(10)).success());
-    let after = served();
+    proxy.first_exits();
+    let after = proxy.served();
     assert_ne!(after, before, "the renewed certificate is served");
+}
+
+// An upgrade (SIGUSR2: a successor takes the listening sockets) re-reads the
+// certificate files too: once the successor serves, a new connection is
+// presented the renewed certificate. A keep-alive connection opened before
+// goes on: the old process answers its next request (with `Connection:
+// close`, it is draining) and then closes it with close_notify.
+#[test]
+fn upgrade_rereads_the_certificates() {
+    let ca = Ca::new("cli-upgrade");
+    let first = ca.leaf("first", &["localhost"], ECDSA);
+    let renewed = ca.leaf("renewed", &["localhost"], ECDSA);
+    let mut proxy = Renewable::start("tls-upgrade", ca, &first, "3s");
+    let mut kept = tls_connect(&proxy.ca, proxy.listen, "localhost");
+    let mut buf = Vec::new();
+    let (head, body) = get(&mut kept, &mut buf, "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"Hello, World!");
+    let before = leaf_of(&kept);
+    assert_eq!(proxy.served(), before);
+
+    proxy.install(&renewed);
+    let (code, err) = proxy.hand_off("upgrade");
+    assert_eq!(code, Some(0), "{err}");
+    // `upgrade` returned once the successor served.
+    let successor = pid_in(&proxy.pid_file);
+    assert_ne!(successor, proxy.first.as_ref().unwrap().pid());
+
+    // The connection opened before: still served, then closed cleanly.
+    let (head, body) = get(&mut kept, &mut buf, "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"Hello, World!");
+    let mut rest = Vec::new();
+    let end = kept.read_to_end(&mut rest);
+    assert!(
+        matches!(end, Ok(0)),
+        "close_notify, then the end: {end:?} {rest:?}"
+    );
+
+    proxy.first_exits();
+    let after = proxy.served();
+    assert_ne!(after, before, "the renewed certificate is served");
+    let mut fresh = tls_connect(&proxy.ca, proxy.listen, "localhost");
+    assert_eq!(leaf_of(&fresh), after);
+    let (head, body) = get(&mut fresh, &mut buf, "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"Hello, World!");
 }
 
 fn bench(args: &[&str]) -> String {
@@ -392,7 +496,5 @@ fn a_cleartext_client_is_logged_at_debug_and_closed() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains("DEBUG"), "{line}");
     // A TLS client right after it is served.
-    assert!(!runtime()
-        .block_on(presented(&ca, addr, "localhost"))
-        .is_empty());
+    assert!(!presented(&ca, addr, "localhost").is_empty());
 }

@@ -156,7 +156,6 @@ impl Drop for Proc {
     }
 }
 
-/// The address in a "… listening on http://ADDR" (or https://) line.
 /// Writes a proxy configuration to `path`: one listener on a free port, one
 /// upstream group `app` of `upstream`, the route `/` to it, then `extra`
 /// (more sections, e.g. `[drain]`).
@@ -172,12 +171,34 @@ pub fn write_proxy_config(path: &std::path::Path, upstream: impl std::fmt::Displ
     .unwrap();
 }
 
+/// The address in a "… listening on http://ADDR" (or https://) line.
 pub fn address_in(line: &str) -> SocketAddr {
     line.trim()
         .rsplit("://")
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// `drainpipe VERB --pid-file FILE` (`reload` or `upgrade`), which waits for
+/// the outcome: its exit code and stderr.
+pub fn control(verb: &str, pid_file: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args([verb, "--pid-file", pid_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The pid a pid file names (after a reload or an upgrade: the successor).
+pub fn pid_in(pid_file: &std::path::Path) -> u32 {
+    let text = std::fs::read_to_string(pid_file).unwrap();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid in {}: {text:?}", pid_file.display()))
 }
 
 /// Whether the peer program `name` is installed; when it is not, the test
