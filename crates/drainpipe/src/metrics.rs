@@ -65,6 +65,11 @@ pub struct ServerSnapshot {
     pub responses: [u64; 5],
     /// Request duration.
     pub latency: HistogramSnapshot,
+    /// Each worker's own figures, in worker order (the order
+    /// [`Server::for_worker`](crate::server::Server::for_worker) was called
+    /// in); empty for a server that does not run on workers and for a
+    /// worker's own snapshot.
+    pub workers: Vec<ServerSnapshot>,
 }
 
 impl Registry {
@@ -112,51 +117,19 @@ impl Registry {
         Arc::strong_count(&self.history) == 1
     }
 
-    /// Every server's figures now (a server run on workers: their total).
+    /// Every server's figures now (a server run on workers: their total, and
+    /// each worker's in [`ServerSnapshot::workers`]).
     pub fn servers(&self) -> Vec<ServerSnapshot> {
         self.servers
             .iter()
             .map(|(name, s)| {
-                let all = with_workers(s);
-                let g = |f: fn(&Stats) -> &AtomicUsize| -> u64 {
-                    all.iter()
-                        .map(|s| f(s).load(Ordering::Relaxed) as u64)
-                        .sum()
-                };
-                let c = |f: fn(&Stats) -> &AtomicU64| -> u64 {
-                    all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
-                };
-                let mut responses = [0; 5];
-                for s in &all {
-                    for (sum, n) in responses.iter_mut().zip(s.responses.snapshot()) {
-                        *sum += n;
-                    }
-                }
+                let workers = s.workers();
                 ServerSnapshot {
-                    name: name.clone(),
-                    states: [
-                        ("reading", g(|s| &s.reading)),
-                        ("writing", g(|s| &s.writing)),
-                        ("idle", g(|s| &s.idle)),
-                        ("parked", g(|s| &s.parked)),
-                        ("lingering", g(|s| &s.lingering)),
-                    ],
-                    open: g(|s| &s.open),
-                    accepted: c(|s| &s.accepted),
-                    requests: c(|s| &s.requests),
-                    writes: c(|s| &s.writes),
-                    bytes: (c(|s| &s.bytes_in), c(|s| &s.bytes_out)),
-                    closed: CloseReason::ALL
+                    workers: workers
                         .iter()
-                        .map(|r| (r.as_str(), all.iter().map(|s| s.closed(*r)).sum()))
+                        .map(|w| snapshot(name, std::slice::from_ref(w)))
                         .collect(),
-                    draining: all.iter().any(|s| s.draining.load(Ordering::Relaxed)),
-                    responses,
-                    latency: all
-                        .iter()
-                        .map(|s| s.latency.snapshot())
-                        .reduce(|a, b| a.plus(&b))
-                        .unwrap_or_default(),
+                    ..snapshot(name, &with_workers(s))
                 }
             })
             .collect()
@@ -300,6 +273,60 @@ impl Registry {
                 [("in", s.bytes.0), ("out", s.bytes.1)].map(|(direction, n)| {
                     (format!("{},direction=\"{direction}\"", by_listener(s)), n)
                 })
+            }),
+        );
+        // Per worker: separate families, so that the listener families keep
+        // their series (a `worker` label there would change every existing
+        // query, and mixing labelled and unlabelled samples in one family
+        // would count each request twice under `sum`).
+        let by_worker = |s: &ServerSnapshot, i: usize| format!("{},worker=\"{i}\"", by_listener(s));
+        family(
+            &mut out,
+            "drainpipe_worker_connections",
+            "gauge",
+            "Connections open now on each worker, by state.",
+            servers.iter().flat_map(|s| {
+                s.workers.iter().enumerate().flat_map(move |(i, w)| {
+                    w.states.into_iter().map(move |(state, n)| {
+                        (format!("{},state=\"{state}\"", by_worker(s, i)), n)
+                    })
+                })
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_connections_open",
+            "gauge",
+            "Connections open now on each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.open))
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_connections_accepted_total",
+            "counter",
+            "Connections accepted by each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.accepted))
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_requests_total",
+            "counter",
+            "Requests received by each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.requests))
             }),
         );
         family(
@@ -680,6 +707,51 @@ fn state_of(
         (Some(_), None) => checked(&check),
     };
     (ServerState::Up, since, reason)
+}
+
+/// The figures of `all` added up, under `name` (no per-worker rows).
+fn snapshot(name: &str, all: &[Arc<Stats>]) -> ServerSnapshot {
+    let g = |f: fn(&Stats) -> &AtomicUsize| -> u64 {
+        all.iter()
+            .map(|s| f(s).load(Ordering::Relaxed) as u64)
+            .sum()
+    };
+    let c = |f: fn(&Stats) -> &AtomicU64| -> u64 {
+        all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    };
+    let mut responses = [0; 5];
+    for s in all {
+        for (sum, n) in responses.iter_mut().zip(s.responses.snapshot()) {
+            *sum += n;
+        }
+    }
+    ServerSnapshot {
+        name: name.to_string(),
+        states: [
+            ("reading", g(|s| &s.reading)),
+            ("writing", g(|s| &s.writing)),
+            ("idle", g(|s| &s.idle)),
+            ("parked", g(|s| &s.parked)),
+            ("lingering", g(|s| &s.lingering)),
+        ],
+        open: g(|s| &s.open),
+        accepted: c(|s| &s.accepted),
+        requests: c(|s| &s.requests),
+        writes: c(|s| &s.writes),
+        bytes: (c(|s| &s.bytes_in), c(|s| &s.bytes_out)),
+        closed: CloseReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), all.iter().map(|s| s.closed(*r)).sum()))
+            .collect(),
+        draining: all.iter().any(|s| s.draining.load(Ordering::Relaxed)),
+        responses,
+        latency: all
+            .iter()
+            .map(|s| s.latency.snapshot())
+            .reduce(|a, b| a.plus(&b))
+            .unwrap_or_default(),
+        workers: Vec::new(),
+    }
 }
 
 /// A server's own counters and its workers' ([`Stats::workers`]).
