@@ -828,4 +828,47 @@ mod tests {
         assert!(text.contains("drainpipe_bytes_total{listener=\"b\",direction=\"out\"} 0\n"));
         assert!(text.contains("drainpipe_connections{listener=\"a\",state=\"draining\"} 0\n"));
     }
+
+    // A server run on two workers: its snapshot is their total and lists
+    // each worker's own figures; the worker families give the same per
+    // worker, and nothing for a server without workers.
+    #[test]
+    fn workers_are_listed_and_add_up() {
+        let server = Arc::new(Stats::default());
+        let (w0, w1) = (server.for_worker(), server.for_worker());
+        w0.requests.store(5, Ordering::Relaxed);
+        w0.open.store(2, Ordering::Relaxed);
+        w0.idle.store(2, Ordering::Relaxed);
+        w1.requests.store(1, Ordering::Relaxed);
+        w1.open.store(1, Ordering::Relaxed);
+        w1.parked.store(1, Ordering::Relaxed);
+        let registry = Registry::new()
+            .server("a", server)
+            .server("b", Arc::new(Stats::default()));
+        let servers = registry.servers();
+        let a = &servers[0];
+        assert_eq!((a.requests, a.open), (6, 3));
+        assert_eq!(
+            a.workers
+                .iter()
+                .map(|w| (w.requests, w.open))
+                .collect::<Vec<_>>(),
+            [(5, 2), (1, 1)]
+        );
+        assert!(servers[1].workers.is_empty());
+        let text = registry.prometheus();
+        for line in [
+            "drainpipe_worker_requests_total{listener=\"a\",worker=\"0\"} 5\n",
+            "drainpipe_worker_requests_total{listener=\"a\",worker=\"1\"} 1\n",
+            "drainpipe_worker_connections_open{listener=\"a\",worker=\"1\"} 1\n",
+            "drainpipe_worker_connections{listener=\"a\",worker=\"0\",state=\"idle\"} 2\n",
+            "drainpipe_worker_connections{listener=\"a\",worker=\"1\",state=\"parked\"} 1\n",
+        ] {
+            assert!(text.contains(line), "no {line} in:\n{text}");
+        }
+        assert!(!text.contains("listener=\"b\",worker="), "{text}");
+        let status = registry.status();
+        assert_eq!(status.listeners[0].workers.len(), 2);
+        assert_eq!(status.listeners[0].workers[1].states["parked"], 1);
+    }
 }
