@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for issue 7: regenerates bench/BENCHMARKS.md (drainpipe beside nginx,
-# h2o, HAProxy and hyper). `bench/run.sh --help` for options; `--quick` is a smoke test.
+# h2o, HAProxy and hyper). `bench/run.sh --help` for options; `--quick` is a smoke test;
+# `--only two-cores` runs issue 17's scenario alone (every server with two workers on CPUs 0,1).
 # The work is done by bench/run.py; this wrapper checks for python3 and makes sure no
 # server it started outlives it (run.py also ends its children on exit and on signals).
 set -euo pipefail

@@ -1,8 +1,9 @@
 //! Thread-per-core workers as a user sees them: with `--threads 2`,
 //! connections are spread over both workers and each stays on its own
 //! (across parking too); the admin listener's figures are the process's
-//! totals; each worker keeps its own upstream pool; a drain under load with
-//! two workers loses no request it accepted.
+//! totals, with a row per worker on `/status`; each worker keeps its own
+//! upstream pool; a drain under load with two workers loses no request it
+//! accepted.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -143,6 +144,176 @@ fn metrics_are_the_sum_of_the_workers_and_each_worker_pools_its_own() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 2, "upstream connections {distinct:?}");
+}
+
+// `/status` with `--threads 2`: each listener row has one row per worker
+// (JSON and the page as served), the workers' figures add up to the
+// listener's, both workers hold some of the connections (SO_REUSEPORT spread
+// them), and `/metrics` says the same per worker in families that
+// `promtool check metrics` accepts.
+#[test]
+fn status_has_a_row_per_worker_and_they_add_up() {
+    let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
+    let upstream = origin.addr("origin").to_string();
+    let proxy = Proc::start(
+        &[
+            "--threads",
+            "2",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        2,
+    );
+    let (addr, admin) = (proxy.addr("proxy"), proxy.addr("admin"));
+    // 24 connections kept open, with 1, 2 or 3 requests each: 48 requests.
+    let mut conns = Vec::new();
+    for i in 0..24 {
+        let (mut s, mut buf) = (connect(addr), Vec::new());
+        for _ in 0..=i % 3 {
+            assert_eq!(get(&mut s, &mut buf, "/").0, 200);
+        }
+        conns.push(s);
+    }
+    let fetch = |path: &str| {
+        let (mut s, mut buf) = (connect(admin), Vec::new());
+        let (code, body) = get(&mut s, &mut buf, path);
+        assert_eq!(code, 200, "{path}: {body}");
+        body
+    };
+    // Every connection between requests (idle, or parked after 1 s): the
+    // states are settled.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        let status: serde_json::Value = serde_json::from_str(&fetch("/status.json")).unwrap();
+        let l = status["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "proxy")
+            .unwrap_or_else(|| panic!("no proxy listener: {status}"))
+            .clone();
+        let waiting =
+            l["states"]["idle"].as_u64().unwrap() + l["states"]["parked"].as_u64().unwrap();
+        if waiting == 24 {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "not all between requests: {l}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(listener["open"], 24, "{listener}");
+    assert_eq!(listener["accepted"], 24, "{listener}");
+    assert_eq!(listener["requests"], 48, "{listener}");
+    let workers = listener["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{listener}");
+    let n = |w: &serde_json::Value, path: &[&str]| -> u64 {
+        path.iter()
+            .fold(w, |v, k| &v[*k])
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {path:?} in {w}"))
+    };
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(w["worker"], i, "{w}");
+        assert!(
+            n(w, &["open"]) > 0,
+            "both workers hold connections: {listener}"
+        );
+        let states: u64 = w["states"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(states, n(w, &["open"]), "each connection in one state: {w}");
+    }
+    for path in [
+        &["open"][..],
+        &["accepted"],
+        &["requests"],
+        &["closed"],
+        &["states", "idle"],
+        &["states", "parked"],
+        &["states", "reading"],
+        &["states", "writing"],
+        &["responses", "2xx"],
+    ] {
+        assert_eq!(
+            workers.iter().map(|w| n(w, path)).sum::<u64>(),
+            n(&listener, path),
+            "{path:?} adds up: {listener}"
+        );
+    }
+
+    // The page as served (no script run): the same rows.
+    let page = fetch("/status");
+    for (i, w) in workers.iter().enumerate() {
+        for field in ["open", "accepted", "requests"] {
+            let cell = format!("id=\"proxy-w{i}-{field}\">{}<", n(w, &[field]));
+            assert!(page.contains(&cell), "no {cell} in the page:\n{page}");
+        }
+        assert!(
+            page.contains(&format!("<td>proxy · worker {i}</td>")),
+            "{page}"
+        );
+    }
+
+    // /metrics: the same figures per worker, adding up to the listener's.
+    let text = fetch("/metrics");
+    for (i, w) in workers.iter().enumerate() {
+        let l = format!("listener=\"proxy\",worker=\"{i}\"");
+        for (family, field) in [
+            ("drainpipe_worker_connections_open", "open"),
+            ("drainpipe_worker_connections_accepted_total", "accepted"),
+            ("drainpipe_worker_requests_total", "requests"),
+        ] {
+            assert_eq!(
+                metric(&text, &format!("{family}{{{l}}}")),
+                n(w, &[field]),
+                "{family}"
+            );
+        }
+    }
+    let per_state: u64 = (0..2)
+        .flat_map(|i| {
+            ["reading", "writing", "idle", "parked", "lingering"].map(|state| {
+                metric(
+                    &text,
+                    &format!("drainpipe_worker_connections{{listener=\"proxy\",worker=\"{i}\",state=\"{state}\"}}"),
+                )
+            })
+        })
+        .sum();
+    assert_eq!(per_state, 24, "{text}");
+    if common::peer("promtool") {
+        let mut check = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{text}"
+        );
+    }
+    drop(conns);
 }
 
 #[derive(Default)]

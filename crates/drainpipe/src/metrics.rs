@@ -65,6 +65,11 @@ pub struct ServerSnapshot {
     pub responses: [u64; 5],
     /// Request duration.
     pub latency: HistogramSnapshot,
+    /// Each worker's own figures, in worker order (the order
+    /// [`Server::for_worker`](crate::server::Server::for_worker) was called
+    /// in); empty for a server that does not run on workers and for a
+    /// worker's own snapshot.
+    pub workers: Vec<ServerSnapshot>,
 }
 
 impl Registry {
@@ -112,51 +117,19 @@ impl Registry {
         Arc::strong_count(&self.history) == 1
     }
 
-    /// Every server's figures now (a server run on workers: their total).
+    /// Every server's figures now (a server run on workers: their total, and
+    /// each worker's in [`ServerSnapshot::workers`]).
     pub fn servers(&self) -> Vec<ServerSnapshot> {
         self.servers
             .iter()
             .map(|(name, s)| {
-                let all = with_workers(s);
-                let g = |f: fn(&Stats) -> &AtomicUsize| -> u64 {
-                    all.iter()
-                        .map(|s| f(s).load(Ordering::Relaxed) as u64)
-                        .sum()
-                };
-                let c = |f: fn(&Stats) -> &AtomicU64| -> u64 {
-                    all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
-                };
-                let mut responses = [0; 5];
-                for s in &all {
-                    for (sum, n) in responses.iter_mut().zip(s.responses.snapshot()) {
-                        *sum += n;
-                    }
-                }
+                let workers = s.workers();
                 ServerSnapshot {
-                    name: name.clone(),
-                    states: [
-                        ("reading", g(|s| &s.reading)),
-                        ("writing", g(|s| &s.writing)),
-                        ("idle", g(|s| &s.idle)),
-                        ("parked", g(|s| &s.parked)),
-                        ("lingering", g(|s| &s.lingering)),
-                    ],
-                    open: g(|s| &s.open),
-                    accepted: c(|s| &s.accepted),
-                    requests: c(|s| &s.requests),
-                    writes: c(|s| &s.writes),
-                    bytes: (c(|s| &s.bytes_in), c(|s| &s.bytes_out)),
-                    closed: CloseReason::ALL
+                    workers: workers
                         .iter()
-                        .map(|r| (r.as_str(), all.iter().map(|s| s.closed(*r)).sum()))
+                        .map(|w| snapshot(name, std::slice::from_ref(w)))
                         .collect(),
-                    draining: all.iter().any(|s| s.draining.load(Ordering::Relaxed)),
-                    responses,
-                    latency: all
-                        .iter()
-                        .map(|s| s.latency.snapshot())
-                        .reduce(|a, b| a.plus(&b))
-                        .unwrap_or_default(),
+                    ..snapshot(name, &with_workers(s))
                 }
             })
             .collect()
@@ -300,6 +273,60 @@ impl Registry {
                 [("in", s.bytes.0), ("out", s.bytes.1)].map(|(direction, n)| {
                     (format!("{},direction=\"{direction}\"", by_listener(s)), n)
                 })
+            }),
+        );
+        // Per worker: separate families, so that the listener families keep
+        // their series (a `worker` label there would change every existing
+        // query, and mixing labelled and unlabelled samples in one family
+        // would count each request twice under `sum`).
+        let by_worker = |s: &ServerSnapshot, i: usize| format!("{},worker=\"{i}\"", by_listener(s));
+        family(
+            &mut out,
+            "drainpipe_worker_connections",
+            "gauge",
+            "Connections open now on each worker, by state.",
+            servers.iter().flat_map(|s| {
+                s.workers.iter().enumerate().flat_map(move |(i, w)| {
+                    w.states.into_iter().map(move |(state, n)| {
+                        (format!("{},state=\"{state}\"", by_worker(s, i)), n)
+                    })
+                })
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_connections_open",
+            "gauge",
+            "Connections open now on each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.open))
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_connections_accepted_total",
+            "counter",
+            "Connections accepted by each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.accepted))
+            }),
+        );
+        family(
+            &mut out,
+            "drainpipe_worker_requests_total",
+            "counter",
+            "Requests received by each worker.",
+            servers.iter().flat_map(|s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), w.requests))
             }),
         );
         family(
@@ -682,6 +709,51 @@ fn state_of(
     (ServerState::Up, since, reason)
 }
 
+/// The figures of `all` added up, under `name` (no per-worker rows).
+fn snapshot(name: &str, all: &[Arc<Stats>]) -> ServerSnapshot {
+    let g = |f: fn(&Stats) -> &AtomicUsize| -> u64 {
+        all.iter()
+            .map(|s| f(s).load(Ordering::Relaxed) as u64)
+            .sum()
+    };
+    let c = |f: fn(&Stats) -> &AtomicU64| -> u64 {
+        all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    };
+    let mut responses = [0; 5];
+    for s in all {
+        for (sum, n) in responses.iter_mut().zip(s.responses.snapshot()) {
+            *sum += n;
+        }
+    }
+    ServerSnapshot {
+        name: name.to_string(),
+        states: [
+            ("reading", g(|s| &s.reading)),
+            ("writing", g(|s| &s.writing)),
+            ("idle", g(|s| &s.idle)),
+            ("parked", g(|s| &s.parked)),
+            ("lingering", g(|s| &s.lingering)),
+        ],
+        open: g(|s| &s.open),
+        accepted: c(|s| &s.accepted),
+        requests: c(|s| &s.requests),
+        writes: c(|s| &s.writes),
+        bytes: (c(|s| &s.bytes_in), c(|s| &s.bytes_out)),
+        closed: CloseReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), all.iter().map(|s| s.closed(*r)).sum()))
+            .collect(),
+        draining: all.iter().any(|s| s.draining.load(Ordering::Relaxed)),
+        responses,
+        latency: all
+            .iter()
+            .map(|s| s.latency.snapshot())
+            .reduce(|a, b| a.plus(&b))
+            .unwrap_or_default(),
+        workers: Vec::new(),
+    }
+}
+
 /// A server's own counters and its workers' ([`Stats::workers`]).
 fn with_workers(stats: &Arc<Stats>) -> Vec<Arc<Stats>> {
     let mut all = vec![stats.clone()];
@@ -755,5 +827,48 @@ mod tests {
         assert!(text.contains("drainpipe_requests_total{listener=\"a\"} 3\n"));
         assert!(text.contains("drainpipe_bytes_total{listener=\"b\",direction=\"out\"} 0\n"));
         assert!(text.contains("drainpipe_connections{listener=\"a\",state=\"draining\"} 0\n"));
+    }
+
+    // A server run on two workers: its snapshot is their total and lists
+    // each worker's own figures; the worker families give the same per
+    // worker, and nothing for a server without workers.
+    #[test]
+    fn workers_are_listed_and_add_up() {
+        let server = Arc::new(Stats::default());
+        let (w0, w1) = (server.for_worker(), server.for_worker());
+        w0.requests.store(5, Ordering::Relaxed);
+        w0.open.store(2, Ordering::Relaxed);
+        w0.idle.store(2, Ordering::Relaxed);
+        w1.requests.store(1, Ordering::Relaxed);
+        w1.open.store(1, Ordering::Relaxed);
+        w1.parked.store(1, Ordering::Relaxed);
+        let registry = Registry::new()
+            .server("a", server)
+            .server("b", Arc::new(Stats::default()));
+        let servers = registry.servers();
+        let a = &servers[0];
+        assert_eq!((a.requests, a.open), (6, 3));
+        assert_eq!(
+            a.workers
+                .iter()
+                .map(|w| (w.requests, w.open))
+                .collect::<Vec<_>>(),
+            [(5, 2), (1, 1)]
+        );
+        assert!(servers[1].workers.is_empty());
+        let text = registry.prometheus();
+        for line in [
+            "drainpipe_worker_requests_total{listener=\"a\",worker=\"0\"} 5\n",
+            "drainpipe_worker_requests_total{listener=\"a\",worker=\"1\"} 1\n",
+            "drainpipe_worker_connections_open{listener=\"a\",worker=\"1\"} 1\n",
+            "drainpipe_worker_connections{listener=\"a\",worker=\"0\",state=\"idle\"} 2\n",
+            "drainpipe_worker_connections{listener=\"a\",worker=\"1\",state=\"parked\"} 1\n",
+        ] {
+            assert!(text.contains(line), "no {line} in:\n{text}");
+        }
+        assert!(!text.contains("listener=\"b\",worker="), "{text}");
+        let status = registry.status();
+        assert_eq!(status.listeners[0].workers.len(), 2);
+        assert_eq!(status.listeners[0].workers[1].states["parked"], 1);
     }
 }

@@ -4,6 +4,7 @@
 //! draws the charts of the last five minutes as inline SVG. Nothing is
 //! loaded from anywhere else.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::metrics::Status;
@@ -59,36 +60,42 @@ pub(super) fn render(status: &Status) -> String {
     let mut listeners = String::new();
     for l in &status.listeners {
         let k = esc(&l.name);
-        let per_connection = if l.accepted == 0 {
-            0.0
-        } else {
-            l.requests as f64 / l.accepted as f64
-        };
-        let _ = write!(
-            listeners,
-            "<tr><td>{k}</td><td id=\"{k}-open\">{}</td>",
-            l.open
+        listener_row(
+            &mut listeners,
+            &k,
+            &k,
+            Figures {
+                open: l.open,
+                states: &l.states,
+                accepted: l.accepted,
+                requests: l.requests,
+                rps: l.rps,
+                p50: l.p50,
+                p99: l.p99,
+                responses: &l.responses,
+            },
         );
-        for (state, n) in ["reading", "writing", "idle", "parked", "lingering"]
-            .map(|s| (s, l.states.get(s).copied().unwrap_or(0)))
-        {
-            let _ = write!(listeners, "<td id=\"{k}-{state}\">{n}</td>");
+        // One row per worker, when there are several: an uneven spread of
+        // connections over them shows.
+        if l.workers.len() > 1 {
+            for w in &l.workers {
+                listener_row(
+                    &mut listeners,
+                    &format!("{k} · worker {}", w.worker),
+                    &format!("{k}-w{}", w.worker),
+                    Figures {
+                        open: w.open,
+                        states: &w.states,
+                        accepted: w.accepted,
+                        requests: w.requests,
+                        rps: w.rps,
+                        p50: w.p50,
+                        p99: w.p99,
+                        responses: &w.responses,
+                    },
+                );
+            }
         }
-        let _ = write!(
-            listeners,
-            "<td id=\"{k}-accepted\">{}</td><td id=\"{k}-requests\">{}</td>\
-             <td id=\"{k}-per-connection\">{per_connection:.2}</td><td id=\"{k}-rps\">{:.1}</td>\
-             <td id=\"{k}-p50\">{}</td><td id=\"{k}-p99\">{}</td>",
-            l.accepted,
-            l.requests,
-            l.rps,
-            ms(l.p50),
-            ms(l.p99)
-        );
-        for (class, n) in &l.responses {
-            let _ = write!(listeners, "<td id=\"{k}-{class}\">{n}</td>");
-        }
-        listeners.push_str("</tr>");
     }
     let mut closed_head = String::from("<tr><th>reason</th>");
     for l in &status.listeners {
@@ -132,6 +139,54 @@ pub(super) fn render(status: &Status) -> String {
         .replace("{{closed_head}}", &closed_head)
         .replace("{{closed}}", &closed)
         .replace("{{proxies}}", &proxies)
+}
+
+/// The figures of one row of the listeners table (a listener's or one of
+/// its workers').
+struct Figures<'a> {
+    open: u64,
+    states: &'a BTreeMap<&'static str, u64>,
+    accepted: u64,
+    requests: u64,
+    rps: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    responses: &'a BTreeMap<&'static str, u64>,
+}
+
+/// A row of the listeners table, labelled `label` (HTML), its cells' ids
+/// prefixed with `k`; the script's `listenerRow` writes the same.
+fn listener_row(out: &mut String, label: &str, k: &str, f: Figures<'_>) {
+    let per_connection = if f.accepted == 0 {
+        0.0
+    } else {
+        f.requests as f64 / f.accepted as f64
+    };
+    let _ = write!(
+        out,
+        "<tr><td>{label}</td><td id=\"{k}-open\">{}</td>",
+        f.open
+    );
+    for (state, n) in ["reading", "writing", "idle", "parked", "lingering"]
+        .map(|s| (s, f.states.get(s).copied().unwrap_or(0)))
+    {
+        let _ = write!(out, "<td id=\"{k}-{state}\">{n}</td>");
+    }
+    let _ = write!(
+        out,
+        "<td id=\"{k}-accepted\">{}</td><td id=\"{k}-requests\">{}</td>\
+         <td id=\"{k}-per-connection\">{per_connection:.2}</td><td id=\"{k}-rps\">{:.1}</td>\
+         <td id=\"{k}-p50\">{}</td><td id=\"{k}-p99\">{}</td>",
+        f.accepted,
+        f.requests,
+        f.rps,
+        ms(f.p50),
+        ms(f.p99)
+    );
+    for (class, n) in f.responses {
+        let _ = write!(out, "<td id=\"{k}-{class}\">{n}</td>");
+    }
+    out.push_str("</tr>");
 }
 
 /// Text made safe for HTML.

@@ -43,6 +43,8 @@ struct ListenerSample {
     latency: HistogramSnapshot,
     states: [u64; 5],
     closed: Vec<(&'static str, u64)>,
+    /// Each worker's requests and latency, in worker order.
+    workers: Vec<(u64, HistogramSnapshot)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,7 @@ impl Sample {
                     latency: s.latency,
                     states: s.states.map(|(_, n)| n),
                     closed: s.closed.clone(),
+                    workers: s.workers.iter().map(|w| (w.requests, w.latency)).collect(),
                 })
                 .collect(),
             servers: upstreams
@@ -139,6 +142,36 @@ pub struct ListenerRow {
     pub states: BTreeMap<&'static str, u64>,
     /// Closed connections by reason.
     pub closed_by: BTreeMap<&'static str, u64>,
+    /// Responses by status class.
+    pub responses: BTreeMap<&'static str, u64>,
+    /// Requests per second over the window.
+    pub rps: f64,
+    /// Median request duration over the window (all time when no history
+    /// yet), in seconds.
+    pub p50: Option<f64>,
+    /// 99th percentile, likewise.
+    pub p99: Option<f64>,
+    /// One row per worker serving it, in worker order (empty when it does
+    /// not run on workers): their figures add up to this row's.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One worker's part of a listener's row: how its connections and requests
+/// are spread (`SO_REUSEPORT` hashes connections over the workers' sockets).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    /// The worker's index, from 0.
+    pub worker: usize,
+    /// Connections open.
+    pub open: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections by state.
+    pub states: BTreeMap<&'static str, u64>,
     /// Responses by status class.
     pub responses: BTreeMap<&'static str, u64>,
     /// Requests per second over the window.
@@ -304,6 +337,36 @@ impl Registry {
                     ),
                     None => (0, s.latency),
                 };
+                // The window's start for each worker, when the sample has
+                // the same workers.
+                let worker_base = base
+                    .map(|b| &b.listeners[i].workers)
+                    .filter(|w| w.len() == s.workers.len());
+                let workers = s
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| {
+                        let (requests, latency) = match worker_base {
+                            Some(b) => {
+                                (w.requests.saturating_sub(b[k].0), w.latency.since(&b[k].1))
+                            }
+                            None => (0, w.latency),
+                        };
+                        WorkerRow {
+                            worker: k,
+                            open: w.open,
+                            accepted: w.accepted,
+                            requests: w.requests,
+                            closed: w.closed.iter().map(|(_, n)| n).sum(),
+                            states: w.states.into_iter().collect(),
+                            responses: classes(w.responses),
+                            rps: rate(requests),
+                            p50: latency.quantile(0.5),
+                            p99: latency.quantile(0.99),
+                        }
+                    })
+                    .collect();
                 ListenerRow {
                     name: s.name.clone(),
                     open: s.open,
@@ -317,6 +380,7 @@ impl Registry {
                     rps: rate(requests),
                     p50: latency.quantile(0.5),
                     p99: latency.quantile(0.99),
+                    workers,
                 }
             })
             .collect();
