@@ -18,7 +18,7 @@ requests, so start-up is not counted. Instruction counts do not depend on what e
 this is the measurement to use for a hot-path change while other work runs.
 Prints instructions per request for each binary and, with --top, the K
 functions (self cost) that grew and shrank most from
-the first binary to the last.
+the first binary to the last (with one binary: its K most expensive).
 """
 import os
 import re
@@ -142,6 +142,10 @@ def main():
         per, funcs = measure(scenario, binary, binaries[0], requests, outdir)
         results.append(funcs)
         print(f"{scenario:10} {per:10.0f} instructions/request  {binary}", flush=True)
+    if top and len(results) == 1:
+        print(f"most expensive (self cost), instructions/request:")
+        for n, v in sorted(results[0].items(), key=lambda kv: kv[1], reverse=True)[:top]:
+            print(f"  {v:8.0f}  {n[:150]}")
     if top and len(results) > 1:
         first, last = results[0], results[-1]
         names = set(first) | set(last)

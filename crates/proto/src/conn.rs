@@ -52,6 +52,8 @@ pub struct Connection {
     /// Server: the last request announced the close itself and no byte has
     /// come after it (see [`Connection::peer_sent_last`]).
     peer_said_last: bool,
+    /// Server: the `Keep-Alive` line of the last response that carried one.
+    keep_alive_line: write::KeepAliveLine,
 }
 
 impl Connection {
@@ -71,6 +73,7 @@ impl Connection {
             peer_keep_alive: KeepAliveParams::default(),
             peer_request_limit: None,
             peer_said_last: false,
+            keep_alive_line: write::KeepAliveLine::default(),
         }
     }
 
@@ -711,7 +714,7 @@ impl Connection {
                 write::field(b"connection", b"close", tail);
             } else if exchange.version == Version::HTTP_10 {
                 write::field(b"connection", b"keep-alive", tail);
-                write::keep_alive(
+                self.keep_alive_line.write(
                     self.config.keep_alive.timeout_secs,
                     persist::requests_left(self.config.keep_alive.max_requests, self.started),
                     tail,
@@ -719,7 +722,7 @@ impl Connection {
             } else if self.config.keep_alive.announce_to_http11 {
                 // On every response: some clients (Firefox) take a
                 // response without it to mean their own default.
-                write::keep_alive(
+                self.keep_alive_line.write(
                     self.config.keep_alive.timeout_secs,
                     persist::requests_left(self.config.keep_alive.max_requests, self.started),
                     tail,

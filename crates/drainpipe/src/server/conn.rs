@@ -26,7 +26,7 @@ use http_body::Body;
 use proto::{BodySize, Connection, Event, Role, WriteBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::date;
+use super::clock::Moment;
 use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
 use super::interim;
 use super::park::{Parker, Resume, Writes};
@@ -143,7 +143,7 @@ where
         upgrade: None,
         timer: Box::pin(sleep_until(head_deadline)),
         can_park: parking.is_some(),
-        date: None,
+        moment: Moment::default(),
         interim: Arc::default(),
         access: None,
     };
@@ -274,11 +274,9 @@ struct Driver<'a, T, S> {
     upgrade: Option<Pending>,
     /// The connection's one timer (head, idle, body deadlines; parking).
     timer: Pin<Box<Sleep>>,
-    /// The `Date` of the responses made since the task last waited: taken at
-    /// the first of them and forgotten whenever the task waits (for input, a
-    /// write, a handler or a body), so pipelined responses made together
-    /// share one clock read.
-    date: Option<HeaderValue>,
+    /// The clock reading and `Date` shared by the work done since the task
+    /// last waited (see `clock.rs`).
+    moment: Moment,
     /// Informational responses handlers ask for, written ahead of their
     /// final ones.
     interim: Arc<interim::Queue>,
@@ -402,9 +400,10 @@ where
     /// while nothing is in flight. An idle connection that stays quiet for
     /// `park_after` is parked instead (when the deadline is further away).
     async fn read_more(&mut self) -> Result<(), Stop> {
-        self.date = None;
-        // One clock read for every deadline this wait computes.
-        let now = Instant::now();
+        // The last reading (the end of the latest response, if one was made
+        // since the task woke) for every deadline this wait computes.
+        let now = self.moment.now();
+        self.moment.forget();
         let idle = self.conn.is_idle();
         let wait = if idle && self.conn.requests_started() > 0 {
             Wait::Idle
@@ -616,10 +615,11 @@ where
         // Most writes complete at once: a timer only when the socket is full.
         match try_write_buf(&mut self.stream, &mut self.out) {
             Ok(true) => return Ok(()),
-            Ok(false) => self.date = None,
+            Ok(false) => self.moment.forget(),
             Err(_) => return Err(CloseReason::Io),
         }
-        let (deadline, _) = self.deadline(Wait::Write, Instant::now());
+        let now = self.moment.now();
+        let (deadline, _) = self.deadline(Wait::Write, now);
         match tokio::time::timeout_at(deadline, write_buf(&mut self.stream, &mut self.out)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(CloseReason::Io),
@@ -658,7 +658,7 @@ where
         let size = BodySize::Exact(body.len() as u64);
         if self
             .conn
-            .send_response_dated(&parts, size, Some(&date::now()), &mut self.out)
+            .send_response_dated(&parts, size, Some(self.moment.date()), &mut self.out)
             .is_ok()
         {
             let _ = self.conn.send_data(body, &mut self.out);

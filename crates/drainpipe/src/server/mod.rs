@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod config;
 mod conn;
 mod date;

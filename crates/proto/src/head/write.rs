@@ -87,32 +87,70 @@ pub fn content_length(n: u64, dst: &mut BytesMut) {
 /// `None`; nothing when both are), without formatting machinery: it goes on
 /// every response to an HTTP/1.0 keep-alive client.
 pub fn keep_alive(timeout_secs: Option<u32>, max: Option<u32>, dst: &mut BytesMut) {
-    if timeout_secs.is_none() && max.is_none() {
-        return;
-    }
-    // The line is put together on the stack and copied once: it goes on
-    // every response when the idle timeout is announced.
-    let mut line = [0u8; 64];
-    let mut len = 0;
-    let mut push = |bytes: &[u8]| {
-        line[len..len + bytes.len()].copy_from_slice(bytes);
-        len += bytes.len();
-    };
-    let mut digits = [0u8; 20];
-    push(b"keep-alive: ");
-    if let Some(t) = timeout_secs {
-        push(b"timeout=");
-        push(decimal(t.into(), &mut digits));
-    }
-    if let Some(m) = max {
-        if timeout_secs.is_some() {
-            push(b", ");
+    KeepAliveLine::default().write(timeout_secs, max, dst);
+}
+
+/// A `keep-alive` line as last written on a connection: the same parameters
+/// give the same bytes, so a server that announces its idle timeout on every
+/// response formats the line once, not per response.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepAliveLine {
+    /// The parameters `line` holds (`None`: nothing written yet).
+    params: Option<(Option<u32>, Option<u32>)>,
+    line: [u8; 48],
+    len: u8,
+}
+
+impl Default for KeepAliveLine {
+    fn default() -> Self {
+        KeepAliveLine {
+            params: None,
+            line: [0; 48],
+            len: 0,
         }
-        push(b"max=");
-        push(decimal(m.into(), &mut digits));
     }
-    push(b"\r\n");
-    dst.put_slice(&line[..len]);
+}
+
+impl KeepAliveLine {
+    /// Writes the line for `timeout_secs` and `max` (see [`keep_alive`]),
+    /// formatting it only when they differ from the last ones.
+    #[inline]
+    pub fn write(&mut self, timeout_secs: Option<u32>, max: Option<u32>, dst: &mut BytesMut) {
+        if self.params != Some((timeout_secs, max)) {
+            self.format(timeout_secs, max);
+        }
+        dst.put_slice(&self.line[..usize::from(self.len)]);
+    }
+
+    fn format(&mut self, timeout_secs: Option<u32>, max: Option<u32>) {
+        self.params = Some((timeout_secs, max));
+        self.len = 0;
+        if timeout_secs.is_none() && max.is_none() {
+            return;
+        }
+        // At most 12 + 8 + 10 + 2 + 4 + 10 + 2 = 48 bytes.
+        let mut len = 0;
+        let line = &mut self.line;
+        let mut push = |bytes: &[u8]| {
+            line[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        let mut digits = [0u8; 20];
+        push(b"keep-alive: ");
+        if let Some(t) = timeout_secs {
+            push(b"timeout=");
+            push(decimal(t.into(), &mut digits));
+        }
+        if let Some(m) = max {
+            if timeout_secs.is_some() {
+                push(b", ");
+            }
+            push(b"max=");
+            push(decimal(m.into(), &mut digits));
+        }
+        push(b"\r\n");
+        self.len = len as u8;
+    }
 }
 
 /// `n` in decimal ASCII, in the tail of `digits`.
@@ -149,6 +187,20 @@ mod tests {
             let mut dst = BytesMut::new();
             keep_alive(timeout, max, &mut dst);
             assert_eq!(&dst[..], line, "{timeout:?} {max:?}");
+            // Kept and written again; then other parameters, then these again.
+            let mut kept = KeepAliveLine::default();
+            for (t, m) in [
+                (timeout, max),
+                (timeout, max),
+                (Some(7), None),
+                (timeout, max),
+            ] {
+                let mut dst = BytesMut::new();
+                kept.write(t, m, &mut dst);
+                let mut fresh = BytesMut::new();
+                keep_alive(t, m, &mut fresh);
+                assert_eq!(dst, fresh, "{t:?} {m:?}");
+            }
             // The same value as the parsed-and-formatted field.
             let value = crate::fields::KeepAliveParams {
                 timeout_secs: timeout,

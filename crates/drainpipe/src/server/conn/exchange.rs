@@ -22,7 +22,6 @@ use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
 use crate::io::{poll_read_buf, pool};
-use crate::server::date;
 use crate::server::drain::CloseReason;
 use crate::server::info::{Abort, ConnInfo};
 use crate::transport::Transport;
@@ -80,7 +79,9 @@ where
                 tls: self.stream.is_tls(),
             };
             let body = body.with_conn(info, self.interim.handle(info.request));
-            let started = std::time::Instant::now();
+            // When this request's handling began: the wake-up that read it, or
+            // the end of the response before it in the same turn.
+            let started = self.moment.now();
             let logged = self.shared.config.access_log.is_some();
             if logged {
                 self.access = Some(Box::new(access::Record::new(
@@ -108,7 +109,7 @@ where
             if let Err(e) = poll_fn(|cx| {
                 let ready = self.service.poll_ready(cx);
                 if ready.is_pending() {
-                    self.date = None;
+                    self.moment.forget();
                 }
                 ready
             })
@@ -145,7 +146,7 @@ where
                 }
                 // Earlier pipelined responses go out while this handler works.
                 self.poll_flush_queued(cx)?;
-                self.date = None;
+                self.moment.forget();
                 Poll::Pending
             })
             .await?;
@@ -199,7 +200,7 @@ where
                 .size_hint()
                 .exact()
                 .map_or(BodySize::Unknown, BodySize::Exact);
-            let date = self.date.get_or_insert_with(date::now);
+            let date = self.moment.date();
             if self.out.is_empty() && self.out.spare_capacity() == 0 {
                 self.out.give_storage(pool::take());
             }
@@ -239,7 +240,7 @@ where
                             Poll::Pending => {
                                 // The body waits: what is queued goes out meanwhile.
                                 self.poll_flush_queued(cx)?;
-                                self.date = None;
+                                self.moment.forget();
                                 Poll::Pending
                             }
                         }
@@ -284,7 +285,7 @@ where
             sent += self.out.len().saturating_sub(before);
             self.queued += 1;
             let stats = &self.shared.stats;
-            let took = started.elapsed();
+            let took = self.moment.read().saturating_duration_since(started);
             stats.latency.record(took);
             stats.responses.record(status);
             if let Some(record) = self.access.as_deref_mut() {
