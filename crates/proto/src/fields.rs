@@ -716,6 +716,17 @@ mod tests {
         let p = KeepAliveParams::of(&h);
         assert_eq!((p.timeout_secs, p.max), (None, Some(3)));
         assert_eq!(KeepAliveParams::default().to_value(), None);
+        for (line, expected) in [
+            (&b" timeout = 7 ,max=2,"[..], (Some(7), Some(2))),
+            (b",,timeout=9", (Some(9), None)),
+            (b"timeouts=9, maximum=1, max", (None, None)),
+            (b"timeout=99999999999, max=4294967295", (None, Some(u32::MAX))),
+            (b"", (None, None)),
+        ] {
+            let mut p = KeepAliveParams::default();
+            p.add(line);
+            assert_eq!((p.timeout_secs, p.max), expected, "{line:?}");
+        }
     }
 
     // RFC 9110 §7.6.1: the fixed set plus every field named in Connection.
