@@ -720,7 +720,10 @@ mod tests {
             (&b" timeout = 7 ,max=2,"[..], (Some(7), Some(2))),
             (b",,timeout=9", (Some(9), None)),
             (b"timeouts=9, maximum=1, max", (None, None)),
-            (b"timeout=99999999999, max=4294967295", (None, Some(u32::MAX))),
+            (
+                b"timeout=99999999999, max=4294967295",
+                (None, Some(u32::MAX)),
+            ),
             (b"", (None, None)),
         ] {
             let mut p = KeepAliveParams::default();

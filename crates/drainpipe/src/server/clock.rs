@@ -40,7 +40,10 @@ impl Moment {
     /// The `Date` of the responses made since the task last waited.
     #[inline]
     pub(crate) fn date(&mut self) -> &HeaderValue {
-        self.date.get_or_insert_with(date::now)
+        if self.date.is_none() {
+            self.date = Some(date::at(self.now()));
+        }
+        self.date.as_ref().expect("set above")
     }
 
     /// The task waits (for input, a write, a handler or a body): what it

@@ -431,7 +431,7 @@ where
         // The same connections may be closed to make room at max_connections.
         let mut can_reclaim = can_drain;
         if can_reclaim {
-            self.resume.slot.idle(now);
+            self.resume.slot.idle();
         }
         if idle {
             // An idle connection holds no buffer: both go back to the pool.

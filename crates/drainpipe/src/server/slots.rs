@@ -26,7 +26,6 @@ use std::task::Waker;
 
 use atomic_waker::AtomicWaker;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 /// `idle_since` of a connection not idle between requests.
 const BUSY: u64 = 0;
@@ -39,8 +38,11 @@ pub(crate) struct Slots {
     /// One per free slot.
     permits: Semaphore,
     table: Mutex<Table>,
-    /// What `idle_since` values count from.
-    epoch: Instant,
+    /// The order in which connections went idle: the next `idle_since`. Only
+    /// the order matters (which was idle the longest), so a count serves
+    /// instead of a clock reading turned into nanoseconds per request; the
+    /// slots are per server and per worker, so it is never contended.
+    idle_order: AtomicU64,
 }
 
 /// Every slot ever used (reused through `free`, so it grows only to the
@@ -55,8 +57,8 @@ struct Table {
 struct Slot {
     /// Its place in [`Table::all`].
     index: usize,
-    /// [`BUSY`], [`RECLAIMED`], or when the connection went idle (nanoseconds
-    /// since the epoch, plus one).
+    /// [`BUSY`], [`RECLAIMED`], or when the connection went idle (its place
+    /// in [`Slots::idle_order`]).
     idle_since: AtomicU64,
     /// The connection's task, woken when its slot is reclaimed or the
     /// server's phase changes.
@@ -68,7 +70,7 @@ impl Slots {
         Arc::new(Slots {
             permits: Semaphore::new(max_connections),
             table: Mutex::new(Table::default()),
-            epoch: Instant::now(),
+            idle_order: AtomicU64::new(BUSY + 1),
         })
     }
 
@@ -149,13 +151,13 @@ pub(crate) struct ConnSlot {
 }
 
 impl ConnSlot {
-    /// The connection is idle between requests from `now` (it may be
-    /// reclaimed).
-    pub(crate) fn idle(&self, now: Instant) {
-        let since = now.saturating_duration_since(self.slots.epoch).as_nanos() as u64;
+    /// The connection is idle between requests from now on (it may be
+    /// reclaimed, the longest idle first).
+    pub(crate) fn idle(&self) {
+        let order = self.slots.idle_order.fetch_add(1, Ordering::Relaxed);
         self.slot
             .idle_since
-            .store(since.clamp(1, RECLAIMED - 1), Ordering::Release);
+            .store(order.min(RECLAIMED - 1), Ordering::Release);
     }
 
     /// The connection is no longer idle (it may not be reclaimed).
@@ -218,9 +220,8 @@ mod tests {
         // b's task is woken when it is reclaimed.
         let (waker, woken) = counting_waker();
         b.register(&waker);
-        b.idle(Instant::now());
-        tokio::time::advance(std::time::Duration::from_secs(1)).await;
-        a.idle(Instant::now());
+        b.idle();
+        a.idle();
         // c stays busy (a request in flight) however long it has been open.
         assert!(slots.reclaim_longest_idle());
         assert!(b.is_reclaimed() && !a.is_reclaimed() && !c.is_reclaimed());
