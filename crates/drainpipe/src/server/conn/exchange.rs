@@ -381,11 +381,16 @@ where
     /// more (a client that does not read): the handler's queue then fills
     /// and [`Interim::send`](super::Interim::send) says so, instead of
     /// memory growing.
-    #[inline]
+    #[inline(always)]
     pub(super) fn queue_interim(&mut self, request: u32) {
-        if !self.interim.is_pending() || self.out.len() >= FLUSH_BYTES {
-            return;
+        if self.interim.is_pending() && self.out.len() < FLUSH_BYTES {
+            self.queue_interim_now(request);
         }
+    }
+
+    /// The rest of [`Self::queue_interim`], when something is queued (rarely).
+    #[cold]
+    fn queue_interim_now(&mut self, request: u32) {
         for head in self.interim.take(request) {
             if let Err(e) = self
                 .conn
