@@ -33,10 +33,11 @@ use super::park::{Parker, Resume, Writes};
 use crate::access;
 use crate::body::Incoming;
 use crate::error::BoxError;
-use crate::io::{poll_write_buf, pool, read_buf, try_write_buf, write_buf};
+use crate::io::{poll_write_buf, pool, try_write_buf, write_buf};
 use crate::sock;
 use crate::transport::{Parking, Transport};
 use crate::upgrade::{Pending, Upgraded};
+use crate::wire::poll_read;
 
 mod exchange;
 
@@ -484,7 +485,9 @@ where
             });
             tokio::select! {
                 biased;
-                read = read_buf(stream, conn.recv_buf()) => break Woke::Read(read),
+                // The drivers' one read (the core already asked for data):
+                // an EOF, proven or not, is fed to the core.
+                read = poll_fn(|cx| poll_read(stream, conn, cx)) => break Woke::Read(read),
                 () = timer.as_mut() => {
                     if drain_at.is_some_and(|at| at <= wake) {
                         // The reactor may not have reported a request that
@@ -528,7 +531,7 @@ where
             self.resume.slot.busy();
         }
         match woke {
-            Woke::Read(Ok(0)) => self.conn.receive_eof(),
+            Woke::Read(Ok(0)) => {}
             Woke::Drain => self.conn.close_after_current(),
             Woke::Read(Ok(n)) => {
                 self.shared
