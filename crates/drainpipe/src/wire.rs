@@ -47,6 +47,9 @@ use crate::io::poll_read_buf;
 use crate::transport::Transport;
 
 /// One step of a connection's read loop.
+// As large as the core's `Event` it carries, as the core's own
+// `Result<Event, _>` is: boxing would allocate per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
     /// The core's next event; never [`Event::NeedData`] (a read is made
@@ -141,7 +144,7 @@ mod tests {
     use std::sync::Arc;
     use std::task::Waker;
 
-    use proto::{BodySize, ErrorKind, Role, WriteBuf};
+    use proto::{BodySize, Role, WriteBuf};
     use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 
     use super::*;
