@@ -485,8 +485,10 @@ where
             });
             tokio::select! {
                 biased;
-                // The drivers' one read (the core already asked for data):
-                // an EOF, proven or not, is fed to the core.
+                // The drivers' one read, an EOF (proven or not) fed to the
+                // core. `wire::poll_read`, not `poll_step`: the core already
+                // said it needs data, and `poll_step` would ask it again on
+                // every wake of this select.
                 read = poll_fn(|cx| poll_read(stream, conn, cx)) => break Woke::Read(read),
                 () = timer.as_mut() => {
                     if drain_at.is_some_and(|at| at <= wake) {
