@@ -33,6 +33,7 @@
 //! requests sent on it just as it closed, before any byte came back, go again.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -43,9 +44,10 @@ use bytes::Bytes;
 use drainpipe::proto::{BodySize, Config, Connection, ErrorKind, Event, Role, WriteBuf};
 use drainpipe::tls::ClientTls;
 use drainpipe::transport::Transport;
+use drainpipe::wire;
 use hdrhistogram::Histogram;
 use http::{header, HeaderValue, Uri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::either::Either;
@@ -56,10 +58,6 @@ use crate::args::{BenchArgs, Strategy};
 const DEFAULT_CONNECTIONS: u32 = 64;
 /// Seconds per strategy when neither `--requests` nor `--duration` is given.
 const DEFAULT_SECONDS: f64 = 10.0;
-/// Below this much free space in the receive buffer, reserve [`READ_CHUNK`].
-const READ_MIN: usize = 4 * 1024;
-/// Bytes reserved in the receive buffer before a read.
-const READ_CHUNK: usize = 32 * 1024;
 /// Pause after a failed connect, so a dead server does not spin the bench.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// Wait before counting TIME_WAIT sockets after a run, so the last closes land.
@@ -791,15 +789,19 @@ async fn drive(mut stream: Stream, plan: &Plan, stats: &mut Stats, mut to_send: 
             }
         }
 
-        // Read what arrived, straight into the core's receive buffer.
-        let buf = conn.recv_buf();
-        if buf.capacity() - buf.len() < READ_MIN {
-            buf.reserve(READ_CHUNK);
-        }
+        // Read what arrived, straight into the core's receive buffer, with
+        // the drivers' one read (`wire`): its buffer rules, and an EOF fed to
+        // the core (TLS without close_notify as an unproven one, so a
+        // close-delimited body cut there is truncated). Not `poll_step`: the
+        // pipeline is topped up between the core asking for data and the
+        // read, so the events of one read are taken below, up to `NeedData`.
         let read = loop {
             tokio::select! {
                 biased;
-                r = stream.read_buf(conn.recv_buf()) => break r,
+                r = poll_fn(|cx| match &mut stream {
+                    Either::Left(tcp) => wire::poll_read(tcp, &mut conn, cx),
+                    Either::Right(other) => wire::poll_read(other, &mut conn, cx),
+                }) => break r,
                 () = &mut watchdog => match check(plan, last_progress, watchdog.as_mut()) {
                     Check::Wait => {}
                     Check::Stop => return Flow::Stop,
@@ -811,12 +813,15 @@ async fn drive(mut stream: Stream, plan: &Plan, stats: &mut Stats, mut to_send: 
             }
         };
         match read {
+            // The server's idle close of a connection that sat idle: the
+            // requests just sent on it go again on a new one.
             Ok(0) if after_idle && conn.buffered() == 0 => {
                 let n = conn.in_flight() as u64;
                 plan.owe(n, sent_at.drain(..));
                 return Flow::Next;
             }
-            Ok(0) => conn.receive_eof(),
+            // The EOF is the core's now: its next event says what it means.
+            Ok(0) => {}
             Ok(n) => {
                 after_idle = false;
                 stats.bytes_read += n as u64;

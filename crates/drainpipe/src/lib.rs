@@ -11,6 +11,7 @@
 //! | [`error`] | the drivers' one opaque error, with predicates |
 //! | [`transport`] | [`transport::Transport`]: what only some transports have |
 //! | `io` | the only transport reads and writes (buffered in, coalesced out) |
+//! | [`wire`] | the one read loop: the next protocol event, else one read, else EOF ([`wire::poll_step`]) |
 //! | `sock` | the graceful close: half-close, discard input, linger |
 //! | [`tls`] | TLS (rustls) listeners, upstreams and client connections |
 //!
@@ -33,6 +34,8 @@
 //! ```text
 //!  transport.rs      trait Transport: TcpStream, UnixStream, DuplexStream
 //!  io.rs             read into proto's buffer / coalesced write, over any Transport
+//!  wire.rs           the one read loop (event, else read, else EOF): server
+//!                    body pump and head wait, client connection, bench
 //!  sock.rs           graceful close over any Transport
 //!  server/listener.rs  trait Listen (what serve takes) → trait Accept (yields a
 //!                    Transport + peer address): TCP and Unix listeners, the
@@ -107,6 +110,7 @@ mod sock;
 pub mod tls;
 pub mod transport;
 pub mod upgrade;
+pub mod wire;
 
 pub use error::{BoxError, Error};
 pub use proto;

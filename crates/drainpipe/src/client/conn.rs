@@ -14,9 +14,10 @@ use tokio::time::Instant;
 
 use super::request_body::{Kind as BodyKind, RequestBody};
 use crate::error::{Error, Kind};
-use crate::io::{poll_read_buf, write_buf};
+use crate::io::write_buf;
 use crate::transport::Transport;
 use crate::upgrade::Upgraded;
+use crate::wire::{poll_step, Step, StepError};
 
 /// An open connection.
 pub(crate) struct Conn {
@@ -76,34 +77,23 @@ impl Conn {
             .map_err(|e| Error::with_source(Kind::UserBody, e))
     }
 
-    /// The connection's one read loop: the next protocol event, reading
-    /// from the transport for as long as the core needs data (an EOF is fed
-    /// to the core, which decides what it means). The time of each read is
-    /// kept: the server's idle clock starts when it sent the bytes.
+    /// The next protocol event, through the drivers' one read loop
+    /// ([`poll_step`]): reads for as long as the core needs data, an EOF
+    /// fed to the core, which decides what it means. The time of each read
+    /// is kept: the server's idle clock starts when it sent the bytes.
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, ReadError>> {
         loop {
-            match self.proto.next_event() {
-                Ok(Event::NeedData) => {
-                    match std::task::ready!(poll_read_buf(
-                        &mut self.stream,
-                        self.proto.recv_buf(),
-                        cx
-                    )) {
-                        Ok(0) => self.proto.receive_eof(),
-                        Ok(_) => self.last_read = Some(Instant::now()),
-                        // TLS ended without close_notify: the core decides
-                        // (a close-delimited body is truncated, not complete).
-                        Err(e) if is_unproven_eof(&e) => self.proto.receive_unproven_eof(),
-                        Err(error) => {
-                            return Poll::Ready(Err(ReadError::Io {
-                                nothing_read: self.proto.buffered() == 0,
-                                error,
-                            }))
-                        }
-                    }
+            match std::task::ready!(poll_step(&mut self.stream, &mut self.proto, cx)) {
+                Ok(Step::Event(event)) => return Poll::Ready(Ok(event)),
+                Ok(Step::Read(0)) => {}
+                Ok(Step::Read(_)) => self.last_read = Some(Instant::now()),
+                Err(StepError::Io(error)) => {
+                    return Poll::Ready(Err(ReadError::Io {
+                        nothing_read: self.proto.buffered() == 0,
+                        error,
+                    }))
                 }
-                Ok(event) => return Poll::Ready(Ok(event)),
-                Err(e) => return Poll::Ready(Err(ReadError::Protocol(e))),
+                Err(StepError::Protocol(e)) => return Poll::Ready(Err(ReadError::Protocol(e))),
             }
         }
     }
@@ -291,10 +281,4 @@ fn closed_before_response(progress: Progress, cause: Option<std::io::Error>) -> 
 pub(crate) enum BodyFrame {
     Data(Bytes),
     End(Option<HeaderMap>),
-}
-
-/// A read error that is an EOF the transport could not prove was the
-/// server's (TLS without close_notify).
-pub(crate) fn is_unproven_eof(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::UnexpectedEof
 }

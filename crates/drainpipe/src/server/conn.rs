@@ -33,10 +33,11 @@ use super::park::{Parker, Resume, Writes};
 use crate::access;
 use crate::body::Incoming;
 use crate::error::BoxError;
-use crate::io::{poll_write_buf, pool, read_buf, try_write_buf, write_buf};
+use crate::io::{poll_write_buf, pool, try_write_buf, write_buf};
 use crate::sock;
 use crate::transport::{Parking, Transport};
 use crate::upgrade::{Pending, Upgraded};
+use crate::wire::poll_read;
 
 mod exchange;
 
@@ -483,7 +484,11 @@ where
             });
             tokio::select! {
                 biased;
-                read = read_buf(stream, conn.recv_buf()) => break Woke::Read(read),
+                // The drivers' one read, an EOF (proven or not) fed to the
+                // core. `wire::poll_read`, not `poll_step`: the core already
+                // said it needs data, and `poll_step` would ask it again on
+                // every wake of this select.
+                read = poll_fn(|cx| poll_read(stream, conn, cx)) => break Woke::Read(read),
                 () = timer.as_mut() => {
                     if drain_at.is_some_and(|at| at <= wake) {
                         // The reactor may not have reported a request that
@@ -527,7 +532,7 @@ where
             self.resume.slot.busy();
         }
         match woke {
-            Woke::Read(Ok(0)) => self.conn.receive_eof(),
+            Woke::Read(Ok(0)) => {}
             Woke::Drain => self.conn.close_after_current(),
             Woke::Read(Ok(n)) => {
                 self.shared

@@ -21,11 +21,12 @@ use super::{Driver, Wait, FLUSH_BYTES};
 use crate::access;
 use crate::body::{Demand, Incoming, Sender};
 use crate::error::{BodyError, BoxError, Error, Kind};
-use crate::io::{poll_read_buf, pool};
+use crate::io::pool;
 use crate::server::drain::CloseReason;
 use crate::server::info::{Abort, ConnInfo};
 use crate::transport::Transport;
 use crate::upgrade::OnUpgrade;
+use crate::wire::{poll_step, Step, StepError};
 
 /// Feeds one request body to its handler.
 struct Pump {
@@ -319,56 +320,54 @@ where
                 Demand::Wait => return Ok(()),
                 Demand::Read => {}
             }
-            match self.conn.next_event() {
-                Ok(Event::Data(data)) => {
+            match poll_step(&mut self.stream, &mut self.conn, cx) {
+                Poll::Ready(Ok(Step::Event(Event::Data(data)))) => {
                     pump.received += data.len() as u64;
                     tx.data(data);
                     pump.waiting = false;
                 }
-                Ok(Event::End { trailers }) => {
+                Poll::Ready(Ok(Step::Event(Event::End { trailers }))) => {
                     tx.end(trailers);
                     pump.tx = None;
                 }
-                Ok(Event::NeedData) => {
-                    match poll_read_buf(&mut self.stream, self.conn.recv_buf(), cx) {
-                        Poll::Ready(Ok(0)) => self.conn.receive_eof(),
-                        Poll::Ready(Ok(n)) => {
-                            self.shared
-                                .stats
-                                .bytes_in
-                                .fetch_add(n as u64, Ordering::Relaxed);
-                            pump.waiting = false;
-                        }
-                        Poll::Ready(Err(e)) => {
-                            tx.error(BodyError::io(e));
-                            pump.tx = None;
-                            return Err(CloseReason::Io);
-                        }
-                        Poll::Pending => {
-                            if !pump.waiting {
-                                let (deadline, _) = self.deadline(Wait::Body, Instant::now());
-                                self.timer.as_mut().reset(deadline);
-                                pump.waiting = true;
-                            }
-                            if self.timer.as_mut().poll(cx).is_ready() {
-                                tx.error(Error::new(Kind::Timeout("request body read")));
-                                pump.tx = None;
-                                return Err(CloseReason::BodyTimeout);
-                            }
-                            return Ok(());
-                        }
-                    }
+                // The EOF is the core's now: its next event says what it means.
+                Poll::Ready(Ok(Step::Read(0))) => {}
+                Poll::Ready(Ok(Step::Read(n))) => {
+                    self.shared
+                        .stats
+                        .bytes_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    pump.waiting = false;
                 }
-                Ok(_) => {
+                Poll::Ready(Ok(Step::Event(_))) => {
                     tx.error(BodyError::connection_lost());
                     pump.tx = None;
                 }
-                Err(e) => {
+                Poll::Ready(Err(StepError::Io(e))) => {
+                    tx.error(BodyError::io(e));
+                    pump.tx = None;
+                    return Err(CloseReason::Io);
+                }
+                Poll::Ready(Err(StepError::Protocol(e))) => {
                     // The handler learns why its body failed; the client gets
                     // the error's status and the connection closes.
                     tx.error(BodyError::proto(e.clone()));
                     self.body_error = Some(e);
                     pump.tx = None;
+                }
+                // Only a read waits.
+                Poll::Pending => {
+                    if !pump.waiting {
+                        let (deadline, _) = self.deadline(Wait::Body, Instant::now());
+                        self.timer.as_mut().reset(deadline);
+                        pump.waiting = true;
+                    }
+                    if self.timer.as_mut().poll(cx).is_ready() {
+                        tx.error(Error::new(Kind::Timeout("request body read")));
+                        pump.tx = None;
+                        return Err(CloseReason::BodyTimeout);
+                    }
+                    return Ok(());
                 }
             }
         }
