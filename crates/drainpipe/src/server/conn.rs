@@ -645,6 +645,8 @@ where
 
     /// Queues a short `text/plain` answer written by the server itself (errors,
     /// timeouts), after which the connection closes.
+    #[cold]
+    #[inline(never)]
     fn answer_plain(&mut self, status: StatusCode, text: String) {
         self.shared.stats.responses.record(status);
         if let Some(record) = self.access.as_deref_mut() {

@@ -39,6 +39,28 @@ struct Pump {
     received: u64,
 }
 
+/// How an exchange failed: each is logged and, while the response has not
+/// begun, answered; the connection then closes.
+enum Failure {
+    /// The service was not ready (503).
+    NotReady(BoxError),
+    /// The handler returned an error (500).
+    Handler(BoxError),
+    /// The handler panicked (500).
+    Panicked,
+    /// The request body broke the protocol (its status, to the client).
+    RequestBody(proto::Error),
+    /// The core refused the handler's response head (500).
+    HeadRefused(proto::Error),
+    /// The response body failed: the close makes the peer see a truncated
+    /// body, never a complete one.
+    BodyFailed(BoxError),
+    /// The core refused a piece of the response body.
+    BodyRefused(proto::Error),
+    /// The response body ended short of its length.
+    BodyShort(proto::Error),
+}
+
 impl<'a, T, S, B> Driver<'a, T, S>
 where
     T: Transport,
@@ -116,12 +138,7 @@ where
             })
             .await
             {
-                tracing::error!(error = %e.into(), "service not ready");
-                self.answer_plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable\n".into(),
-                );
-                return Err(CloseReason::HandlerError);
+                return Err(self.fail(Failure::NotReady(e.into())));
             }
             let mut call = pin!(self.service.call(req));
             // The response is put straight here: passed back through the layers
@@ -158,31 +175,13 @@ where
             self.queue_interim(info.request);
             let (parts, body) = match outcome {
                 Some(Ok(res)) => res.into_parts(),
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "handler failed");
-                    self.answer_plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n".into(),
-                    );
-                    return Err(CloseReason::HandlerError);
-                }
+                Some(Err(e)) => return Err(self.fail(Failure::Handler(e))),
                 // A ready call always leaves its outcome: none, it panicked.
-                None => {
-                    tracing::error!("handler panicked");
-                    self.answer_plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n".into(),
-                    );
-                    return Err(CloseReason::HandlerError);
-                }
+                None => return Err(self.fail(Failure::Panicked)),
             };
 
             if let Some(e) = self.body_error.take() {
-                if e.side() == proto::Side::Remote {
-                    let text = format!("{} {}\n", e.status(), e.kind());
-                    self.answer_plain(e.status(), text);
-                }
-                return Err(CloseReason::ProtocolError);
+                return Err(self.fail(Failure::RequestBody(e)));
             }
             if parts.extensions.get::<Abort>().is_some() {
                 self.aborted = true;
@@ -211,14 +210,7 @@ where
                     .send_response_dated(&parts, size, Some(date), &mut self.out)
                 {
                     Ok(f) => f,
-                    Err(e) => {
-                        tracing::error!(error = %e, "handler response refused");
-                        self.answer_plain(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "500 Internal Server Error\n".into(),
-                        );
-                        return Err(CloseReason::HandlerError);
-                    }
+                    Err(e) => return Err(self.fail(Failure::HeadRefused(e))),
                 };
             // The status that went out is logged even if the body then fails.
             if let Some(record) = self.access.as_deref_mut() {
@@ -249,19 +241,13 @@ where
                     .await?;
                     match frame {
                         None => break,
-                        Some(Err(e)) => {
-                            // The response cannot be completed: the close makes the
-                            // peer see a truncated body, never a complete one.
-                            tracing::warn!(error = %e, "response body failed");
-                            return Err(CloseReason::HandlerError);
-                        }
+                        Some(Err(e)) => return Err(self.fail(Failure::BodyFailed(e))),
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(mut data) => {
                                 let bytes = data.copy_to_bytes(data.remaining());
                                 let before = self.out.len();
                                 if let Err(e) = self.conn.send_data(bytes, &mut self.out) {
-                                    tracing::error!(error = %e, "response body refused");
-                                    return Err(CloseReason::HandlerError);
+                                    return Err(self.fail(Failure::BodyRefused(e)));
                                 }
                                 sent += self.out.len().saturating_sub(before);
                                 if self.out.len() >= FLUSH_BYTES {
@@ -280,8 +266,7 @@ where
             }
             let before = self.out.len();
             if let Err(e) = self.conn.send_end(trailers.as_ref(), &mut self.out) {
-                tracing::error!(error = %e, "response body shorter than its length");
-                return Err(CloseReason::HandlerError);
+                return Err(self.fail(Failure::BodyShort(e)));
             }
             sent += self.out.len().saturating_sub(before);
             self.queued += 1;
@@ -299,6 +284,62 @@ where
             }
             Ok(())
         }
+    }
+
+    /// Logs `failure`, queues its answer when one is still possible, and
+    /// says why the connection closes. Kept out of line: the exchange's hot
+    /// path stays small (its code shares the instruction cache with the
+    /// kernel's on every turn).
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, failure: Failure) -> CloseReason {
+        let internal = || {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n",
+            )
+        };
+        let answer = match &failure {
+            Failure::NotReady(e) => {
+                tracing::error!(error = %e, "service not ready");
+                Some((StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"))
+            }
+            Failure::Handler(e) => {
+                tracing::error!(error = %e, "handler failed");
+                Some(internal())
+            }
+            Failure::Panicked => {
+                tracing::error!("handler panicked");
+                Some(internal())
+            }
+            Failure::RequestBody(e) => {
+                if e.side() == proto::Side::Remote {
+                    let text = format!("{} {}\n", e.status(), e.kind());
+                    self.answer_plain(e.status(), text);
+                }
+                return CloseReason::ProtocolError;
+            }
+            Failure::HeadRefused(e) => {
+                tracing::error!(error = %e, "handler response refused");
+                Some(internal())
+            }
+            Failure::BodyFailed(e) => {
+                tracing::warn!(error = %e, "response body failed");
+                None
+            }
+            Failure::BodyRefused(e) => {
+                tracing::error!(error = %e, "response body refused");
+                None
+            }
+            Failure::BodyShort(e) => {
+                tracing::error!(error = %e, "response body shorter than its length");
+                None
+            }
+        };
+        if let Some((status, text)) = answer {
+            self.answer_plain(status, text.into());
+        }
+        CloseReason::HandlerError
     }
 
     /// Feeds the request body while its reader asks: reads from the socket only
