@@ -252,31 +252,7 @@ fn metrics_with_a_server_down_pass_promtool() {
         "{build}"
     );
 
-    if peer("promtool") {
-        let mut check = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = check.wait_with_output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && said.trim().is_empty(),
-            "promtool: {said}\n{text}"
-        );
-    }
+    common::assert_promtool_accepts(&text);
 }
 
 /// The text of the element with `id` in a dumped DOM.

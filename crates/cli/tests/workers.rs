@@ -288,31 +288,7 @@ fn status_has_a_row_per_worker_and_they_add_up() {
         })
         .sum();
     assert_eq!(per_state, 24, "{text}");
-    if common::peer("promtool") {
-        let mut check = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = check.wait_with_output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && said.trim().is_empty(),
-            "promtool: {said}\n{text}"
-        );
-    }
+    common::assert_promtool_accepts(&text);
     drop(conns);
 }
 

@@ -201,6 +201,38 @@ pub fn pid_in(pid_file: &std::path::Path) -> u32 {
         .unwrap_or_else(|_| panic!("no pid in {}: {text:?}", pid_file.display()))
 }
 
+/// Asserts that `promtool check metrics` accepts `text` without a word
+/// (when promtool is installed; required with `DRAINPIPE_REQUIRE_PEERS=1`).
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    if !peer("promtool") {
+        return;
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}
+
 /// Whether the peer program `name` is installed; when it is not, the test
 /// says it is skipped, or fails under `DRAINPIPE_REQUIRE_PEERS=1`.
 pub fn peer(name: &str) -> bool {
