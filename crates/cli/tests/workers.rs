@@ -88,20 +88,7 @@ fn metric(text: &str, series: &str) -> u64 {
 fn metrics_are_the_sum_of_the_workers_and_each_worker_pools_its_own() {
     let origin = Proc::start(&["--threads", "2", "origin", "--listen", "127.0.0.1:0"], 1);
     let upstream = origin.addr("origin").to_string();
-    let proxy = Proc::start(
-        &[
-            "--threads",
-            "2",
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream,
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        2,
-    );
+    let proxy = two_worker_proxy(&upstream);
     let (addr, admin) = (proxy.addr("proxy"), proxy.addr("admin"));
     // 12 connections, 3 requests each, one after the other: each worker
     // serving some opens one upstream connection and reuses it after.
@@ -155,20 +142,7 @@ fn metrics_are_the_sum_of_the_workers_and_each_worker_pools_its_own() {
 fn status_has_a_row_per_worker_and_they_add_up() {
     let origin = Proc::start(&["origin", "--listen", "127.0.0.1:0"], 1);
     let upstream = origin.addr("origin").to_string();
-    let proxy = Proc::start(
-        &[
-            "--threads",
-            "2",
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream,
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        2,
-    );
+    let proxy = two_worker_proxy(&upstream);
     let (addr, admin) = (proxy.addr("proxy"), proxy.addr("admin"));
     // 24 connections kept open, with 1, 2 or 3 requests each: 48 requests.
     let mut conns = Vec::new();
@@ -496,4 +470,23 @@ fn a_successor_with_fewer_workers_accepts_on_every_socket_handed_over() {
         let (mut s, mut buf) = (connect(addr), Vec::new());
         assert_eq!(get(&mut s, &mut buf, "/").0, 200);
     }
+}
+
+/// `drainpipe --threads 2 proxy` in front of `upstream`, with an admin
+/// listener.
+fn two_worker_proxy(upstream: &str) -> Proc {
+    Proc::start(
+        &[
+            "--threads",
+            "2",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        2,
+    )
 }
