@@ -8,6 +8,28 @@
 
 use std::time::Duration;
 
+/// mimalloc 3's `mi_option_arena_eager_commit` (its index in the vendored
+/// `mimalloc.h`; libmimalloc-sys names only mimalloc 2's options).
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Arena memory committed on demand, not all at once: measured with
+/// 10,000 idle keep-alive connections (RSS growth per connection, each second
+/// for 10 s after they went idle), eager commit made the figure jump by about
+/// 1 KiB per connection at a random moment seconds after the connections
+/// were parked (0.86 -> 2.37, 0.95 -> 1.75); committed on demand it stays at
+/// 0.57. It must be set before mimalloc reserves its first arena, which the
+/// Rust runtime's first allocation does before `main`: so it is set from the
+/// ELF `.init_array`, which runs before the runtime starts.
+extern "C" fn configure() {
+    // SAFETY: setting an option is allowed at any time; this one only
+    // changes how arenas reserved from now on are committed.
+    unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+}
+
+#[used]
+#[cfg_attr(target_os = "linux", link_section = ".init_array")]
+static CONFIGURE: extern "C" fn() = configure;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
