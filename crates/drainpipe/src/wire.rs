@@ -226,6 +226,20 @@ HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         }
     }
 
+    /// The peer sends `bytes` and its EOF at once; the loop runs to its end.
+    async fn sent_whole<T: Transport>(
+        bytes: &[u8],
+        theirs: &mut DuplexStream,
+        stream: &mut T,
+        conn: &mut Connection,
+    ) -> Transcript {
+        theirs.write_all(bytes).await.unwrap();
+        theirs.shutdown().await.unwrap();
+        let mut t = Transcript::default();
+        steps_to_end(stream, conn, &mut t).await;
+        t
+    }
+
     /// Steps to the end of the loop (each wait bounded).
     async fn steps_to_end<T: Transport>(stream: &mut T, conn: &mut Connection, t: &mut Transcript) {
         for _ in 0..1000 {
@@ -246,11 +260,7 @@ HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
     async fn pipelined_responses_split_anywhere_give_the_same_events() {
         let whole = {
             let (mut conn, mut ours, mut theirs) = client(3);
-            theirs.write_all(PIPELINED).await.unwrap();
-            theirs.shutdown().await.unwrap();
-            let mut t = Transcript::default();
-            steps_to_end(&mut ours, &mut conn, &mut t).await;
-            t
+            sent_whole(PIPELINED, &mut theirs, &mut ours, &mut conn).await
         };
         assert_eq!(
             whole.events,
@@ -282,13 +292,13 @@ HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
     #[tokio::test]
     async fn an_eof_inside_a_body_is_truncated() {
         let (mut conn, mut ours, mut theirs) = client(1);
-        theirs
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-            .await
-            .unwrap();
-        theirs.shutdown().await.unwrap();
-        let mut t = Transcript::default();
-        steps_to_end(&mut ours, &mut conn, &mut t).await;
+        let t = sent_whole(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+            &mut theirs,
+            &mut ours,
+            &mut conn,
+        )
+        .await;
         assert_eq!(
             t.events,
             [
@@ -346,19 +356,13 @@ HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         const CLOSE_DELIMITED: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nabc";
         // A proven EOF ends the body.
         let (mut conn, mut ours, mut theirs) = client(1);
-        theirs.write_all(CLOSE_DELIMITED).await.unwrap();
-        theirs.shutdown().await.unwrap();
-        let mut t = Transcript::default();
-        steps_to_end(&mut ours, &mut conn, &mut t).await;
+        let t = sent_whole(CLOSE_DELIMITED, &mut theirs, &mut ours, &mut conn).await;
         // (The connection ended with it: nothing more is read.)
         assert_eq!(t.events, ["head 200 OK", "data abc", "end None", "Paused"]);
         // An unproven one cuts it short: truncated, not an I/O error.
         let (mut conn, ours, mut theirs) = client(1);
         let mut ours = Unproven(ours);
-        theirs.write_all(CLOSE_DELIMITED).await.unwrap();
-        theirs.shutdown().await.unwrap();
-        let mut t = Transcript::default();
-        steps_to_end(&mut ours, &mut conn, &mut t).await;
+        let t = sent_whole(CLOSE_DELIMITED, &mut theirs, &mut ours, &mut conn).await;
         assert_eq!(
             t.events,
             [
