@@ -280,6 +280,15 @@ impl Registry {
         // query, and mixing labelled and unlabelled samples in one family
         // would count each request twice under `sum`).
         let by_worker = |s: &ServerSnapshot, i: usize| format!("{},worker=\"{i}\"", by_listener(s));
+        // One figure of every worker of every server, labelled.
+        let per_worker = |value: fn(&ServerSnapshot) -> u64| {
+            servers.iter().flat_map(move |s| {
+                s.workers
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, w)| (by_worker(s, i), value(w)))
+            })
+        };
         family(
             &mut out,
             "drainpipe_worker_connections",
@@ -298,36 +307,21 @@ impl Registry {
             "drainpipe_worker_connections_open",
             "gauge",
             "Connections open now on each worker.",
-            servers.iter().flat_map(|s| {
-                s.workers
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, w)| (by_worker(s, i), w.open))
-            }),
+            per_worker(|w| w.open),
         );
         family(
             &mut out,
             "drainpipe_worker_connections_accepted_total",
             "counter",
             "Connections accepted by each worker.",
-            servers.iter().flat_map(|s| {
-                s.workers
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, w)| (by_worker(s, i), w.accepted))
-            }),
+            per_worker(|w| w.accepted),
         );
         family(
             &mut out,
             "drainpipe_worker_requests_total",
             "counter",
             "Requests received by each worker.",
-            servers.iter().flat_map(|s| {
-                s.workers
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, w)| (by_worker(s, i), w.requests))
-            }),
+            per_worker(|w| w.requests),
         );
         family(
             &mut out,
