@@ -135,6 +135,83 @@ Proxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nX-Fine: 2\r\nContent-Length: 2\r\
     assert_eq!(r.body_str(), "ok");
 }
 
+// The upstream's response fields reach the client as the upstream wrote
+// them: same order, same case, repeated lines kept apart, `Via` appended after
+// the upstream's own; only the hop-by-hop ones (and those its `Connection`
+// names) are left out. `Content-Length` of a HEAD or 304 response passes on.
+#[tokio::test]
+async fn upstream_fields_pass_on_in_order_and_case() {
+    let raw = raw_server(|_, mut c| async move {
+        while let Some(req) = c.request().await {
+            if req.starts_with("HEAD ") {
+                c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"v1\"\r\n\r\n")
+                    .await;
+            } else if req.to_ascii_lowercase().contains("if-none-match") {
+                c.send(
+                    b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 1234\r\n\r\n",
+                )
+                .await;
+            } else {
+                c.send(
+                    b"HTTP/1.1 200 OK\r\nx-MiXeD-case: One\r\nSet-Cookie: a=1\r\n\
+Connection: X-Named, keep-alive\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nX-Named: secret\r\n\
+Set-Cookie: b=2\r\nVia: 1.0 cache\r\nKeep-Alive: timeout=3\r\nContent-Length: 2\r\n\
+x-last:   spaced  \r\n\r\nok",
+                )
+                .await;
+            }
+        }
+    })
+    .await;
+    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
+    let mut c = Raw::connect(srv.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.body_str(), "ok");
+    let head = &r.head;
+    let order = [
+        "\r\nx-MiXeD-case: One\r\n",
+        "\r\nSet-Cookie: a=1\r\n",
+        "\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\n",
+        "\r\nSet-Cookie: b=2\r\n",
+        "\r\nVia: 1.0 cache\r\n",
+        "\r\nx-last:   spaced  \r\n",
+        "\r\nvia: 1.1 drainpipe\r\n",
+    ];
+    let mut from = 0;
+    for line in order {
+        let at = head[from..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing or out of order:\n{head}"));
+        from += at + line.len() - 2;
+    }
+    let lower = head.to_lowercase();
+    assert!(!lower.contains("x-named"), "{head}");
+    assert!(!lower.contains("timeout=3"), "{head}");
+    assert_eq!(lower.matches("\r\ndate:").count(), 1, "one Date: {head}");
+    assert_eq!(
+        lower.matches("\r\ncontent-length: 2\r\n").count(),
+        1,
+        "{head}"
+    );
+
+    c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = c.response_to(true).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length").as_deref(), Some("1234"));
+    assert!(r.head.contains("\r\nETag: \"v1\"\r\n"), "{}", r.head);
+
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"v1\"\r\n\r\n")
+        .await;
+    let r = c.response_to(true).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("content-length").as_deref(), Some("1234"));
+    assert!(r.body.is_empty());
+    // Still one connection, still in step: a last exchange on it.
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(c.response().await.body_str(), "ok");
+}
+
 // Persistence per hop.
 #[tokio::test]
 async fn client_close_does_not_close_the_upstream_connection() {

@@ -17,6 +17,7 @@ use crate::fields::{self, ConnectionTokens, KeepAliveParams};
 use crate::framing::{body_framing, BodySize, Framing, Message};
 use crate::head::parse::{check_incomplete_head, find_head_end, parse_request, parse_response};
 use crate::head::write;
+use crate::lines::{FieldLines, ReceiveAsLines};
 use crate::persist;
 use crate::role::Role;
 use crate::state::{After, Exchange, MethodClass, Recv, Send};
@@ -240,7 +241,7 @@ impl Connection {
     /// Server: a request head arrived.
     fn request_head(&mut self, head: &Bytes) -> Result<Event, Error> {
         let (req, facts) = parse_request(head, &self.config)?;
-        let framing = body_framing(Message::Request, req.version(), req.headers(), &facts)?;
+        let framing = body_framing(Message::Request, req.version(), &facts)?;
         self.check_declared_length(framing)?;
         let mut tokens = facts.connection;
         if self.config.honour_proxy_connection {
@@ -278,6 +279,7 @@ impl Connection {
             continue_pending: req.version() == Version::HTTP_11 && facts.expect_continue,
             request_done: false,
             informational: 0,
+            as_lines: false,
         });
         self.recv = Recv::Body {
             decoder: Decoder::new(framing),
@@ -291,8 +293,8 @@ impl Connection {
 
     /// Client: a response head arrived for the oldest request in flight.
     fn response_head(&mut self, head: &Bytes) -> Result<Event, Error> {
-        let (res, facts) = parse_response(head, &self.config)?;
         let exchange = *self.exchanges.front().expect("checked by read_head");
+        let (res, facts) = parse_response(head, &self.config, exchange.as_lines)?;
         let status = res.status();
         if status == StatusCode::SWITCHING_PROTOCOLS && !exchange.upgrade {
             return Err(Error::remote(ErrorKind::BadStatus));
@@ -314,7 +316,6 @@ impl Connection {
                 status,
             },
             res.version(),
-            res.headers(),
             &facts,
         )?;
         self.check_declared_length(framing)?;
@@ -400,6 +401,7 @@ impl Connection {
                 continue_pending: false,
                 request_done: true,
                 informational: 0,
+                as_lines: false,
             });
         }
         self.recv = Recv::Failed(e.clone());
@@ -470,7 +472,7 @@ impl Connection {
         } else {
             write::request_line(&head.method, target.as_bytes(), version, tail);
         }
-        let fields = write_caller_fields(&head.headers, tail);
+        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
         let result = (|| {
             let fields = fields?;
             // The caller's Host, written above, is sent as given; without one,
@@ -534,6 +536,7 @@ impl Connection {
             continue_pending,
             request_done: false,
             informational: 0,
+            as_lines: head.extensions.get::<ReceiveAsLines>().is_some(),
         });
         self.send = Send::Body {
             encoder: Encoder::new(framing),
@@ -647,7 +650,7 @@ impl Connection {
             Some(reason) => write::status_line_with(status, reason.as_bytes(), tail),
             None => write::status_line(status, tail),
         }
-        let fields = write_caller_fields(&head.headers, tail);
+        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
         // A block rather than a called closure: this runs for every response.
         let result = 'fields: {
             let fields = match fields {
@@ -762,7 +765,7 @@ impl Connection {
         let mark = out.tail_len();
         let tail = out.tail_mut();
         write::status_line(head.status, tail);
-        let fields = write_caller_fields(&head.headers, tail);
+        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
         if fields.is_ok() {
             tail.extend_from_slice(b"\r\n");
         }
@@ -1059,7 +1062,14 @@ struct CallerFields {
 
 /// Writes the caller's fields except those the connection owns (framing and
 /// persistence), collecting what they said.
-fn write_caller_fields(headers: &HeaderMap, dst: &mut BytesMut) -> Result<CallerFields, Error> {
+///
+/// Then the [`FieldLines`] in `extensions`, if any: their text as it is, what
+/// they hold counted as if the map held it.
+fn write_caller_fields(
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+    dst: &mut BytesMut,
+) -> Result<CallerFields, Error> {
     let mut f = CallerFields::default();
     for (name, value) in headers {
         if *name == header::CONTENT_LENGTH {
@@ -1095,6 +1105,21 @@ fn write_caller_fields(headers: &HeaderMap, dst: &mut BytesMut) -> Result<Caller
             f.expects_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
         write::field(name.as_str().as_bytes(), value.as_bytes(), dst);
+    }
+    if let Some(lines) = extensions.get::<FieldLines>() {
+        if let Some(n) = lines.content_length {
+            if f.content_length.is_some_and(|m| m != n) {
+                return Err(Error::local(ErrorKind::IllegalCall(
+                    "conflicting Content-Length fields",
+                )));
+            }
+            f.content_length = Some(n);
+        }
+        f.has_date |= lines.date;
+        f.has_host |= lines.host;
+        f.has_upgrade |= lines.upgrade;
+        f.expects_continue |= lines.expect_continue;
+        dst.extend_from_slice(&lines.text);
     }
     Ok(f)
 }

@@ -91,9 +91,94 @@ impl ConnectionTokens {
     }
 }
 
+/// What a field name means to HTTP/1.x framing, persistence and forwarding:
+/// the names drainpipe acts on, recognised by their bytes in any case (a
+/// switch on the length, then one comparison), everything else [`Other`].
+///
+/// [`Other`]: FieldKind::Other
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// `Host`.
+    Host,
+    /// `Date`.
+    Date,
+    /// `Connection`.
+    Connection,
+    /// `Content-Length`.
+    ContentLength,
+    /// `Transfer-Encoding`.
+    TransferEncoding,
+    /// `Upgrade`.
+    Upgrade,
+    /// `Expect`.
+    Expect,
+    /// `Keep-Alive`.
+    KeepAlive,
+    /// `Proxy-Connection` (the Netscape convention of RFC 9112 §C.2.2).
+    ProxyConnection,
+    /// `TE`.
+    Te,
+    /// `Trailer`.
+    Trailer,
+    /// `Proxy-Authenticate`.
+    ProxyAuthenticate,
+    /// `Proxy-Authorization`.
+    ProxyAuthorization,
+    /// Any other name.
+    Other,
+}
+
+impl FieldKind {
+    /// The kind of the field named `name` (any case).
+    pub fn of(name: &[u8]) -> FieldKind {
+        // The length and the first letter leave at most one candidate (most
+        // names have none), which is then compared whole.
+        let first = name.first().map_or(0, |b| b | 0x20);
+        let (text, kind): (&[u8], FieldKind) = match (name.len(), first) {
+            (2, b't') => (b"te", FieldKind::Te),
+            (4, b'h') => (b"host", FieldKind::Host),
+            (4, b'd') => (b"date", FieldKind::Date),
+            (6, b'e') => (b"expect", FieldKind::Expect),
+            (7, b'u') => (b"upgrade", FieldKind::Upgrade),
+            (7, b't') => (b"trailer", FieldKind::Trailer),
+            (10, b'c') => (b"connection", FieldKind::Connection),
+            (10, b'k') => (b"keep-alive", FieldKind::KeepAlive),
+            (14, b'c') => (b"content-length", FieldKind::ContentLength),
+            (16, b'p') => (b"proxy-connection", FieldKind::ProxyConnection),
+            (17, b't') => (b"transfer-encoding", FieldKind::TransferEncoding),
+            (18, b'p') => (b"proxy-authenticate", FieldKind::ProxyAuthenticate),
+            (19, b'p') => (b"proxy-authorization", FieldKind::ProxyAuthorization),
+            _ => return FieldKind::Other,
+        };
+        if name.eq_ignore_ascii_case(text) {
+            kind
+        } else {
+            FieldKind::Other
+        }
+    }
+
+    /// Whether the name is in the fixed hop-by-hop set ([`FIXED_HOP_BY_HOP`]);
+    /// a field named by `Connection` is hop-by-hop too ([`HopByHop`]).
+    pub fn is_fixed_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            FieldKind::Connection
+                | FieldKind::KeepAlive
+                | FieldKind::ProxyConnection
+                | FieldKind::Te
+                | FieldKind::Trailer
+                | FieldKind::TransferEncoding
+                | FieldKind::Upgrade
+                | FieldKind::ProxyAuthenticate
+                | FieldKind::ProxyAuthorization
+        )
+    }
+}
+
 /// What the fields of one head say about framing and persistence, gathered
-/// in the one pass that builds the header map (no lookup by name afterwards for
-/// fields that are absent, which in most requests is all of them).
+/// in the one pass that parses the head (no lookup by name afterwards, and
+/// none at all for fields that are absent, which in most heads is all of
+/// them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeadFacts {
     /// `Host` lines.
@@ -102,12 +187,14 @@ pub struct HeadFacts {
     pub connection: ConnectionTokens,
     /// The `Proxy-Connection` tokens.
     pub proxy_connection: ConnectionTokens,
-    /// A `Transfer-Encoding` line is present.
-    pub transfer_encoding: bool,
-    /// A `Content-Length` line is present.
-    pub content_length: bool,
+    /// The `Transfer-Encoding` lines.
+    pub transfer_encoding: Codings,
+    /// The `Content-Length` lines.
+    pub content_length: DeclaredLength,
     /// An `Upgrade` line is present.
     pub upgrade: bool,
+    /// A `Date` line is present.
+    pub date: bool,
     /// The parameters of the `Keep-Alive` lines (read in the same pass;
     /// all `None` when there is none).
     pub keep_alive_params: KeepAliveParams,
@@ -122,33 +209,40 @@ impl HeadFacts {
     pub fn of(headers: &HeaderMap) -> Self {
         let mut facts = HeadFacts::default();
         for (name, value) in headers {
-            facts.note(name, value);
+            facts.note(FieldKind::of(name.as_str().as_bytes()), value.as_bytes());
         }
         facts
     }
 
-    /// Notes one field line.
-    pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
-        if *name == header::HOST {
-            self.hosts += 1;
-            self.bad_host |= !valid_host(value.as_bytes());
-        } else if *name == header::CONNECTION {
-            self.connection.add(value.as_bytes());
-        } else if *name == header::TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-        } else if *name == header::CONTENT_LENGTH {
-            self.content_length = true;
-        } else if *name == header::UPGRADE {
-            self.upgrade = true;
-        } else if *name == header::EXPECT {
-            self.expect_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
-        } else {
-            match name.as_str() {
-                "keep-alive" => self.keep_alive_params.add(value.as_bytes()),
-                "proxy-connection" => self.proxy_connection.add(value.as_bytes()),
-                _ => {}
+    /// Notes one field line of kind `kind`.
+    pub fn note(&mut self, kind: FieldKind, value: &[u8]) {
+        match kind {
+            FieldKind::Host => {
+                self.hosts += 1;
+                self.bad_host |= !valid_host(value);
             }
+            FieldKind::Date => self.date = true,
+            FieldKind::Connection => self.connection.add(value),
+            FieldKind::TransferEncoding => self.transfer_encoding.add(value),
+            FieldKind::ContentLength => self.content_length.add(value),
+            FieldKind::Upgrade => self.upgrade = true,
+            FieldKind::Expect => {
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+            FieldKind::KeepAlive => self.keep_alive_params.add(value),
+            FieldKind::ProxyConnection => self.proxy_connection.add(value),
+            FieldKind::Te
+            | FieldKind::Trailer
+            | FieldKind::ProxyAuthenticate
+            | FieldKind::ProxyAuthorization
+            | FieldKind::Other => {}
         }
+    }
+
+    /// Whether `Connection` or `Proxy-Connection` named a field beyond the
+    /// persistence tokens (which then is hop-by-hop too).
+    pub fn names_fields(&self) -> bool {
+        self.connection.other || self.proxy_connection.other
     }
 }
 
@@ -279,23 +373,52 @@ pub fn max_forwards(method: &Method, headers: &HeaderMap) -> Result<MaxForwards,
 /// overflows `u64` is [`ErrorKind::BadContentLength`]. The error is a remote one:
 /// callers use it on received heads.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    let mut found: Option<u64> = None;
+    let mut declared = DeclaredLength::default();
     for v in headers.get_all(header::CONTENT_LENGTH) {
-        let mut any = false;
-        for element in v.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(trim_ows(element))
-                .ok_or(Error::remote(ErrorKind::BadContentLength))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(Error::remote(ErrorKind::BadContentLength));
-            }
-            found = Some(n);
-            any = true;
-        }
-        if !any {
-            return Err(Error::remote(ErrorKind::BadContentLength));
+        declared.add(v.as_bytes());
+    }
+    declared.get()
+}
+
+/// `Content-Length` as its lines are read (the rule of [`content_length`],
+/// one line at a time, so a head's parse needs no second look).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeclaredLength {
+    /// No line yet.
+    #[default]
+    Absent,
+    /// Every element so far was this length.
+    Valid(u64),
+    /// An element was not a length, or two differed.
+    Invalid,
+}
+
+impl DeclaredLength {
+    /// Adds one `Content-Length` line.
+    pub fn add(&mut self, value: &[u8]) {
+        // `split` yields at least one element: an empty value is invalid.
+        for element in value.split(|&b| b == b',') {
+            *self = match (*self, parse_decimal(trim_ows(element))) {
+                (DeclaredLength::Absent, Some(n)) => DeclaredLength::Valid(n),
+                (DeclaredLength::Valid(m), Some(n)) if m == n => DeclaredLength::Valid(n),
+                _ => DeclaredLength::Invalid,
+            };
         }
     }
-    Ok(found)
+
+    /// Whether a line was read.
+    pub fn is_present(&self) -> bool {
+        *self != DeclaredLength::Absent
+    }
+
+    /// The length (`None` without a line), or [`ErrorKind::BadContentLength`].
+    pub fn get(&self) -> Result<Option<u64>, Error> {
+        match *self {
+            DeclaredLength::Absent => Ok(None),
+            DeclaredLength::Valid(n) => Ok(Some(n)),
+            DeclaredLength::Invalid => Err(Error::remote(ErrorKind::BadContentLength)),
+        }
+    }
 }
 
 /// A non-empty run of ASCII digits as `u64`, `None` on anything else or overflow.
@@ -333,44 +456,64 @@ pub enum TransferCoding {
 /// `chunked` applied twice is [`ErrorKind::BadTransferEncoding`]. An empty field
 /// value is [`ErrorKind::BadTransferEncoding`].
 pub fn transfer_coding(headers: &HeaderMap) -> Result<TransferCoding, Error> {
-    let mut lines = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .into_iter()
-        .peekable();
-    if lines.peek().is_none() {
-        return Ok(TransferCoding::Absent);
+    let mut codings = Codings::default();
+    for v in headers.get_all(header::TRANSFER_ENCODING) {
+        codings.add(v.as_bytes());
     }
-    let mut chunked_seen = false;
-    let mut last_is_chunked = false;
-    let mut unknown = false;
-    let mut any = false;
-    for v in lines {
-        for coding in list_elements(v.as_bytes()) {
-            any = true;
-            if chunked_seen {
+    codings.get()
+}
+
+/// `Transfer-Encoding` as its lines are read (the rule of
+/// [`transfer_coding`], one line at a time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Codings {
+    lines: bool,
+    any: bool,
+    chunked_seen: bool,
+    last_is_chunked: bool,
+    unknown: bool,
+    chunked_twice: bool,
+}
+
+impl Codings {
+    /// Adds one `Transfer-Encoding` line.
+    pub fn add(&mut self, value: &[u8]) {
+        self.lines = true;
+        for coding in list_elements(value) {
+            self.any = true;
+            let chunked = coding.eq_ignore_ascii_case(b"chunked");
+            if self.chunked_seen {
                 // Nothing may follow chunked, and chunked may not repeat (§6.1).
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    return Err(Error::remote(ErrorKind::BadTransferEncoding));
-                }
-                last_is_chunked = false;
-                unknown = true;
-                continue;
-            }
-            if coding.eq_ignore_ascii_case(b"chunked") {
-                chunked_seen = true;
-                last_is_chunked = true;
+                self.chunked_twice |= chunked;
+                self.last_is_chunked = false;
+                self.unknown = true;
+            } else if chunked {
+                self.chunked_seen = true;
+                self.last_is_chunked = true;
             } else {
-                unknown = true;
+                self.unknown = true;
             }
         }
     }
-    if !any {
-        return Err(Error::remote(ErrorKind::BadTransferEncoding));
+
+    /// Whether a line was read.
+    pub fn is_present(&self) -> bool {
+        self.lines
     }
-    match (last_is_chunked, unknown) {
-        (true, false) => Ok(TransferCoding::Chunked),
-        (true, true) => Err(Error::remote(ErrorKind::UnknownTransferCoding)),
-        (false, _) => Ok(TransferCoding::NotChunkedLast),
+
+    /// What the lines say about framing.
+    pub fn get(&self) -> Result<TransferCoding, Error> {
+        if !self.lines {
+            return Ok(TransferCoding::Absent);
+        }
+        if self.chunked_twice || !self.any {
+            return Err(Error::remote(ErrorKind::BadTransferEncoding));
+        }
+        match (self.last_is_chunked, self.unknown) {
+            (true, false) => Ok(TransferCoding::Chunked),
+            (true, true) => Err(Error::remote(ErrorKind::UnknownTransferCoding)),
+            (false, _) => Ok(TransferCoding::NotChunkedLast),
+        }
     }
 }
 
@@ -473,7 +616,7 @@ impl HopByHop {
 
     /// Whether `name` is hop-by-hop for this message.
     pub fn contains(&self, name: &HeaderName) -> bool {
-        FIXED_HOP_BY_HOP.contains(name) || self.named.contains(name)
+        FieldKind::of(name.as_str().as_bytes()).is_fixed_hop_by_hop() || self.named.contains(name)
     }
 
     /// The names contributed by `Connection` (beyond the fixed set).
@@ -492,13 +635,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> ConnectionTokens {
     let mut tokens = ConnectionTokens::default();
     let mut names_listed = false;
     for (name, value) in headers.iter() {
-        if *name == header::CONNECTION {
+        let kind = FieldKind::of(name.as_str().as_bytes());
+        if kind == FieldKind::Connection {
             tokens.add(value.as_bytes());
             names_listed = true;
-        } else if name.as_str() == "proxy-connection" {
+        } else if kind == FieldKind::ProxyConnection {
             names_listed = true;
         }
-        if FIXED_HOP_BY_HOP.contains(name) && !present.contains(name) {
+        if kind.is_fixed_hop_by_hop() && !present.contains(name) {
             present.push(name.clone());
         }
     }
@@ -513,6 +657,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> ConnectionTokens {
         headers.remove(name);
     }
     tokens
+}
+
+/// Whether a field line named `name` is named hop-by-hop by a message's
+/// `Connection` and `Proxy-Connection` values (`listing`): the [`HopByHop`]
+/// rule for a head kept as field lines, where no header map is built.
+pub fn named_by<'a>(name: &[u8], listing: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    listing
+        .into_iter()
+        .flat_map(list_elements)
+        .any(|token| token.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -760,5 +914,57 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-keep"]);
+    }
+
+    #[test]
+    fn field_kinds_agree_with_the_fixed_hop_by_hop_list() {
+        for name in &FIXED_HOP_BY_HOP {
+            let upper = name.as_str().to_ascii_uppercase();
+            assert!(
+                FieldKind::of(upper.as_bytes()).is_fixed_hop_by_hop(),
+                "{name}"
+            );
+        }
+        let others = [
+            "host",
+            "date",
+            "expect",
+            "content-length",
+            "x-te",
+            "upgrades",
+            "via",
+        ];
+        for name in others {
+            assert!(
+                !FieldKind::of(name.as_bytes()).is_fixed_hop_by_hop(),
+                "{name}"
+            );
+        }
+        assert_eq!(FieldKind::of(b"Content-Length"), FieldKind::ContentLength);
+        assert_eq!(FieldKind::of(b"HOST"), FieldKind::Host);
+        assert!(named_by(b"X-Foo", [&b"close, x-foo"[..]]));
+        assert!(!named_by(b"x-foo", [&b"close"[..], &b"x-foobar"[..]]));
+    }
+
+    #[test]
+    fn length_and_codings_read_line_by_line() {
+        let mut d = DeclaredLength::default();
+        assert_eq!(d.get().unwrap(), None);
+        d.add(b"5, 5");
+        d.add(b" 5 ");
+        assert_eq!(d.get().unwrap(), Some(5));
+        d.add(b"6");
+        assert!(d.get().is_err());
+        let mut empty = DeclaredLength::default();
+        empty.add(b"");
+        assert!(empty.get().is_err());
+        let mut c = Codings::default();
+        c.add(b"gzip");
+        assert_eq!(c.get().unwrap(), TransferCoding::NotChunkedLast);
+        c.add(b"chunked");
+        assert_eq!(
+            c.get().unwrap_err().kind(),
+            &ErrorKind::UnknownTransferCoding
+        );
     }
 }

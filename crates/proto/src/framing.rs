@@ -1,9 +1,9 @@
 //! Where a received message's body ends: RFC 9112 §6.3, step by step.
 
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind};
-use crate::fields::{self, HeadFacts, TransferCoding};
+use crate::fields::{HeadFacts, TransferCoding};
 
 /// How a message body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,6 @@ pub enum Message<'a> {
 pub fn body_framing(
     message: Message<'_>,
     version: Version,
-    headers: &HeaderMap,
     facts: &HeadFacts,
 ) -> Result<Framing, Error> {
     // 1. A response to HEAD, and any 1xx, 204 or 304 response, ends after its
@@ -85,12 +84,8 @@ pub fn body_framing(
         }
     }
 
-    let coding = if facts.transfer_encoding {
-        fields::transfer_coding(headers)?
-    } else {
-        TransferCoding::Absent
-    };
-    let has_content_length = facts.content_length;
+    let coding = facts.transfer_encoding.get()?;
+    let has_content_length = facts.content_length.is_present();
 
     // 3. Transfer-Encoding and Content-Length together: RFC 9112 lets TE win and
     //    requires closing afterwards; drainpipe refuses the message outright.
@@ -116,7 +111,7 @@ pub fn body_framing(
     //    unrecoverable framing error.
     // 6. A valid Content-Length gives the length.
     if has_content_length {
-        if let Some(n) = fields::content_length(headers)? {
+        if let Some(n) = facts.content_length.get()? {
             return Ok(Framing::Length(n));
         }
     }

@@ -19,6 +19,9 @@
 //!   `Content-Length`, `Transfer-Encoding`, `Keep-Alive`) and the one hop-by-hop
 //!   set; [`persist`] — the keep-alive decisions.
 //! - [`head`] — head parsing (via `httparse`, strict) and serialising.
+//! - [`lines`] — [`FieldLines`]: end-to-end fields kept as text, so a proxy
+//!   passes a head on without building a header map (asked for per request
+//!   with [`ReceiveAsLines`]; written after the head's map by the senders).
 //! - [`Config`] — immutable limits and keep-alive policy; [`Error`] — typed
 //!   errors naming the side at fault and the status code to answer with.
 //!
@@ -140,6 +143,7 @@ pub mod fields;
 pub mod framing;
 pub mod head;
 mod idle;
+pub mod lines;
 pub mod persist;
 mod role;
 mod state;
@@ -152,5 +156,6 @@ pub use event::Event;
 pub use fields::{ConnectionTokens, HopByHop, KeepAliveParams};
 pub use framing::{BodySize, Framing};
 pub use idle::IdleEstimate;
+pub use lines::{FieldLines, ReceiveAsLines};
 pub use role::Role;
 pub use write_buf::WriteBuf;

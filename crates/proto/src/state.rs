@@ -109,6 +109,9 @@ pub(crate) struct Exchange {
     pub(crate) request_done: bool,
     /// Client: informational (1xx) responses received so far for it.
     pub(crate) informational: u16,
+    /// Client: the request asked for the response's fields as
+    /// [`FieldLines`](crate::FieldLines) ([`ReceiveAsLines`](crate::ReceiveAsLines)).
+    pub(crate) as_lines: bool,
 }
 
 impl Exchange {

@@ -1087,3 +1087,73 @@ fn client_normalises_path_and_content_length_list() {
         "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello"
     );
 }
+
+// A client that asks for `ReceiveAsLines` gets the final response's
+// end-to-end fields as text (order, case, repeats kept; hop-by-hop and
+// `Content-Length` out of the text) with the same framing and persistence
+// facts; an interim response still has a map. A server sending those lines
+// writes them as they came, its own fields after them.
+#[test]
+fn response_received_as_lines_and_sent_on_as_they_came() {
+    use drainpipe_proto::{Event, FieldLines, ReceiveAsLines};
+    let mut c = client();
+    let (mut parts, _) = get("http://a/").into_parts();
+    parts.extensions.insert(ReceiveAsLines);
+    let mut out = WriteBuf::new();
+    c.send_request(&parts, BodySize::Exact(0), &mut out)
+        .unwrap();
+    c.send_end(None, &mut out).unwrap();
+
+    c.receive(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n");
+    match c.next_event().unwrap() {
+        Event::Informational(r) => assert_eq!(r.headers()["x-interim"], "1"),
+        other => panic!("{other:?}"),
+    }
+    c.receive(
+        b"HTTP/1.1 200 OK\r\nX-B: 1\r\nSet-Cookie: a=1\r\nConnection: close, X-Gone\r\n\
+X-Gone: 1\r\nset-cookie: b=2\r\nContent-Length: 2\r\nKeep-Alive: timeout=9\r\n\r\nok",
+    );
+    let head = match c.next_event().unwrap() {
+        Event::Response { head, body } => {
+            assert_eq!(body, Framing::Length(2));
+            head
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(head.headers().is_empty());
+    let lines = head.extensions().get::<FieldLines>().expect("lines");
+    assert_eq!(
+        lines.as_bytes(),
+        b"X-B: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+    );
+    assert_eq!(lines.content_length(), Some(2));
+    assert_eq!(
+        events(&mut c),
+        [Ev::Data(b"ok".to_vec()), Ev::End(vec![]), Ev::Paused]
+    );
+    assert!(
+        !c.keep_alive() && c.must_close(),
+        "Connection: close still read"
+    );
+
+    // Sent on by a server: the lines as they came, the length from them.
+    let mut srv = server();
+    feed(&mut srv, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let (mut res, ()) = http::Response::new(()).into_parts();
+    res.headers.insert("x-a", "0".parse().unwrap());
+    res.extensions.insert(lines.clone());
+    let mut out = WriteBuf::new();
+    let framing = srv
+        .send_response(&res, BodySize::Unknown, &mut out)
+        .unwrap();
+    assert_eq!(framing, Framing::Length(2), "framed by the lines' length");
+    let sent = s(&wire(&mut out));
+    assert!(
+        sent.starts_with(
+            "HTTP/1.1 200 OK\r\nx-a: 0\r\nX-B: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+        ),
+        "{sent}"
+    );
+    assert!(sent.contains("\r\ncontent-length: 2\r\n"), "{sent}");
+    assert!(!sent.to_lowercase().contains("x-gone"), "{sent}");
+}

@@ -310,7 +310,7 @@ impl ForwardProxy {
         let interim = req.body().interim();
         let relay = |res: &Response<()>| relay_informational(interim.as_ref(), res);
         let (mut head, body) = req.into_parts();
-        forward::request_fields(
+        let added = forward::forwarded_request(
             &mut head.headers,
             &self.inner.forwarding,
             peer,
@@ -318,6 +318,7 @@ impl ForwardProxy {
             received,
             false,
         );
+        forward::to_next_hop(&mut head, added);
         head.version = http::Version::HTTP_11;
         // RFC 9112 §3.2.2: the target's authority is the Host sent on.
         if let Some(host) = proto::fields::request_host(&head.uri, &head.headers)
@@ -362,12 +363,7 @@ impl ForwardProxy {
                     });
                 }
                 let (mut head, body) = res.into_parts();
-                forward::response_fields(
-                    &mut head.headers,
-                    &self.inner.forwarding,
-                    received,
-                    false,
-                );
+                forward::response_fields(&mut head, &self.inner.forwarding, received, false);
                 head.version = http::Version::HTTP_11;
                 Response::from_parts(head, ProxyBody::upstream(body))
             }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use proto::FieldLines;
 
 /// What a proxy adds to what it forwards.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// `Connection: upgrade` stay. `received` is the version the client used
 /// (named in `Via`). `tls`: the client's connection is TLS
 /// (`X-Forwarded-Proto: https`).
+///
+/// The typed form of [`forwarded_request`]: the added fields go into the map.
 pub fn request_fields(
     headers: &mut HeaderMap,
     forwarding: &Forwarding,
@@ -43,6 +46,24 @@ pub fn request_fields(
     received: Version,
     tunnel: bool,
 ) {
+    forwarded_request(headers, forwarding, peer, tls, received, tunnel).append_to(headers);
+}
+
+/// Rewrites a request's fields for the next hop (see [`request_fields`]),
+/// returning the fields this hop adds (`Via`, `X-Forwarded-*`) as
+/// [`FieldLines`] instead of inserting them: the hop-by-hop fields leave
+/// `headers`, and so do earlier `Via`, `X-Forwarded-*` lines, whose entries
+/// open the new `Via` and `X-Forwarded-For` lines. A proxy puts the lines in
+/// the request's extensions, where the client writes them after the map: no
+/// insertion into the map, no second look-up.
+pub fn forwarded_request(
+    headers: &mut HeaderMap,
+    forwarding: &Forwarding,
+    peer: Option<SocketAddr>,
+    tls: bool,
+    received: Version,
+    tunnel: bool,
+) -> FieldLines {
     let upgrade = tunnel
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
@@ -57,36 +78,140 @@ pub fn request_fields(
         headers.insert(header::UPGRADE, upgrade);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    add_via(headers, forwarding, received);
+    // One look over the names says which of ours are there already (usually
+    // none: then nothing is hashed for them).
+    let mut earlier = [false; 4];
+    for name in headers.keys() {
+        if let Some(i) = OURS.iter().position(|ours| ours == name) {
+            earlier[i] = true;
+        }
+    }
+    let mut lines = FieldLines::with_capacity(128);
+    if let Some(name) = &forwarding.via {
+        let take = earlier[0].then(|| take_list(headers, &header::VIA));
+        push_list(
+            &mut lines,
+            &header::VIA,
+            take,
+            &[version_text(received), name.as_bytes()],
+        );
+    }
     if forwarding.x_forwarded {
+        // Without a peer address (a Unix socket) the earlier entries stay.
         if let Some(peer) = peer {
+            let take = earlier[1].then(|| take_list(headers, &X_FORWARDED_FOR));
             let mut buf = [0u8; 48];
-            append_list(headers, X_FORWARDED_FOR, &[ip_text(peer.ip(), &mut buf)]);
+            let ip = ip_text(peer.ip(), &mut buf);
+            push_list(&mut lines, &X_FORWARDED_FOR, take, &[ip]);
         }
-        let proto = if tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        if let Some(host) = headers.get(header::HOST).cloned() {
-            headers.insert(X_FORWARDED_HOST, host);
+        if earlier[2] {
+            headers.remove(&X_FORWARDED_PROTO);
         }
+        let proto: &[u8] = if tls { b"https" } else { b"http" };
+        let _ = lines.push_field(&X_FORWARDED_PROTO, &[proto]);
+        if earlier[3] {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+        if let Some(host) = headers.get(header::HOST) {
+            let _ = lines.push_field(&X_FORWARDED_HOST, &[host.as_bytes()]);
+        }
+    }
+    lines
+}
+
+/// Readies a rewritten request head for the proxy's client: the fields this
+/// hop adds (from [`forwarded_request`]) ride in its extensions and are
+/// written after the map, and the response is asked for as field lines
+/// ([`proto::ReceiveAsLines`]), so neither direction builds a header map for
+/// fields nobody reads.
+pub(crate) fn to_next_hop(head: &mut http::request::Parts, added: FieldLines) {
+    head.extensions.insert(added);
+    head.extensions.insert(proto::ReceiveAsLines);
+}
+
+/// The fields a proxy adds, in the order of `earlier` above.
+static OURS: [HeaderName; 4] = [
+    header::VIA,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+];
+
+/// Removes every line of the list field `name` from `headers`, its entries
+/// joined as one value (RFC 9110 §5.3: the lines are one list).
+fn take_list(headers: &mut HeaderMap, name: &HeaderName) -> Vec<u8> {
+    let mut joined = Vec::with_capacity(64);
+    for existing in headers.get_all(name).iter().filter(|v| !v.is_empty()) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(existing.as_bytes());
+    }
+    headers.remove(name);
+    joined
+}
+
+/// Adds the list field `name`: the earlier entries (if any), then this hop's
+/// `item` (given in parts), on one line.
+fn push_list(lines: &mut FieldLines, name: &HeaderName, earlier: Option<Vec<u8>>, item: &[&[u8]]) {
+    let _ = match earlier.filter(|e| !e.is_empty()) {
+        Some(earlier) => {
+            let mut parts: Vec<&[u8]> = vec![&earlier, b", "];
+            parts.extend_from_slice(item);
+            lines.push_field(name, &parts)
+        }
+        None => lines.push_field(name, item),
+    };
+}
+
+/// The protocol version as `Via` names it.
+fn version_text(received: Version) -> &'static [u8] {
+    if received == Version::HTTP_10 {
+        b"1.0 "
+    } else {
+        b"1.1 "
     }
 }
 
 /// Rewrites a response's fields for the client. `tunnel`: the response
 /// switches protocols (101), so `Upgrade` stays.
+///
+/// A response received as [`FieldLines`] (in `head.extensions`; the proxy's
+/// client asks for that with [`proto::ReceiveAsLines`]) had its hop-by-hop
+/// fields left out as it was read: `Via` is one more line after the
+/// upstream's (RFC 9110 §5.3: the same list), and the map (empty, or what a
+/// layer put there) is rewritten as any map is.
 pub fn response_fields(
-    headers: &mut HeaderMap,
+    head: &mut http::response::Parts,
     forwarding: &Forwarding,
     received: Version,
     tunnel: bool,
 ) {
-    let upgrade = tunnel
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten();
-    proto::fields::strip_hop_by_hop(headers);
-    if let Some(upgrade) = upgrade {
-        headers.insert(header::UPGRADE, upgrade);
+    let headers = &mut head.headers;
+    if !headers.is_empty() {
+        let upgrade = tunnel
+            .then(|| headers.get(header::UPGRADE).cloned())
+            .flatten();
+        proto::fields::strip_hop_by_hop(headers);
+        if let Some(upgrade) = upgrade {
+            headers.insert(header::UPGRADE, upgrade);
+        }
     }
-    add_via(headers, forwarding, received);
+    let Some(name) = &forwarding.via else { return };
+    let item: [&[u8]; 2] = [version_text(received), name.as_bytes()];
+    match head.extensions.get_mut::<FieldLines>() {
+        Some(lines) => {
+            let _ = lines.push_field(&header::VIA, &item);
+        }
+        None => {
+            let earlier = headers
+                .contains_key(header::VIA)
+                .then(|| take_list(headers, &header::VIA));
+            let mut lines = FieldLines::new();
+            push_list(&mut lines, &header::VIA, earlier, &item);
+            lines.append_to(headers);
+        }
+    }
 }
 
 /// An informational (1xx) response from the upstream as the client gets it
@@ -98,34 +223,6 @@ pub(crate) fn informational(res: &http::Response<()>) -> http::response::Parts {
     parts.headers = res.headers().clone();
     proto::fields::strip_hop_by_hop(&mut parts.headers);
     parts
-}
-
-fn add_via(headers: &mut HeaderMap, forwarding: &Forwarding, received: Version) {
-    if let Some(name) = &forwarding.via {
-        let version: &[u8] = if received == Version::HTTP_10 {
-            b"1.0 "
-        } else {
-            b"1.1 "
-        };
-        append_list(headers, header::VIA, &[version, name.as_bytes()]);
-    }
-}
-
-/// Appends an item (given in parts) to a comma-separated list field, on one
-/// line; no formatting machinery, one small copy.
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &[&[u8]]) {
-    let mut value = Vec::with_capacity(64);
-    // Every earlier line keeps its entries, in order.
-    for existing in headers.get_all(&name).iter().filter(|v| !v.is_empty()) {
-        value.extend_from_slice(existing.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    for part in item {
-        value.extend_from_slice(part);
-    }
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        headers.insert(name, v);
-    }
 }
 
 /// An IP address as text, written into a stack buffer (IPv4 by hand: it is on
@@ -242,12 +339,14 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["sec-websocket-key"], "x");
 
-        let mut r = map(&[
+        let (mut head, ()) = http::Response::new(()).into_parts();
+        head.headers = map(&[
             ("connection", "upgrade"),
             ("upgrade", "websocket"),
             ("x-a", "1"),
         ]);
-        response_fields(&mut r, &Forwarding::default(), Version::HTTP_11, true);
+        response_fields(&mut head, &Forwarding::default(), Version::HTTP_11, true);
+        let r = head.headers;
         assert_eq!(r["upgrade"], "websocket");
         assert!(!r.contains_key("connection"));
         assert_eq!(r["via"], "1.1 drainpipe");

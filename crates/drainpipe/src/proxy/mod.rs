@@ -40,6 +40,20 @@
 //! Persistence is per hop: the client's `Connection: close` closes the client
 //! connection only; the upstream connection goes back to its pool, and an
 //! upstream close does not close the client's connection.
+//!
+//! # Heads without a header map
+//!
+//! Most fields pass through a proxy unread, so neither direction builds an
+//! `http::HeaderMap` for them beyond what the server already parsed. The
+//! fields this hop adds (`Via`, `X-Forwarded-*`) travel to the client as a
+//! [`proto::FieldLines`] in the request's extensions, written after the map.
+//! The upstream's response is asked for as lines ([`proto::ReceiveAsLines`]):
+//! its head is parsed and checked as strictly as any, and its end-to-end
+//! field lines (hop-by-hop ones and those its `Connection` names left out)
+//! are copied once, in their order and case, into a `FieldLines` in the
+//! response's extensions; the response's header map is empty. A layer that
+//! wants typed response fields calls [`FieldLines::append_to`](proto::FieldLines::append_to);
+//! whatever it puts in the map is written before the lines.
 
 pub mod explicit;
 mod forward;
@@ -59,7 +73,7 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 pub use explicit::{Credentials, ForwardProxy, Policy};
-pub use forward::{request_fields, response_fields, Forwarding};
+pub use forward::{forwarded_request, request_fields, response_fields, Forwarding};
 pub use resolve::Resolver;
 pub use respond::ProxyBody;
 pub use upstream::{Balance, Ejection, Group, HealthCheck, Upstream};
@@ -307,7 +321,7 @@ impl Proxy {
         let on_upgrade = crate::upgrade::on_upgrade(&mut req);
         let (mut head, body) = req.into_parts();
         let tunnel = on_upgrade.is_some() && head.method != http::Method::CONNECT;
-        forward::request_fields(
+        let added = forward::forwarded_request(
             &mut head.headers,
             &self.inner.forwarding,
             peer,
@@ -315,6 +329,7 @@ impl Proxy {
             received,
             tunnel,
         );
+        forward::to_next_hop(&mut head, added);
         head.version = http::Version::HTTP_11;
         let mut body = RequestBody::stream(body);
         let mut tried: Vec<usize> = Vec::new();
@@ -424,12 +439,7 @@ impl Proxy {
             }
         }
         let (mut head, body) = res.into_parts();
-        forward::response_fields(
-            &mut head.headers,
-            &self.inner.forwarding,
-            received,
-            switching,
-        );
+        forward::response_fields(&mut head, &self.inner.forwarding, received, switching);
         head.version = http::Version::HTTP_11;
         Response::from_parts(head, ProxyBody::counted(body, in_flight))
     }

@@ -28,7 +28,8 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::config::{Config, FIELDS_CAP};
 use crate::error::{Error, ErrorKind};
-use crate::fields::HeadFacts;
+use crate::fields::{FieldKind, HeadFacts};
+use crate::lines::FieldLines;
 
 /// Looks for the end of a head (the byte after its empty line) in `buf`.
 ///
@@ -158,7 +159,15 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
 }
 
 /// Parses a complete response head (as delimited by [`find_head_end`]).
-pub fn parse_response(head: &Bytes, config: &Config) -> Result<(Response<()>, HeadFacts), Error> {
+///
+/// `as_lines`: a final response (or a `101`) keeps its end-to-end fields as
+/// [`FieldLines`] in its extensions and gets an empty header map (see
+/// [`crate::lines`]); an interim one gets its map as always.
+pub fn parse_response(
+    head: &Bytes,
+    config: &Config,
+    as_lines: bool,
+) -> Result<(Response<()>, HeadFacts), Error> {
     if head.len() > config.max_head_bytes {
         return Err(Error::remote(ErrorKind::HeadTooLarge {
             limit: config.max_head_bytes,
@@ -169,14 +178,19 @@ pub fn parse_response(head: &Bytes, config: &Config) -> Result<(Response<()>, He
     // (most responses have a handful of fields) instead of clearing 128.
     let parsed = if memchr::memchr_iter(b'\n', head).count() <= SMALL_HEAD {
         let mut slots = [httparse::EMPTY_HEADER; SMALL_HEAD];
-        response_in(head, &mut slots[..max_fields.min(SMALL_HEAD)], max_fields)
+        response_in(
+            head,
+            &mut slots[..max_fields.min(SMALL_HEAD)],
+            max_fields,
+            as_lines,
+        )
     } else {
         let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
-        response_in(head, &mut slots[..max_fields], max_fields)
+        response_in(head, &mut slots[..max_fields], max_fields, as_lines)
     };
     match parsed {
         Err(e) if *e.kind() == ErrorKind::UnsupportedVersion => match higher_minor(head, false) {
-            Some(as_11) => parse_response(&as_11, config),
+            Some(as_11) => parse_response(&as_11, config, as_lines),
             None => Err(e),
         },
         parsed => parsed,
@@ -190,6 +204,7 @@ fn response_in<'h>(
     head: &'h Bytes,
     slots: &mut [httparse::Header<'h>],
     max_fields: usize,
+    as_lines: bool,
 ) -> Result<(Response<()>, HeadFacts), Error> {
     let mut parsed = httparse::Response::new(slots);
     match parsed.parse(head) {
@@ -206,10 +221,17 @@ fn response_in<'h>(
     } else {
         Version::HTTP_10
     };
-    let (headers, facts) = to_header_map(head, parsed.headers)?;
     let mut res = Response::new(());
     *res.status_mut() = status;
     *res.version_mut() = version;
+    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
+    if as_lines && !interim {
+        let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+        let (lines, facts) = FieldLines::received(head, parsed.headers, keep_upgrade);
+        res.extensions_mut().insert(lines);
+        return Ok((res, facts));
+    }
+    let (headers, facts) = to_header_map(head, parsed.headers)?;
     // The empty default map allocates nothing: no drop needed.
     debug_assert_eq!(res.headers().capacity(), 0);
     std::mem::forget(std::mem::replace(res.headers_mut(), headers));
@@ -239,10 +261,11 @@ fn to_header_map(
     let mut map = HeaderMap::with_capacity(fields.len() + 4);
     let mut facts = HeadFacts::default();
     for field in fields {
-        let name = field_name(field.name)?;
+        let kind = FieldKind::of(field.name.as_bytes());
+        let name = field_name(kind, field.name)?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| Error::remote(ErrorKind::BadFieldValue))?;
-        facts.note(&name, &value);
+        facts.note(kind, value.as_bytes());
         map.append(name, value);
     }
     Ok((map, facts))
@@ -250,8 +273,8 @@ fn to_header_map(
 
 /// A field name. `Host`, in every HTTP/1.1 request, is recognised without
 /// the general lookup.
-fn field_name(name: &str) -> Result<HeaderName, Error> {
-    if name.len() == 4 && name.eq_ignore_ascii_case("host") {
+fn field_name(kind: FieldKind, name: &str) -> Result<HeaderName, Error> {
+    if kind == FieldKind::Host {
         return Ok(http::header::HOST);
     }
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadFieldName))
@@ -444,7 +467,7 @@ mod tests {
             assert_eq!(req.uri(), "/x");
             assert_eq!(req.headers()["x"], "y");
             let head = Bytes::from(format!("HTTP/1.{minor} 204 No Content\r\nX: y\r\n\r\n"));
-            let (res, _) = parse_response(&head, &config).unwrap();
+            let (res, _) = parse_response(&head, &config, false).unwrap();
             assert_eq!(res.version(), Version::HTTP_11, "1.{minor}");
             assert_eq!(res.status(), StatusCode::NO_CONTENT);
         }
@@ -456,7 +479,8 @@ mod tests {
             let e = parse_request(&Bytes::from(head), &config).unwrap_err();
             assert_eq!(*e.kind(), ErrorKind::UnsupportedVersion, "{head:?}");
         }
-        let e = parse_response(&Bytes::from("HTTP/2.0 200 OK\r\n\r\n"), &config).unwrap_err();
+        let e =
+            parse_response(&Bytes::from("HTTP/2.0 200 OK\r\n\r\n"), &config, false).unwrap_err();
         assert_eq!(*e.kind(), ErrorKind::UnsupportedVersion);
         // Not a version at all: still a malformed start line.
         let e =
