@@ -17,7 +17,7 @@ use crate::fields::{self, ConnectionTokens, KeepAliveParams};
 use crate::framing::{body_framing, BodySize, Framing, Message};
 use crate::head::parse::{check_incomplete_head, find_head_end, parse_request, parse_response};
 use crate::head::write;
-use crate::lines::{FieldLines, ReceiveAsLines};
+use crate::lines::{FieldLines, Relay};
 use crate::persist;
 use crate::role::Role;
 use crate::state::{After, Exchange, MethodClass, Recv, Send};
@@ -472,7 +472,8 @@ impl Connection {
         } else {
             write::request_line(&head.method, target.as_bytes(), version, tail);
         }
-        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
+        let relay = head.extensions.get::<Relay>();
+        let fields = write_caller_fields(&head.headers, relay.map(|r| &r.added), tail);
         let result = (|| {
             let fields = fields?;
             // The caller's Host, written above, is sent as given; without one,
@@ -536,7 +537,7 @@ impl Connection {
             continue_pending,
             request_done: false,
             informational: 0,
-            as_lines: head.extensions.get::<ReceiveAsLines>().is_some(),
+            as_lines: relay.is_some(),
         });
         self.send = Send::Body {
             encoder: Encoder::new(framing),
@@ -650,7 +651,7 @@ impl Connection {
             Some(reason) => write::status_line_with(status, reason.as_bytes(), tail),
             None => write::status_line(status, tail),
         }
-        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
+        let fields = write_caller_fields(&head.headers, head.extensions.get::<FieldLines>(), tail);
         // A block rather than a called closure: this runs for every response.
         let result = 'fields: {
             let fields = match fields {
@@ -765,7 +766,7 @@ impl Connection {
         let mark = out.tail_len();
         let tail = out.tail_mut();
         write::status_line(head.status, tail);
-        let fields = write_caller_fields(&head.headers, &head.extensions, tail);
+        let fields = write_caller_fields(&head.headers, head.extensions.get::<FieldLines>(), tail);
         if fields.is_ok() {
             tail.extend_from_slice(b"\r\n");
         }
@@ -1063,11 +1064,11 @@ struct CallerFields {
 /// Writes the caller's fields except those the connection owns (framing and
 /// persistence), collecting what they said.
 ///
-/// Then the [`FieldLines`] in `extensions`, if any: their text as it is, what
-/// they hold counted as if the map held it.
+/// Then `lines`, if any: their text as it is, what they hold counted as if
+/// the map held it.
 fn write_caller_fields(
     headers: &HeaderMap,
-    extensions: &http::Extensions,
+    lines: Option<&FieldLines>,
     dst: &mut BytesMut,
 ) -> Result<CallerFields, Error> {
     let mut f = CallerFields::default();
@@ -1106,7 +1107,7 @@ fn write_caller_fields(
         }
         write::field(name.as_str().as_bytes(), value.as_bytes(), dst);
     }
-    if let Some(lines) = extensions.get::<FieldLines>() {
+    if let Some(lines) = lines {
         if let Some(n) = lines.content_length {
             if f.content_length.is_some_and(|m| m != n) {
                 return Err(Error::local(ErrorKind::IllegalCall(

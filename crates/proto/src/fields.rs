@@ -91,6 +91,43 @@ impl ConnectionTokens {
     }
 }
 
+/// Whether `name` is `lower` (lowercase letters and `-` only) in any case.
+///
+/// Eight bytes at a time (the last word overlapping the one before): each
+/// byte of `name` gets the case bit (0x20) set where `lower` has a letter
+/// (letters have bit 0x40, `-` has not), then the words must be equal. A
+/// handful of instructions for a name of any of the lengths used here.
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    const LETTER: u64 = 0x4040_4040_4040_4040;
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    let differs = |a: u64, t: u64| (a | ((t & LETTER) >> 1)) ^ t;
+    if n >= 8 {
+        let word =
+            |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        let mut diff = differs(word(name, n - 8), word(lower, n - 8));
+        let mut at = 0;
+        while at + 8 < n {
+            diff |= differs(word(name, at), word(lower, at));
+            at += 8;
+        }
+        diff == 0
+    } else if n >= 4 {
+        let word = |s: &[u8], at: usize| {
+            u64::from(u32::from_le_bytes(
+                s[at..at + 4].try_into().expect("4 bytes"),
+            ))
+        };
+        differs(word(name, 0), word(lower, 0)) | differs(word(name, n - 4), word(lower, n - 4)) == 0
+    } else {
+        name.iter()
+            .zip(lower)
+            .all(|(&b, &t)| differs(u64::from(b), u64::from(t)) == 0)
+    }
+}
+
 /// What a field name means to HTTP/1.x framing, persistence and forwarding:
 /// the names drainpipe acts on, recognised by their bytes in any case (a
 /// switch on the length, then one comparison), everything else [`Other`].
@@ -150,7 +187,7 @@ impl FieldKind {
             (19, b'p') => (b"proxy-authorization", FieldKind::ProxyAuthorization),
             _ => return FieldKind::Other,
         };
-        if name.eq_ignore_ascii_case(text) {
+        if same_name(name, text) {
             kind
         } else {
             FieldKind::Other
@@ -540,7 +577,8 @@ impl KeepAliveParams {
     /// Adds the parameters of one `Keep-Alive` line (a later one wins).
     pub fn add(&mut self, line: &[u8]) {
         for param in line.split(|&b| b == b',') {
-            let Some(eq) = memchr::memchr(b'=', param) else {
+            // A few bytes each: a plain scan, not a vectorised search.
+            let Some(eq) = param.iter().position(|&b| b == b'=') else {
                 continue;
             };
             let name = trim_ows(&param[..eq]);
@@ -551,9 +589,9 @@ impl KeepAliveParams {
             let Some(n) = parse_decimal(value).and_then(|n| u32::try_from(n).ok()) else {
                 continue;
             };
-            if name.eq_ignore_ascii_case(b"timeout") {
+            if same_name(name, b"timeout") {
                 self.timeout_secs = Some(n);
-            } else if name.eq_ignore_ascii_case(b"max") {
+            } else if same_name(name, b"max") {
                 self.max = Some(n);
             }
         }
@@ -941,6 +979,36 @@ mod tests {
             );
         }
         assert_eq!(FieldKind::of(b"Content-Length"), FieldKind::ContentLength);
+        // Any case of every letter, nothing else: not `-` for `\r`, not a
+        // neighbouring letter, not a longer or shorter name.
+        for lower in [
+            &b"te"[..],
+            b"max",
+            b"host",
+            b"expect",
+            b"timeout",
+            b"keep-alive",
+            b"content-length",
+            b"proxy-authorization",
+        ] {
+            assert!(same_name(lower, lower));
+            assert!(same_name(&lower.to_ascii_uppercase(), lower));
+            for at in 0..lower.len() {
+                let mut other = lower.to_vec();
+                other[at] = if lower[at] == b'-' {
+                    b'\r'
+                } else {
+                    lower[at] + 1
+                };
+                assert!(!same_name(&other, lower), "{other:?}");
+                other[at] = lower[at] ^ 0x20 ^ 0x40;
+                assert!(!same_name(&other, lower), "{other:?}");
+                let mut mixed = lower.to_vec();
+                mixed[at] = mixed[at].to_ascii_uppercase();
+                assert!(same_name(&mixed, lower));
+            }
+            assert!(!same_name(&lower[1..], lower));
+        }
         assert_eq!(FieldKind::of(b"HOST"), FieldKind::Host);
         assert!(named_by(b"X-Foo", [&b"close, x-foo"[..]]));
         assert!(!named_by(b"x-foo", [&b"close"[..], &b"x-foobar"[..]]));

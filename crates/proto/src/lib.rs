@@ -21,7 +21,7 @@
 //! - [`head`] — head parsing (via `httparse`, strict) and serialising.
 //! - [`lines`] — [`FieldLines`]: end-to-end fields kept as text, so a proxy
 //!   passes a head on without building a header map (asked for per request
-//!   with [`ReceiveAsLines`]; written after the head's map by the senders).
+//!   with [`Relay`]; written after the head's map by the senders).
 //! - [`Config`] — immutable limits and keep-alive policy; [`Error`] — typed
 //!   errors naming the side at fault and the status code to answer with.
 //!
@@ -156,6 +156,6 @@ pub use event::Event;
 pub use fields::{ConnectionTokens, HopByHop, KeepAliveParams};
 pub use framing::{BodySize, Framing};
 pub use idle::IdleEstimate;
-pub use lines::{FieldLines, ReceiveAsLines};
+pub use lines::{FieldLines, Relay};
 pub use role::Role;
 pub use write_buf::WriteBuf;

@@ -9,14 +9,15 @@
 //!
 //! How the parts fit:
 //!
-//! - **Sending.** [`Connection::send_request`](crate::Connection::send_request)
-//!   and [`Connection::send_response`](crate::Connection::send_response) write
-//!   the head's header map, then the `FieldLines` found in its extensions, then
-//!   the fields the connection owns (framing, persistence, `Date`). What the
+//! - **Sending.** [`Connection::send_response`](crate::Connection::send_response)
+//!   writes the head's header map, then the `FieldLines` found in its
+//!   extensions, then the fields the connection owns (framing, persistence, `Date`). What the
 //!   lines hold counts as if it were in the map: a `Content-Length` (kept
 //!   beside the text, never in it) frames the message, a `Date` or `Host` is
 //!   not added again.
-//! - **Receiving.** A request sent with the [`ReceiveAsLines`] extension gets
+//!   [`Connection::send_request`](crate::Connection::send_request) does the
+//!   same with the lines of a [`Relay`] in the request's extensions.
+//! - **Receiving.** A request sent with the [`Relay`] extension gets
 //!   its final response (and a `101`) with an empty header map and the
 //!   response's end-to-end fields as a `FieldLines` in the response's
 //!   extensions: every field line in its order and case except the hop-by-hop
@@ -35,10 +36,16 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::FIELDS_CAP;
 use crate::fields::{self, DeclaredLength, FieldKind, HeadFacts};
 
-/// A request extension: deliver the final response's end-to-end fields as
-/// [`FieldLines`] instead of a header map (see the [module docs](self)).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReceiveAsLines;
+/// A request extension for a request passed on by a proxy (see the
+/// [module docs](self)): `added`, the fields this hop adds, is written after
+/// the head's map, and the final response's end-to-end fields come back as
+/// [`FieldLines`] instead of a header map. One extension for both, so a
+/// relayed request costs one insertion into its extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    /// Written after the head's map, counted as if the map held them.
+    pub added: FieldLines,
+}
 
 /// End-to-end field lines, as text (see the [module docs](self)).
 #[derive(Debug, Clone, Default)]
@@ -307,10 +314,25 @@ fn keeps(kind: FieldKind, keep_upgrade: bool) -> bool {
 /// obs-text, what `http::HeaderValue` accepts. Without an early exit, so the
 /// loop compiles to a few instructions per byte.
 fn valid_value(value: &[u8]) -> bool {
-    let bad = value.iter().fold(false, |bad, &b| {
-        bad | ((b < 0x20 && b != b'\t') | (b == 0x7f))
-    });
-    !bad
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let allowed = |b: u8| (b >= 0x20 || b == b'\t') && b != 0x7f;
+    // Eight bytes at a time: a word with a byte below 0x20 or equal to 0x7f
+    // (the classic "has a byte less than n" and "has a zero byte" tests, exact
+    // about whether there is one) sends the value to the byte-wise check,
+    // which also lets tabs through.
+    let mut words = value.chunks_exact(8);
+    let mut suspect = 0;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let del = x ^ (ONES * 0x7f);
+        suspect |=
+            (x.wrapping_sub(ONES * 0x20) & !x & HIGH) | (del.wrapping_sub(ONES) & !del & HIGH);
+    }
+    if suspect != 0 {
+        return value.iter().all(|&b| allowed(b));
+    }
+    words.remainder().iter().all(|&b| allowed(b))
 }
 
 /// `tchar` (RFC 9110 §5.6.2).
@@ -393,6 +415,18 @@ mod tests {
         assert_eq!(lines.push(b"", b"1"), Err(InvalidLine::Name));
         assert_eq!(lines.push(b"x-a", b"a\r\nb: c"), Err(InvalidLine::Value));
         assert_eq!(lines.push(b"x-a", b"a\0"), Err(InvalidLine::Value));
+        // Every byte of a long value is looked at, in a word or in the tail.
+        for at in 0..19 {
+            for bad in [0u8, b'\r', b'\n', 0x1f, 0x7f] {
+                let mut value = *b"0123456789abcdefghi";
+                value[at] = bad;
+                assert_eq!(
+                    lines.push(b"x-a", &value),
+                    Err(InvalidLine::Value),
+                    "{at} {bad}"
+                );
+            }
+        }
         assert_eq!(
             lines.push(b"Connection", b"close"),
             Err(InvalidLine::OwnedByConnection)
@@ -407,9 +441,12 @@ mod tests {
             Err(InvalidLine::ContentLength)
         );
         lines.push(b"x-tab", b"a\tb \x80").unwrap();
+        lines
+            .push(b"x-long", b"tab\tin a long value \xff~")
+            .unwrap();
         assert_eq!(
             lines.as_bytes(),
-            b"Via: 1.1 drainpipe\r\nx-tab: a\tb \x80\r\n"
+            b"Via: 1.1 drainpipe\r\nx-tab: a\tb \x80\r\nx-long: tab\tin a long value \xff~\r\n"
         );
         let mut map = HeaderMap::new();
         lines.append_to(&mut map);

@@ -110,7 +110,7 @@ pub(crate) struct Exchange {
     /// Client: informational (1xx) responses received so far for it.
     pub(crate) informational: u16,
     /// Client: the request asked for the response's fields as
-    /// [`FieldLines`](crate::FieldLines) ([`ReceiveAsLines`](crate::ReceiveAsLines)).
+    /// [`FieldLines`](crate::FieldLines) ([`Relay`](crate::Relay)).
     pub(crate) as_lines: bool,
 }
 

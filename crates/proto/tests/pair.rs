@@ -1088,21 +1088,28 @@ fn client_normalises_path_and_content_length_list() {
     );
 }
 
-// A client that asks for `ReceiveAsLines` gets the final response's
+// A client that sends a `Relay` request gets the final response's
 // end-to-end fields as text (order, case, repeats kept; hop-by-hop and
 // `Content-Length` out of the text) with the same framing and persistence
 // facts; an interim response still has a map. A server sending those lines
 // writes them as they came, its own fields after them.
 #[test]
 fn response_received_as_lines_and_sent_on_as_they_came() {
-    use drainpipe_proto::{Event, FieldLines, ReceiveAsLines};
+    use drainpipe_proto::{Event, FieldLines, Relay};
     let mut c = client();
     let (mut parts, _) = get("http://a/").into_parts();
-    parts.extensions.insert(ReceiveAsLines);
+    let mut relay = Relay::default();
+    relay.added.push(b"Via", b"1.1 hop").unwrap();
+    parts.extensions.insert(relay);
     let mut out = WriteBuf::new();
     c.send_request(&parts, BodySize::Exact(0), &mut out)
         .unwrap();
     c.send_end(None, &mut out).unwrap();
+    assert_eq!(
+        s(&wire(&mut out)),
+        "GET / HTTP/1.1\r\nVia: 1.1 hop\r\nhost: a\r\n\r\n",
+        "the added lines after the map, before the connection's own"
+    );
 
     c.receive(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n");
     match c.next_event().unwrap() {

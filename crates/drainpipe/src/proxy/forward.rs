@@ -122,11 +122,10 @@ pub fn forwarded_request(
 /// Readies a rewritten request head for the proxy's client: the fields this
 /// hop adds (from [`forwarded_request`]) ride in its extensions and are
 /// written after the map, and the response is asked for as field lines
-/// ([`proto::ReceiveAsLines`]), so neither direction builds a header map for
-/// fields nobody reads.
+/// (both are what [`proto::Relay`] says), so neither direction builds a
+/// header map for fields nobody reads.
 pub(crate) fn to_next_hop(head: &mut http::request::Parts, added: FieldLines) {
-    head.extensions.insert(added);
-    head.extensions.insert(proto::ReceiveAsLines);
+    head.extensions.insert(proto::Relay { added });
 }
 
 /// The fields a proxy adds, in the order of `earlier` above.
@@ -177,7 +176,7 @@ fn version_text(received: Version) -> &'static [u8] {
 /// switches protocols (101), so `Upgrade` stays.
 ///
 /// A response received as [`FieldLines`] (in `head.extensions`; the proxy's
-/// client asks for that with [`proto::ReceiveAsLines`]) had its hop-by-hop
+/// client asks for that with [`proto::Relay`]) had its hop-by-hop
 /// fields left out as it was read: `Via` is one more line after the
 /// upstream's (RFC 9110 §5.3: the same list), and the map (empty, or what a
 /// layer put there) is rewritten as any map is.

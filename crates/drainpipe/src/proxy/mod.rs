@@ -46,8 +46,8 @@
 //! Most fields pass through a proxy unread, so neither direction builds an
 //! `http::HeaderMap` for them beyond what the server already parsed. The
 //! fields this hop adds (`Via`, `X-Forwarded-*`) travel to the client as a
-//! [`proto::FieldLines`] in the request's extensions, written after the map.
-//! The upstream's response is asked for as lines ([`proto::ReceiveAsLines`]):
+//! [`proto::Relay`] in the request's extensions, written after the map.
+//! The upstream's response is asked for as lines ([`proto::Relay`]):
 //! its head is parsed and checked as strictly as any, and its end-to-end
 //! field lines (hop-by-hop ones and those its `Connection` names left out)
 //! are copied once, in their order and case, into a `FieldLines` in the
