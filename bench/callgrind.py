@@ -12,7 +12,9 @@ SCENARIO is one of:
              difference from `proxy` is what logging costs
 
 The server runs with `--threads 1` (one thread: a repeatable count) and
-`drainpipe bench` (the first binary given) makes the load. The counters are
+`drainpipe bench` (the first binary given) makes the load. A binary named
+hyper-hello (bench/hyper-hello/target/release/hyper-hello) is run as that
+peer's origin, for keepalive and pipelined. The counters are
 zeroed after a warm-up and read when the server exits after exactly N more
 requests, so start-up is not counted. Instruction counts do not depend on what else the machine does, so
 this is the measurement to use for a hot-path change while other work runs.
@@ -56,6 +58,12 @@ def measure(scenario, binary, client, requests, outdir):
     try:
         oport = free_port()
         origin = [binary, "--threads", "1", "origin", "--listen", f"127.0.0.1:{oport}"]
+        if "hyper-hello" in os.path.basename(binary):
+            # bench/hyper-hello (one current-thread runtime): the peer to
+            # compare keepalive and pipelined with, function by function.
+            if scenario.startswith("proxy"):
+                sys.exit("callgrind.py: hyper-hello is an origin; no proxy scenario")
+            origin = [binary, f"127.0.0.1:{oport}"]
         target = oport
         under = origin
         if scenario.startswith("proxy"):
