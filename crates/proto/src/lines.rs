@@ -456,3 +456,38 @@ mod tests {
         assert_eq!(map["x-tab"].as_bytes(), b"a\tb \x80");
     }
 }
+
+#[cfg(test)]
+mod strictness {
+    use super::*;
+    use crate::config::Config;
+    use crate::head::parse::parse_response;
+    use bytes::Bytes;
+
+    // A received head is refused (or accepted) alike whether its fields go
+    // into a header map or into lines.
+    #[test]
+    fn lines_are_as_strict_as_the_map() {
+        let config = Config::default();
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nX: a\x7fb\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX\x01: a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: \x80\xff\ttab\r\n\r\n",
+        ] {
+            let head = Bytes::copy_from_slice(bad);
+            let as_map = parse_response(&head, &config, false).map(|_| ());
+            let as_lines = parse_response(&head, &config, true).map(|_| ());
+            assert_eq!(
+                as_map.as_ref().map_err(|e| e.kind().clone()),
+                as_lines.as_ref().map_err(|e| e.kind().clone()),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
