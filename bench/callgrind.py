@@ -6,6 +6,8 @@ Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K]
 SCENARIO is one of:
   keepalive  `drainpipe origin` under callgrind, N keep-alive requests (GET /)
   pipelined  the same, 16 requests in flight per connection
+  tls-keepalive  keepalive over TLS (a self-signed ECDSA P-256 certificate;
+             the load's handshakes happen before the counters are zeroed)
   proxy      `drainpipe proxy` under callgrind in front of `drainpipe origin`
              (the origin runs natively), N keep-alive requests through it
   proxy-log  the same with the access log on (combined, to a file): the
@@ -45,11 +47,26 @@ def wait_port(port, seconds=60):
     raise RuntimeError(f"port {port} never opened")
 
 
-def load(client, port, requests, pipelined):
-    cmd = [client, "bench", f"http://127.0.0.1:{port}/", "-c", "8", "-n", str(requests)]
+def load(client, port, requests, pipelined, tls=False):
+    scheme = "https" if tls else "http"
+    cmd = [client, "bench", f"{scheme}://127.0.0.1:{port}/", "-c", "8", "-n", str(requests)]
+    if tls:
+        cmd += ["--insecure"]
     if pipelined:
         cmd += ["--strategy", "pipelined", "-d", "16"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+
+
+def certificate(outdir):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (made once per run)."""
+    cert, key = os.path.join(outdir, "leaf.pem"), os.path.join(outdir, "leaf.key")
+    if not os.path.exists(cert):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+    return cert, key
 
 
 def measure(scenario, binary, client, requests, outdir):
@@ -58,12 +75,16 @@ def measure(scenario, binary, client, requests, outdir):
     try:
         oport = free_port()
         origin = [binary, "--threads", "1", "origin", "--listen", f"127.0.0.1:{oport}"]
+        tls = scenario == "tls-keepalive"
+        if tls:
+            cert, key = certificate(outdir)
+            origin += ["--tls-cert", cert, "--tls-key", key]
         if "hyper-hello" in os.path.basename(binary):
             # bench/hyper-hello (one current-thread runtime): the peer to
             # compare keepalive and pipelined with, function by function.
             if scenario.startswith("proxy"):
                 sys.exit("callgrind.py: hyper-hello is an origin; no proxy scenario")
-            origin = [binary, f"127.0.0.1:{oport}"]
+            origin = [binary, f"127.0.0.1:{oport}"] + (list(certificate(outdir)) if tls else [])
         target = oport
         under = origin
         if scenario.startswith("proxy"):
@@ -87,10 +108,10 @@ def measure(scenario, binary, client, requests, outdir):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(vg)
         wait_port(target)
-        load(client, target, 2000, scenario == "pipelined")
+        load(client, target, 2000, scenario == "pipelined", tls)
         subprocess.run(["callgrind_control", "--zero", str(vg.pid)], check=True,
                        capture_output=True)
-        load(client, target, requests, scenario == "pipelined")
+        load(client, target, requests, scenario == "pipelined", tls)
     finally:
         for p in procs:
             p.terminate()
