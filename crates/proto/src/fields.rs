@@ -78,18 +78,21 @@ impl ConnectionTokens {
     /// Adds the tokens of one `Connection` field value.
     pub fn add(&mut self, value: &[u8]) {
         for token in list_elements(value) {
-            if token.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if token.eq_ignore_ascii_case(b"upgrade") {
-                self.upgrade = true;
-            } else {
-                self.other = true;
+            // The length picks the one candidate to compare with.
+            match token.len() {
+                5 if same_name(token, b"close") => self.close = true,
+                10 if same_name(token, b"keep-alive") => self.keep_alive = true,
+                7 if same_name(token, b"upgrade") => self.upgrade = true,
+                _ => self.other = true,
             }
         }
     }
 }
+
+/// `Keep-Alive`, which `http` has no constant for (built at compile time).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (built at compile time).
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Whether `name` is `lower` (lowercase letters and `-` only) in any case.
 ///
@@ -209,6 +212,27 @@ impl FieldKind {
                 | FieldKind::ProxyAuthenticate
                 | FieldKind::ProxyAuthorization
         )
+    }
+
+    /// The name as an `http::HeaderName` (a constant: no lookup, no check), `None`
+    /// for [`FieldKind::Other`].
+    pub fn header_name(self) -> Option<HeaderName> {
+        Some(match self {
+            FieldKind::Host => header::HOST,
+            FieldKind::Date => header::DATE,
+            FieldKind::Connection => header::CONNECTION,
+            FieldKind::ContentLength => header::CONTENT_LENGTH,
+            FieldKind::TransferEncoding => header::TRANSFER_ENCODING,
+            FieldKind::Upgrade => header::UPGRADE,
+            FieldKind::Expect => header::EXPECT,
+            FieldKind::KeepAlive => KEEP_ALIVE,
+            FieldKind::ProxyConnection => PROXY_CONNECTION,
+            FieldKind::Te => header::TE,
+            FieldKind::Trailer => header::TRAILER,
+            FieldKind::ProxyAuthenticate => header::PROXY_AUTHENTICATE,
+            FieldKind::ProxyAuthorization => header::PROXY_AUTHORIZATION,
+            FieldKind::Other => return None,
+        })
     }
 }
 
@@ -568,7 +592,7 @@ impl KeepAliveParams {
     /// ignored (the field is advisory).
     pub fn of(headers: &HeaderMap) -> Self {
         let mut p = KeepAliveParams::default();
-        for value in headers.get_all(HeaderName::from_static("keep-alive")) {
+        for value in headers.get_all(KEEP_ALIVE) {
             p.add(value.as_bytes());
         }
         p
@@ -639,7 +663,7 @@ impl HopByHop {
     /// place of `Connection`.
     pub fn of(headers: &HeaderMap) -> Self {
         let mut named = Vec::new();
-        let proxy_connection = HeaderName::from_static("proxy-connection");
+        let proxy_connection = PROXY_CONNECTION;
         for name in [&header::CONNECTION, &proxy_connection] {
             for token in all_elements(headers, name) {
                 if let Ok(n) = HeaderName::from_bytes(token) {
@@ -730,6 +754,10 @@ mod tests {
         assert!(t.close && t.keep_alive && t.other && !t.upgrade);
         let h = map(&[("connection", "foo,,  ,Upgrade")]);
         assert!(ConnectionTokens::of(&h).upgrade);
+        // Near misses are other tokens.
+        let h = map(&[("connection", "closer, keep_alive, upgradE2, clos")]);
+        let t = ConnectionTokens::of(&h);
+        assert!(t.other && !t.close && !t.keep_alive && !t.upgrade);
         assert_eq!(
             ConnectionTokens::of(&HeaderMap::new()),
             ConnectionTokens::default()
@@ -979,6 +1007,32 @@ mod tests {
             );
         }
         assert_eq!(FieldKind::of(b"Content-Length"), FieldKind::ContentLength);
+        // Each kind's constant name is the name it was recognised from.
+        for name in [
+            &b"Host"[..],
+            b"date",
+            b"CONNECTION",
+            b"content-length",
+            b"Transfer-Encoding",
+            b"upgrade",
+            b"expect",
+            b"Keep-Alive",
+            b"proxy-connection",
+            b"TE",
+            b"trailer",
+            b"proxy-authenticate",
+            b"Proxy-Authorization",
+            b"x-other",
+        ] {
+            let kind = FieldKind::of(name);
+            let typed = HeaderName::from_bytes(name).unwrap();
+            assert_eq!(
+                kind.header_name().unwrap_or(typed.clone()),
+                typed,
+                "{kind:?}"
+            );
+            assert_eq!(kind == FieldKind::Other, kind.header_name().is_none());
+        }
         // Any case of every letter, nothing else: not `-` for `\r`, not a
         // neighbouring letter, not a longer or shorter name.
         for lower in [

@@ -459,7 +459,6 @@ mod tests {
 
 #[cfg(test)]
 mod strictness {
-    use super::*;
     use crate::config::Config;
     use crate::head::parse::parse_response;
     use bytes::Bytes;

@@ -263,21 +263,41 @@ fn to_header_map(
     for field in fields {
         let kind = FieldKind::of(field.name.as_bytes());
         let name = field_name(kind, field.name)?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
-            .map_err(|_| Error::remote(ErrorKind::BadFieldValue))?;
+        let value = field_value(head, field.value);
         facts.note(kind, value.as_bytes());
         map.append(name, value);
     }
     Ok((map, facts))
 }
 
-/// A field name. `Host`, in every HTTP/1.1 request, is recognised without
-/// the general lookup.
+/// A received field value as a `HeaderValue`, sharing the head's memory,
+/// without checking its bytes a second time.
+///
+/// httparse accepts in a value only tab, visible ASCII, space and obs-text
+/// (0x80-0xFF): no other control character, no DEL. That is the set
+/// `HeaderValue` allows, so the check `from_maybe_shared` would repeat (a
+/// loop over every byte of every value, the largest single cost of a head
+/// with many fields) cannot fail. The property test
+/// `httparse_values_are_header_values` (tests/values.rs) holds httparse to
+/// that, over its scalar and vectorised paths; debug builds check each value.
+fn field_value(head: &Bytes, value: &[u8]) -> HeaderValue {
+    debug_assert!(HeaderValue::from_bytes(value).is_ok(), "{value:?}");
+    let shared = head.slice_ref(value);
+    // SAFETY: `value` passed httparse's value check, whose accepted bytes are
+    // a subset of `HeaderValue`'s (see above); `from_maybe_shared_unchecked`
+    // requires only that the bytes be a valid `HeaderValue`.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(shared) }
+}
+
+/// A field name. The names the rules know (`Host` in every HTTP/1.1
+/// request, `Content-Length`, `Connection`…) were recognised already and are
+/// constants; only the others go through the general lookup.
 fn field_name(kind: FieldKind, name: &str) -> Result<HeaderName, Error> {
-    if kind == FieldKind::Host {
-        return Ok(http::header::HOST);
+    match kind.header_name() {
+        Some(known) => Ok(known),
+        None => HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::remote(ErrorKind::BadFieldName)),
     }
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadFieldName))
 }
 
 /// RFC 9112 §3.2: exactly one `Host` in a request, with a valid value;
