@@ -256,9 +256,9 @@ fn to_header_map(
     head: &Bytes,
     fields: &[httparse::Header<'_>],
 ) -> Result<(HeaderMap, HeadFacts), Error> {
-    // Room for a few more: a proxy adds Via and X-Forwarded-* without a
-    // rehash.
-    let mut map = HeaderMap::with_capacity(fields.len() + 4);
+    // Exactly the fields received: a proxy's added fields travel as lines
+    // (`Relay`), not in this map.
+    let mut map = HeaderMap::with_capacity(fields.len());
     let mut facts = HeadFacts::default();
     for field in fields {
         let kind = FieldKind::of(field.name.as_bytes());
