@@ -888,11 +888,14 @@ mod tests {
             "",
             "a-b_c~d%20",
             "host:",
+            ":80",
+            "xn--bcher-kva.example:65535",
         ] {
             assert!(valid_host(good.as_bytes()), "{good:?}");
         }
         for bad in [
             "a b", "a/b", "a@b", "a:b:c", "a:b", "[::1", "[]", "[::1]x", "a?b", "a#b", "\t",
+            "a::1", "a:1:", "a:1a", "a:\u{80}", "\u{7f}", "a\u{0}:1",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?}");
         }
