@@ -11,14 +11,14 @@
 //!
 //! - **Sending.** [`Connection::send_response`](crate::Connection::send_response)
 //!   writes the head's header map, then the `FieldLines` found in its
-//!   extensions, then the fields the connection owns (framing, persistence, `Date`). What the
-//!   lines hold counts as if it were in the map: a `Content-Length` (kept
-//!   beside the text, never in it) frames the message, a `Date` or `Host` is
-//!   not added again.
+//!   extensions, then the fields the connection owns (framing, persistence,
+//!   `Date`). What the lines hold counts as if it were in the map: a
+//!   `Content-Length` (kept beside the text, never in it) frames the message,
+//!   a `Date` or `Host` is not added again.
 //!   [`Connection::send_request`](crate::Connection::send_request) does the
 //!   same with the lines of a [`Relay`] in the request's extensions.
-//! - **Receiving.** A request sent with the [`Relay`] extension gets
-//!   its final response (and a `101`) with an empty header map and the
+//! - **Receiving.** A request sent with the [`Relay`] extension gets its
+//!   final response (and a `101`) with an empty header map and the
 //!   response's end-to-end fields as a `FieldLines` in the response's
 //!   extensions: every field line in its order and case except the hop-by-hop
 //!   ones ([`HopByHop`](crate::HopByHop)'s set, `Upgrade` kept on a `101`) and
