@@ -49,6 +49,15 @@ async fn proxy_with(builder: drainpipe::proxy::Builder, group: Arc<Group>) -> (T
     (srv, proxy)
 }
 
+/// A proxy in front of `upstream` (one server) and a raw client connected
+/// to it; the server and the proxy are returned so they live as long as the
+/// test.
+async fn client_through_proxy(upstream: std::net::SocketAddr) -> (TestServer, Proxy, Raw) {
+    let (srv, proxy) = proxy_to(group(&[upstream], Balance::RoundRobin)).await;
+    let c = Raw::connect(srv.addr).await;
+    (srv, proxy, c)
+}
+
 /// An upstream that answers every request with its own name.
 async fn named(name: &'static str) -> TestServer {
     let service = service_fn(move |_req: http::Request<Incoming>| async move {
@@ -111,8 +120,7 @@ Proxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nX-Fine: 2\r\nContent-Length: 2\r\
         }
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (_srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = c.response().await;
     let head = r.head.to_lowercase();
@@ -163,8 +171,7 @@ x-last:   spaced  \r\n\r\nok",
         }
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (_srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = c.response().await;
     assert_eq!(r.body_str(), "ok");
@@ -271,8 +278,7 @@ async fn close_delimited_upstream_is_reframed() {
         }
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = c.response().await;
     assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
@@ -315,8 +321,7 @@ async fn truncated_upstream_aborts_the_client_response() {
             .await;
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (_srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     while c.fill().await {}
     let all = String::from_utf8_lossy(&c.buf).into_owned();
@@ -332,8 +337,7 @@ async fn truncated_upstream_aborts_the_client_response() {
         c.send(b"HTTP/1.1 200 O").await;
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (_srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(c.response().await.status, 502);
 }
@@ -618,8 +622,7 @@ async fn upgrade_is_tunnelled_after_101() {
         c.stream.write_all(b"bye").await.unwrap();
     })
     .await;
-    let (srv, _proxy) = proxy_to(group(&[raw], Balance::RoundRobin)).await;
-    let mut c = Raw::connect(srv.addr).await;
+    let (_srv, _proxy, mut c) = client_through_proxy(raw).await;
     c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly")
         .await;
     let r = c.response().await;
