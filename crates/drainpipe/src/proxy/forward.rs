@@ -318,6 +318,28 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
     }
 
+    // What a client claims in -Proto and -Host never passes on: replaced by
+    // what this hop saw, and -Host dropped when the request has no Host.
+    #[test]
+    fn client_forwarded_proto_and_host_are_replaced_or_dropped() {
+        let mut h = map(&[
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let added = forwarded_request(
+            &mut h,
+            &Forwarding::default(),
+            None,
+            false,
+            Version::HTTP_10,
+            false,
+        );
+        assert!(h.is_empty(), "{h:?}");
+        assert_eq!(added.get("x-forwarded-proto"), Some(&b"http"[..]));
+        assert_eq!(added.get("x-forwarded-host"), None);
+        assert_eq!(added.get("x-forwarded-for"), None, "no peer address");
+    }
+
     #[test]
     fn tunnel_keeps_upgrade() {
         let mut h = map(&[
