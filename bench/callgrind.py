@@ -6,7 +6,7 @@ Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K]
 SCENARIO is one of:
   keepalive  `drainpipe origin` under callgrind, N keep-alive requests (GET /)
   pipelined  the same, 16 requests in flight per connection
-  tls-keepalive  keepalive over TLS (a self-signed ECDSA P-256 certificate;
+  tls-keepalive  keepalive over TLS (bench/run.py's ECDSA P-256 certificate;
              the load's handshakes happen before the counters are zeroed)
   proxy      `drainpipe proxy` under callgrind in front of `drainpipe origin`
              (the origin runs natively), N keep-alive requests through it
@@ -34,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import free_port  # noqa: E402  (one way to pick a port)
+from run import TLS_DIR, make_tls_certs  # noqa: E402  (one way to make the certificate)
 
 
 def wait_port(port, seconds=60):
@@ -57,16 +58,12 @@ def load(client, port, requests, pipelined, tls=False):
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
 
 
-def certificate(outdir):
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (made once per run)."""
-    cert, key = os.path.join(outdir, "leaf.pem"), os.path.join(outdir, "leaf.key")
-    if not os.path.exists(cert):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True)
-    return cert, key
+def certificate():
+    """The bench's ECDSA P-256 leaf for localhost/127.0.0.1 (bench/run.py's,
+    made once in bench/out/tls/)."""
+    if not (TLS_DIR / "leaf.pem").exists():
+        make_tls_certs()
+    return str(TLS_DIR / "leaf.pem"), str(TLS_DIR / "leaf.key")
 
 
 def measure(scenario, binary, client, requests, outdir):
@@ -77,14 +74,14 @@ def measure(scenario, binary, client, requests, outdir):
         origin = [binary, "--threads", "1", "origin", "--listen", f"127.0.0.1:{oport}"]
         tls = scenario == "tls-keepalive"
         if tls:
-            cert, key = certificate(outdir)
+            cert, key = certificate()
             origin += ["--tls-cert", cert, "--tls-key", key]
         if "hyper-hello" in os.path.basename(binary):
             # bench/hyper-hello (one current-thread runtime): the peer to
             # compare keepalive and pipelined with, function by function.
             if scenario.startswith("proxy"):
                 sys.exit("callgrind.py: hyper-hello is an origin; no proxy scenario")
-            origin = [binary, f"127.0.0.1:{oport}"] + (list(certificate(outdir)) if tls else [])
+            origin = [binary, f"127.0.0.1:{oport}"] + (list(certificate()) if tls else [])
         target = oport
         under = origin
         if scenario.startswith("proxy"):
