@@ -6,16 +6,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{request, response, Method, StatusCode, Version};
+use http::{request, response, Method, Request, StatusCode, Version};
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder};
 use crate::encode::Encoder;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
-use crate::fields::{self, ConnectionTokens, KeepAliveParams};
+use crate::fields::{self, ConnectionTokens, HeadFacts, KeepAliveParams};
 use crate::framing::{body_framing, BodySize, Framing, Message};
-use crate::head::parse::{check_incomplete_head, find_head_end, parse_request, parse_response};
+use crate::head::parse::{
+    check_incomplete_head, find_head_end, parse_request, parse_response, take_request,
+};
 use crate::head::write;
 use crate::lines::{FieldLines, Relay};
 use crate::persist;
@@ -210,6 +212,16 @@ impl Connection {
         let Recv::Head { scanned } = &mut self.recv else {
             unreachable!("read_head outside Recv::Head")
         };
+        // A request head that arrived whole is parsed and split off in one
+        // pass; anything else (a head still coming in, or one to refuse)
+        // takes the general path below.
+        if self.role == Role::Server && *scanned == 0 {
+            if let Some(parsed) = take_request(&mut self.buf, &self.config) {
+                return parsed
+                    .and_then(|(req, facts)| self.request_started(req, facts))
+                    .map_err(|e| self.fail_recv(e));
+            }
+        }
         match find_head_end(&self.buf, scanned) {
             Err(kind) => Err(self.fail_recv(Error::remote(kind))),
             Ok(None) => {
@@ -241,6 +253,11 @@ impl Connection {
     /// Server: a request head arrived.
     fn request_head(&mut self, head: &Bytes) -> Result<Event, Error> {
         let (req, facts) = parse_request(head, &self.config)?;
+        self.request_started(req, facts)
+    }
+
+    /// Server: a request head was parsed; its exchange begins.
+    fn request_started(&mut self, req: Request<()>, facts: HeadFacts) -> Result<Event, Error> {
         let framing = body_framing(Message::Request, req.version(), &facts)?;
         self.check_declared_length(framing)?;
         let mut tokens = facts.connection;

@@ -217,3 +217,92 @@ proptest! {
         prop_assert!(whole_client.is_idle());
     }
 }
+
+/// Pieces of request heads, good and bad: the start lines, field lines and
+/// line ends a hostile or broken client sends.
+fn head_piece_strategy() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "GET / HTTP/1.1",
+        "GET /a?b HTTP/1.0",
+        "GET  / HTTP/1.1",
+        "G@T / HTTP/1.1",
+        "GET / HTTP/1.2",
+        "GET / HTTP/2.0",
+        "GET http://u@h/ HTTP/1.1",
+        "CONNECT a:1 HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+        "POST /p HTTP/1.1",
+        "Host: a",
+        "Host: b:80",
+        "Host: a b",
+        "host: [::1]:8",
+        "X: y",
+        " folded",
+        "X : y",
+        "X:\x7f",
+        "Bad\x01: v",
+        "X: a\rb",
+        "Content-Length: 3",
+        "Content-Length: 3, 4",
+        "Transfer-Encoding: chunked",
+        "Connection: close",
+        "Expect: 100-continue",
+        "",
+    ])
+}
+
+fn line_end_strategy() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["\r\n", "\r\n", "\r\n", "\n", "\r", "\r\r\n"])
+}
+
+/// Feeds `input` in the given pieces and returns the events up to and
+/// including the first error (an error is sticky: later calls repeat it), a
+/// pause once however many times it is reported.
+fn until_error(input: &[u8], pieces: &[usize]) -> Vec<Ev> {
+    let mut conn = Connection::new(Role::Server, config());
+    let mut out: Vec<Ev> = Vec::new();
+    let mut at = 0;
+    for len in pieces.iter().copied().chain([input.len()]) {
+        let end = (at + len).min(input.len());
+        conn.receive(&input[at..end]);
+        at = end;
+        for ev in events(&mut conn) {
+            match (out.last_mut(), ev) {
+                (_, Ev::NeedData) | (Some(Ev::Paused), Ev::Paused) => {}
+                (Some(Ev::Data(prev)), Ev::Data(more)) => prev.extend_from_slice(&more),
+                (_, Ev::Error(e)) => {
+                    out.push(Ev::Error(e));
+                    return out;
+                }
+                (_, ev) => out.push(ev),
+            }
+        }
+        if at == input.len() {
+            break;
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// A head that arrives whole is parsed in one pass when all is well
+    /// (`take_request`) and through `find_head_end` otherwise; one that
+    /// arrives a byte at a time always takes the second path. Good or bad,
+    /// the verdict must be the same: the same requests, the same error.
+    #[test]
+    fn heads_good_or_bad_same_verdict_whole_or_byte_by_byte(
+        lines in prop::collection::vec((head_piece_strategy(), line_end_strategy()), 1..8),
+        next in any::<bool>(),
+    ) {
+        let mut input: Vec<u8> = lines.iter().flat_map(|(l, e)| [l.as_bytes(), e.as_bytes()].concat()).collect();
+        input.extend_from_slice(b"\r\n");
+        if next {
+            input.extend_from_slice(b"abcGET /n HTTP/1.1\r\nHost: n\r\n\r\n");
+        }
+        let whole = until_error(&input, &[]);
+        let bytes = until_error(&input, &vec![1; input.len()]);
+        prop_assert_eq!(&bytes, &whole, "{:?}", String::from_utf8_lossy(&input));
+    }
+}

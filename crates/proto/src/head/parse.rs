@@ -21,10 +21,12 @@
 //! value is a slice of it.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use smallvec::SmallVec;
 
 use crate::config::{Config, FIELDS_CAP};
 use crate::error::{Error, ErrorKind};
@@ -47,7 +49,13 @@ pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, E
     // it, and named by `map_httparse`.
     for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
         if i == 0 || buf[i - 1] != b'\r' {
-            return Err(ErrorKind::BareLf);
+            // Whichever came first is named, as it is when the bytes arrive
+            // one by one.
+            return Err(if has_bare_cr(&buf[start..i]) {
+                ErrorKind::BareCr
+            } else {
+                ErrorKind::BareLf
+            });
         }
         // An empty line: CRLF right after the previous line's CRLF, or a block
         // that is only an empty line (a trailer section with no fields).
@@ -108,42 +116,152 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
         }));
     }
     let max_fields = config.max_fields.min(FIELDS_CAP);
+    let mut spans = FieldSpans::new();
+    match request_spans(head, max_fields, &mut spans) {
+        Ok(Some(at)) => build_request(head, &at, &spans, config),
+        Ok(None) => Err(Error::remote(ErrorKind::BadStartLine)),
+        Err(httparse::Error::Version) if higher_minor(head, true).is_some() => {
+            parse_request(&higher_minor(head, true).expect("just checked"), config)
+        }
+        Err(e) => Err(Error::remote(map_httparse(e, head, max_fields))),
+    }
+}
+
+/// Parses the request head at the start of `buf` and splits it off, in one
+/// pass over its bytes, when the head is there whole and every one of its
+/// lines ends in CRLF: the common case, for which looking for the head's end
+/// first ([`find_head_end`]) would read each byte twice.
+///
+/// `None` (and `buf` untouched) for anything else: a head not complete yet,
+/// one the parser refuses, a bare LF, a head over the size limit. The caller
+/// then takes the general path (`find_head_end`, then [`parse_request`]),
+/// which says what is wrong exactly as it would have without this attempt;
+/// a head that passes here gets the same result from that path too (the
+/// parser stops where `find_head_end` would: at the first empty line).
+pub fn take_request(
+    buf: &mut BytesMut,
+    config: &Config,
+) -> Option<Result<(Request<()>, HeadFacts), Error>> {
+    let max_fields = config.max_fields.min(FIELDS_CAP);
+    let mut spans = FieldSpans::new();
+    let at = request_spans(buf, max_fields, &mut spans).ok()??;
+    if at.len > config.max_head_bytes || !lines_end_in_crlf(&buf[..at.len], &spans) {
+        return None;
+    }
+    let head = buf.split_to(at.len).freeze();
+    Some(build_request(&head, &at, &spans, config))
+}
+
+/// Whether every line of a parsed head ends in CRLF, and no empty line
+/// comes before it. The parser ends a line at an LF with or without a CR
+/// before it, so the CR is looked for before each field line (the end of the
+/// line above it) and in the head's last four bytes (the last line's end and
+/// the empty line's).
+fn lines_end_in_crlf(head: &[u8], spans: &[FieldSpan]) -> bool {
+    // The parser also skips empty lines before the start line (CRLF or bare
+    // LF); the caller took the CRLF ones off already.
+    !matches!(head.first(), Some(b'\r' | b'\n'))
+        && head.ends_with(b"\r\n\r\n")
+        && spans
+            .iter()
+            .all(|f| (f.name.0 as usize).checked_sub(2).and_then(|i| head.get(i)) == Some(&b'\r'))
+}
+
+/// Where a field line's name and value lie in its head (start, end).
+#[derive(Clone, Copy)]
+struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The field spans of a head: on the stack up to a number of fields few
+/// requests pass (nothing to clear or allocate first), on the heap beyond.
+type FieldSpans = SmallVec<[FieldSpan; 32]>;
+
+/// Where a parsed request line's parts lie in the head, and how long the
+/// head is (the parser found its end).
+struct RequestAt {
+    len: usize,
+    method: (u32, u32),
+    target: (u32, u32),
+    minor: u8,
+}
+
+/// Runs httparse over `buf` and notes where everything it found lies, so
+/// that the head can be split off its buffer before anything is built from
+/// it (the fields' places go into `spans`). `Ok(None)`: the head is not
+/// complete.
+fn request_spans(
+    buf: &[u8],
+    max_fields: usize,
+    spans: &mut FieldSpans,
+) -> Result<Option<RequestAt>, httparse::Error> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); FIELDS_CAP];
     let mut parsed = httparse::Request::new(&mut []);
     let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut parsed,
-        head,
+        buf,
         &mut slots[..max_fields],
-    );
-    match status {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Error::remote(ErrorKind::BadStartLine)),
-        Err(httparse::Error::Version) if higher_minor(head, true).is_some() => {
-            return parse_request(&higher_minor(head, true).expect("just checked"), config);
-        }
-        Err(e) => return Err(Error::remote(map_httparse(e, head, max_fields))),
-    }
+    )?;
+    let httparse::Status::Complete(len) = status else {
+        return Ok(None);
+    };
     let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
-        return Err(Error::remote(ErrorKind::BadStartLine));
+        return Ok(None);
     };
+    // The head is at most a few hundred KiB (its limit), so u32 offsets.
+    let base = buf.as_ptr() as usize;
+    let at = |part: &[u8]| {
+        let start = (part.as_ptr() as usize - base) as u32;
+        (start, start + part.len() as u32)
+    };
+    spans.extend(parsed.headers.iter().map(|field| FieldSpan {
+        name: at(field.name.as_bytes()),
+        value: at(field.value),
+    }));
+    Ok(Some(RequestAt {
+        len,
+        method: at(method.as_bytes()),
+        target: at(target.as_bytes()),
+        minor,
+    }))
+}
+
+/// The request, its fields sharing `head`'s memory, and its facts, once
+/// httparse accepted the head; the rules httparse does not check are
+/// applied here.
+fn build_request(
+    head: &Bytes,
+    at: &RequestAt,
+    spans: &[FieldSpan],
+    config: &Config,
+) -> Result<(Request<()>, HeadFacts), Error> {
+    let part = |(start, end): (u32, u32)| &head[start as usize..end as usize];
+    let target = part(at.target);
     if target.len() > config.max_uri_bytes {
         return Err(Error::remote(ErrorKind::UriTooLong {
             limit: config.max_uri_bytes,
         }));
     }
     let method =
-        Method::from_bytes(method.as_bytes()).map_err(|_| Error::remote(ErrorKind::BadMethod))?;
-    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
+        Method::from_bytes(part(at.method)).map_err(|_| Error::remote(ErrorKind::BadMethod))?;
+    let uri = Uri::from_maybe_shared(head.slice(at.target.0 as usize..at.target.1 as usize))
         .map_err(|_| Error::remote(ErrorKind::BadTarget))?;
     check_target_form(&method, target, &uri)?;
     check_no_userinfo(&uri)?;
-    let version = if minor == 1 {
+    let version = if at.minor == 1 {
         Version::HTTP_11
     } else {
         Version::HTTP_10
     };
-    let (headers, facts) = to_header_map(head, parsed.headers)?;
+    let (map, facts) = to_header_map(
+        head,
+        spans.iter().map(|f| {
+            let (start, end) = f.value;
+            (part(f.name), start as usize..end as usize)
+        }),
+    )?;
     check_host(&facts, version)?;
 
     let mut req = Request::new(());
@@ -154,7 +272,7 @@ pub fn parse_request(head: &Bytes, config: &Config) -> Result<(Request<()>, Head
     debug_assert_eq!(req.headers().capacity(), 0);
     std::mem::forget(std::mem::replace(req.uri_mut(), uri));
     *req.version_mut() = version;
-    std::mem::forget(std::mem::replace(req.headers_mut(), headers));
+    std::mem::forget(std::mem::replace(req.headers_mut(), map));
     Ok((req, facts))
 }
 
@@ -231,7 +349,7 @@ fn response_in<'h>(
         res.extensions_mut().insert(lines);
         return Ok((res, facts));
     }
-    let (headers, facts) = to_header_map(head, parsed.headers)?;
+    let (headers, facts) = to_header_map(head, httparse_fields(head, parsed.headers))?;
     // The empty default map allocates nothing: no drop needed.
     debug_assert_eq!(res.headers().capacity(), 0);
     std::mem::forget(std::mem::replace(res.headers_mut(), headers));
@@ -244,30 +362,43 @@ pub fn parse_fields(block: &Bytes, max_fields: usize) -> Result<HeaderMap, Error
     let mut slots = [httparse::EMPTY_HEADER; FIELDS_CAP];
     match httparse::parse_headers(block, &mut slots[..max_fields]) {
         Ok(httparse::Status::Complete((_, fields))) => {
-            to_header_map(block, fields).map(|(map, _)| map)
+            to_header_map(block, httparse_fields(block, fields)).map(|(map, _)| map)
         }
         Ok(httparse::Status::Partial) => Err(Error::remote(ErrorKind::BadFieldName)),
         Err(e) => Err(Error::remote(map_httparse(e, block, max_fields))),
     }
 }
 
-/// Builds the header map and gathers the [`HeadFacts`] in the same pass.
-fn to_header_map(
-    head: &Bytes,
-    fields: &[httparse::Header<'_>],
+/// Builds the header map and gathers the [`HeadFacts`] in the same pass, from
+/// each field's name and where its value lies in `head`.
+fn to_header_map<'h>(
+    head: &'h Bytes,
+    fields: impl ExactSizeIterator<Item = (&'h [u8], Range<usize>)>,
 ) -> Result<(HeaderMap, HeadFacts), Error> {
     // Exactly the fields received: a proxy's added fields travel as lines
     // (`Relay`), not in this map.
     let mut map = HeaderMap::with_capacity(fields.len());
     let mut facts = HeadFacts::default();
-    for field in fields {
-        let kind = FieldKind::of(field.name.as_bytes());
-        let name = field_name(kind, field.name)?;
-        let value = field_value(head, field.value);
+    for (name, value) in fields {
+        let kind = FieldKind::of(name);
+        let name = field_name(kind, name)?;
+        let value = field_value(head, value);
         facts.note(kind, value.as_bytes());
         map.append(name, value);
     }
     Ok((map, facts))
+}
+
+/// httparse's fields as names and value positions in `head`, which they
+/// are slices of.
+fn httparse_fields<'h>(
+    head: &'h Bytes,
+    fields: &'h [httparse::Header<'h>],
+) -> impl ExactSizeIterator<Item = (&'h [u8], Range<usize>)> + 'h {
+    fields.iter().map(move |f| {
+        let start = f.value.as_ptr() as usize - head.as_ptr() as usize;
+        (f.name.as_bytes(), start..start + f.value.len())
+    })
 }
 
 /// A received field value as a `HeaderValue`, sharing the head's memory,
@@ -280,9 +411,9 @@ fn to_header_map(
 /// with many fields) cannot fail. The property test
 /// `httparse_values_are_header_values` (tests/values.rs) holds httparse to
 /// that, over its scalar and vectorised paths; debug builds check each value.
-fn field_value(head: &Bytes, value: &[u8]) -> HeaderValue {
-    debug_assert!(HeaderValue::from_bytes(value).is_ok(), "{value:?}");
-    let shared = head.slice_ref(value);
+fn field_value(head: &Bytes, value: Range<usize>) -> HeaderValue {
+    let shared = head.slice(value);
+    debug_assert!(HeaderValue::from_bytes(&shared).is_ok(), "{shared:?}");
     // SAFETY: `value` passed httparse's value check, whose accepted bytes are
     // a subset of `HeaderValue`'s (see above); `from_maybe_shared_unchecked`
     // requires only that the bytes be a valid `HeaderValue`.
@@ -292,11 +423,10 @@ fn field_value(head: &Bytes, value: &[u8]) -> HeaderValue {
 /// A field name. The names the rules know (`Host` in every HTTP/1.1
 /// request, `Content-Length`, `Connection`…) were recognised already and are
 /// constants; only the others go through the general lookup.
-fn field_name(kind: FieldKind, name: &str) -> Result<HeaderName, Error> {
+fn field_name(kind: FieldKind, name: &[u8]) -> Result<HeaderName, Error> {
     match kind.header_name() {
         Some(known) => Ok(known),
-        None => HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Error::remote(ErrorKind::BadFieldName)),
+        None => HeaderName::from_bytes(name).map_err(|_| Error::remote(ErrorKind::BadFieldName)),
     }
 }
 
@@ -314,14 +444,14 @@ fn check_host(facts: &HeadFacts, version: Version) -> Result<(), Error> {
 /// RFC 9112 §3.2: CONNECT takes the authority-form and only it; the
 /// asterisk-form is for OPTIONS only; everything else is origin-form
 /// (`/path`) or absolute-form (`scheme://…`).
-fn check_target_form(method: &Method, target: &str, uri: &Uri) -> Result<(), Error> {
+fn check_target_form(method: &Method, target: &[u8], uri: &Uri) -> Result<(), Error> {
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
     let ok = if *method == Method::CONNECT {
-        authority_form && !target.contains('/')
-    } else if target == "*" {
+        authority_form && !target.contains(&b'/')
+    } else if target == b"*" {
         *method == Method::OPTIONS
     } else {
-        !authority_form && (target.starts_with('/') || uri.scheme().is_some())
+        !authority_form && (target.starts_with(b"/") || uri.scheme().is_some())
     };
     if ok {
         Ok(())
