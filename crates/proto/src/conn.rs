@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{request, response, Method, Request, StatusCode, Version};
+use http::{request, response, Method, Request, Response, StatusCode, Version};
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder};
@@ -17,6 +17,7 @@ use crate::fields::{self, ConnectionTokens, HeadFacts, KeepAliveParams};
 use crate::framing::{body_framing, BodySize, Framing, Message};
 use crate::head::parse::{
     check_incomplete_head, find_head_end, parse_request, parse_response, take_request,
+    take_response,
 };
 use crate::head::write;
 use crate::lines::{FieldLines, Relay};
@@ -209,19 +210,33 @@ impl Connection {
         if self.role == Role::Client && self.exchanges.is_empty() {
             return Err(self.fail_recv(Error::remote(ErrorKind::UnexpectedData)));
         }
+        // A head that arrived whole is parsed and taken off the buffer in one
+        // pass; anything else (a head still coming in, or one to refuse)
+        // takes the general path below.
+        if matches!(self.recv, Recv::Head { scanned: 0 }) {
+            // Each arm returns its event itself (an event is large: one move
+            // fewer than through a shared variable).
+            match self.role {
+                Role::Server => {
+                    if let Some(parsed) = take_request(&mut self.buf, &self.config) {
+                        return parsed
+                            .and_then(|(req, facts)| self.request_started(req, facts))
+                            .map_err(|e| self.fail_recv(e));
+                    }
+                }
+                Role::Client => {
+                    let as_lines = self.exchanges.front().is_some_and(|x| x.as_lines);
+                    if let Some(parsed) = take_response(&mut self.buf, &self.config, as_lines) {
+                        return parsed
+                            .and_then(|(res, facts)| self.response_started(res, facts))
+                            .map_err(|e| self.fail_recv(e));
+                    }
+                }
+            }
+        }
         let Recv::Head { scanned } = &mut self.recv else {
             unreachable!("read_head outside Recv::Head")
         };
-        // A request head that arrived whole is parsed and split off in one
-        // pass; anything else (a head still coming in, or one to refuse)
-        // takes the general path below.
-        if self.role == Role::Server && *scanned == 0 {
-            if let Some(parsed) = take_request(&mut self.buf, &self.config) {
-                return parsed
-                    .and_then(|(req, facts)| self.request_started(req, facts))
-                    .map_err(|e| self.fail_recv(e));
-            }
-        }
         match find_head_end(&self.buf, scanned) {
             Err(kind) => Err(self.fail_recv(Error::remote(kind))),
             Ok(None) => {
@@ -310,8 +325,15 @@ impl Connection {
 
     /// Client: a response head arrived for the oldest request in flight.
     fn response_head(&mut self, head: &Bytes) -> Result<Event, Error> {
+        let as_lines = self.exchanges.front().is_some_and(|x| x.as_lines);
+        let (res, facts) = parse_response(head, &self.config, as_lines)?;
+        self.response_started(res, facts)
+    }
+
+    /// Client: a response head was parsed; it answers the oldest request in
+    /// flight.
+    fn response_started(&mut self, res: Response<()>, facts: HeadFacts) -> Result<Event, Error> {
         let exchange = *self.exchanges.front().expect("checked by read_head");
-        let (res, facts) = parse_response(head, &self.config, exchange.as_lines)?;
         let status = res.status();
         if status == StatusCode::SWITCHING_PROTOCOLS && !exchange.upgrade {
             return Err(Error::remote(ErrorKind::BadStatus));

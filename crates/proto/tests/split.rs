@@ -259,14 +259,18 @@ fn line_end_strategy() -> impl Strategy<Value = &'static str> {
 /// including the first error (an error is sticky: later calls repeat it), a
 /// pause once however many times it is reported.
 fn until_error(input: &[u8], pieces: &[usize]) -> Vec<Ev> {
-    let mut conn = Connection::new(Role::Server, config());
+    until_error_on(Connection::new(Role::Server, config()), input, pieces)
+}
+
+/// [`until_error`] on a given connection.
+fn until_error_on(mut conn: Connection, input: &[u8], pieces: &[usize]) -> Vec<Ev> {
     let mut out: Vec<Ev> = Vec::new();
     let mut at = 0;
     for len in pieces.iter().copied().chain([input.len()]) {
         let end = (at + len).min(input.len());
         conn.receive(&input[at..end]);
         at = end;
-        for ev in events(&mut conn) {
+        for ev in events_with_lines(&mut conn) {
             match (out.last_mut(), ev) {
                 (_, Ev::NeedData) | (Some(Ev::Paused), Ev::Paused) => {}
                 (Some(Ev::Data(prev)), Ev::Data(more)) => prev.extend_from_slice(&more),
@@ -303,6 +307,97 @@ proptest! {
         }
         let whole = until_error(&input, &[]);
         let bytes = until_error(&input, &vec![1; input.len()]);
+        prop_assert_eq!(&bytes, &whole, "{:?}", String::from_utf8_lossy(&input));
+    }
+}
+
+/// Like `events`, with a response's received lines (a `Relay` request's
+/// answer) shown as its fields.
+fn events_with_lines(conn: &mut Connection) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let ev = match conn.next_event() {
+            Ok(drainpipe_proto::Event::Response { head, body }) => {
+                let mut ev = convert(Ok(drainpipe_proto::Event::Response {
+                    head: head.clone(),
+                    body,
+                }));
+                if let (Ev::Response { fields, .. }, Some(lines)) = (
+                    &mut ev,
+                    head.extensions().get::<drainpipe_proto::FieldLines>(),
+                ) {
+                    fields.push((
+                        "lines".into(),
+                        String::from_utf8_lossy(lines.as_bytes()).into_owned(),
+                    ));
+                }
+                ev
+            }
+            other => convert(other),
+        };
+        let stop = matches!(ev, Ev::NeedData | Ev::Paused | Ev::Closed | Ev::Error(_));
+        out.push(ev);
+        if stop {
+            return out;
+        }
+    }
+    panic!("no stopping event in 10000 calls");
+}
+
+fn response_piece_strategy() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "HTTP/1.1 200 OK",
+        "HTTP/1.0 200 OK",
+        "HTTP/1.1 100 Continue",
+        "HTTP/1.1 204 No Content",
+        "HTTP/1.1 999 Odd",
+        "HTTP/1.2 200 OK",
+        "HTTP/2.0 200 OK",
+        "HTTP/1.1 20 OK",
+        "HTTP/1.1 200",
+        "Content-Length: 3",
+        "Content-Length: 3, 4",
+        "Content-Length: x",
+        "Transfer-Encoding: chunked",
+        "Connection: close, X-Named",
+        "X-Named: 1",
+        "Keep-Alive: timeout=5",
+        "Set-Cookie: a=1",
+        "Date: Wed, 02 Dec 2026 10:00:00 GMT",
+        " folded",
+        "X : y",
+        "X: a\rb",
+        "Bad\x01: v",
+        "",
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// The same for response heads, read into a map or (a `Relay` request's
+    /// answer) as field lines.
+    #[test]
+    fn responses_good_or_bad_same_verdict_whole_or_byte_by_byte(
+        lines in prop::collection::vec((response_piece_strategy(), line_end_strategy()), 1..8),
+        as_lines in any::<bool>(),
+    ) {
+        let mut input: Vec<u8> = lines.iter().flat_map(|(l, e)| [l.as_bytes(), e.as_bytes()].concat()).collect();
+        input.extend_from_slice(b"\r\nabc0\r\n\r\n");
+        let client = || {
+            let mut c = Connection::new(Role::Client, config());
+            let mut b = http::Request::builder().uri("http://a/");
+            if as_lines {
+                b = b.extension(drainpipe_proto::Relay::default());
+            }
+            let (parts, ()) = b.body(()).unwrap().into_parts();
+            let mut out = WriteBuf::new();
+            c.send_request(&parts, BodySize::Exact(0), &mut out).unwrap();
+            c.send_end(None, &mut out).unwrap();
+            c
+        };
+        let whole = until_error_on(client(), &input, &[]);
+        let bytes = until_error_on(client(), &input, &vec![1; input.len()]);
         prop_assert_eq!(&bytes, &whole, "{:?}", String::from_utf8_lossy(&input));
     }
 }

@@ -23,7 +23,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use smallvec::SmallVec;
@@ -145,7 +145,8 @@ pub fn take_request(
     let max_fields = config.max_fields.min(FIELDS_CAP);
     let mut spans = FieldSpans::new();
     let at = request_spans(buf, max_fields, &mut spans).ok()??;
-    if at.len > config.max_head_bytes || !lines_end_in_crlf(&buf[..at.len], &spans) {
+    let name_starts = spans.iter().map(|f| f.name.0 as usize);
+    if at.len > config.max_head_bytes || !lines_end_in_crlf(&buf[..at.len], name_starts) {
         return None;
     }
     let head = buf.split_to(at.len).freeze();
@@ -157,14 +158,13 @@ pub fn take_request(
 /// before it, so the CR is looked for before each field line (the end of the
 /// line above it) and in the head's last four bytes (the last line's end and
 /// the empty line's).
-fn lines_end_in_crlf(head: &[u8], spans: &[FieldSpan]) -> bool {
+/// `name_starts`: where each field's name begins in `head`.
+fn lines_end_in_crlf(head: &[u8], mut name_starts: impl Iterator<Item = usize>) -> bool {
     // The parser also skips empty lines before the start line (CRLF or bare
     // LF); the caller took the CRLF ones off already.
     !matches!(head.first(), Some(b'\r' | b'\n'))
         && head.ends_with(b"\r\n\r\n")
-        && spans
-            .iter()
-            .all(|f| (f.name.0 as usize).checked_sub(2).and_then(|i| head.get(i)) == Some(&b'\r'))
+        && name_starts.all(|at| at.checked_sub(2).and_then(|i| head.get(i)) == Some(&b'\r'))
 }
 
 /// Where a field line's name and value lie in its head (start, end).
@@ -172,6 +172,41 @@ fn lines_end_in_crlf(head: &[u8], spans: &[FieldSpan]) -> bool {
 struct FieldSpan {
     name: (u32, u32),
     value: (u32, u32),
+}
+
+impl FieldSpan {
+    /// Notes where each of httparse's `fields` (slices of `head`) lies.
+    #[inline]
+    fn note_all(head: &[u8], fields: &[httparse::Header<'_>], spans: &mut FieldSpans) {
+        for field in fields {
+            spans.push(FieldSpan {
+                name: span_in(head, field.name.as_bytes()),
+                value: span_in(head, field.value),
+            });
+        }
+    }
+
+    /// The fields as names and value positions, for [`to_header_map`].
+    fn fields<'h>(
+        head: &'h Bytes,
+        spans: &'h [FieldSpan],
+    ) -> impl ExactSizeIterator<Item = (&'h [u8], Range<usize>)> + 'h {
+        spans.iter().map(|f| {
+            let ((name_start, name_end), (start, end)) = (f.name, f.value);
+            (
+                &head[name_start as usize..name_end as usize],
+                start as usize..end as usize,
+            )
+        })
+    }
+}
+
+/// Where `part`, a slice of `head`, lies in it. A head is at most a few
+/// hundred KiB (its limit), so u32 offsets.
+#[inline]
+fn span_in(head: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize - head.as_ptr() as usize) as u32;
+    (start, start + part.len() as u32)
 }
 
 /// The field spans of a head: on the stack up to a number of fields few
@@ -210,20 +245,11 @@ fn request_spans(
     else {
         return Ok(None);
     };
-    // The head is at most a few hundred KiB (its limit), so u32 offsets.
-    let base = buf.as_ptr() as usize;
-    let at = |part: &[u8]| {
-        let start = (part.as_ptr() as usize - base) as u32;
-        (start, start + part.len() as u32)
-    };
-    spans.extend(parsed.headers.iter().map(|field| FieldSpan {
-        name: at(field.name.as_bytes()),
-        value: at(field.value),
-    }));
+    FieldSpan::note_all(buf, parsed.headers, spans);
     Ok(Some(RequestAt {
         len,
-        method: at(method.as_bytes()),
-        target: at(target.as_bytes()),
+        method: span_in(buf, method.as_bytes()),
+        target: span_in(buf, target.as_bytes()),
         minor,
     }))
 }
@@ -255,13 +281,7 @@ fn build_request(
     } else {
         Version::HTTP_10
     };
-    let (map, facts) = to_header_map(
-        head,
-        spans.iter().map(|f| {
-            let (start, end) = f.value;
-            (part(f.name), start as usize..end as usize)
-        }),
-    )?;
+    let (map, facts) = to_header_map(head, FieldSpan::fields(head, spans))?;
     check_host(&facts, version)?;
 
     let mut req = Request::new(());
@@ -313,6 +333,68 @@ pub fn parse_response(
         },
         parsed => parsed,
     }
+}
+
+/// Parses the response head at the start of `buf` and takes it off, in one
+/// pass over its bytes, when it is there whole and every line ends in CRLF
+/// (as [`take_request`]; `None`, `buf` untouched, sends the caller down the
+/// general path). With `as_lines`, a final response's fields are copied
+/// into its [`FieldLines`] straight from `buf`, and the head's bytes are
+/// then dropped: nothing refers to them.
+pub fn take_response(
+    buf: &mut BytesMut,
+    config: &Config,
+    as_lines: bool,
+) -> Option<Result<(Response<()>, HeadFacts), Error>> {
+    let max_fields = config.max_fields.min(FIELDS_CAP);
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); FIELDS_CAP];
+    let mut parsed = httparse::Response::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots[..max_fields],
+    );
+    let Ok(httparse::Status::Complete(len)) = status else {
+        return None;
+    };
+    let head = &buf[..len];
+    let name_starts = parsed
+        .headers
+        .iter()
+        .map(|f| f.name.as_ptr() as usize - head.as_ptr() as usize);
+    if len > config.max_head_bytes || !lines_end_in_crlf(head, name_starts) {
+        return None;
+    }
+    let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
+        return None;
+    };
+    let status = StatusCode::from_u16(code).ok()?;
+    let mut res = Response::new(());
+    *res.status_mut() = status;
+    *res.version_mut() = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
+    if as_lines && !interim {
+        let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+        let (lines, facts) = FieldLines::received(head, parsed.headers, keep_upgrade);
+        res.extensions_mut().insert(lines);
+        buf.advance(len);
+        return Some(Ok((res, facts)));
+    }
+    let mut spans = FieldSpans::new();
+    FieldSpan::note_all(head, parsed.headers, &mut spans);
+    let head = buf.split_to(len).freeze();
+    Some(
+        to_header_map(&head, FieldSpan::fields(&head, &spans)).map(|(headers, facts)| {
+            // The empty default map allocates nothing: no drop needed.
+            debug_assert_eq!(res.headers().capacity(), 0);
+            std::mem::forget(std::mem::replace(res.headers_mut(), headers));
+            (res, facts)
+        }),
+    )
 }
 
 /// Field lines a head may have for the small slot array.
@@ -371,6 +453,9 @@ pub fn parse_fields(block: &Bytes, max_fields: usize) -> Result<HeaderMap, Error
 
 /// Builds the header map and gathers the [`HeadFacts`] in the same pass, from
 /// each field's name and where its value lies in `head`.
+// Inlined into each caller: its result (a map and the facts) is then built
+// in place instead of copied out.
+#[inline(always)]
 fn to_header_map<'h>(
     head: &'h Bytes,
     fields: impl ExactSizeIterator<Item = (&'h [u8], Range<usize>)>,
@@ -396,8 +481,8 @@ fn httparse_fields<'h>(
     fields: &'h [httparse::Header<'h>],
 ) -> impl ExactSizeIterator<Item = (&'h [u8], Range<usize>)> + 'h {
     fields.iter().map(move |f| {
-        let start = f.value.as_ptr() as usize - head.as_ptr() as usize;
-        (f.name.as_bytes(), start..start + f.value.len())
+        let (start, end) = span_in(head, f.value);
+        (f.name.as_bytes(), start as usize..end as usize)
     })
 }
 
@@ -411,6 +496,7 @@ fn httparse_fields<'h>(
 /// with many fields) cannot fail. The property test
 /// `httparse_values_are_header_values` (tests/values.rs) holds httparse to
 /// that, over its scalar and vectorised paths; debug builds check each value.
+#[inline]
 fn field_value(head: &Bytes, value: Range<usize>) -> HeaderValue {
     let shared = head.slice(value);
     debug_assert!(HeaderValue::from_bytes(&shared).is_ok(), "{shared:?}");
