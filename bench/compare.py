@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of two drainpipe binaries on the hot paths, in one run.
 
-Usage: bench/compare.py OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS]
+Usage: bench/compare.py OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS] [SCENARIO,...]
 
 For a change to a hot path: both binaries with their default flags, the server
 pinned to CPU 0 and the load to CPU 1 (as bench/run.py does), the two binaries
@@ -12,7 +12,8 @@ alternating round by round so drift hits both alike. Scenarios:
              (proxy and origin both on CPU 0, the same binary)
   close      ab -c64 without -k (a new connection per request)
 Prints, per scenario and binary, the median requests/s and server CPU
-microseconds per response (utime+stime from /proc), and NEW ÷ OLD.
+microseconds per response (utime+stime from /proc), and NEW ÷ OLD. A comma
+list of scenario names runs only those (more rounds of one noisy scenario).
 """
 import os
 import re
@@ -101,11 +102,17 @@ def main():
     old, new = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     seconds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    kinds = ["keepalive", "pipelined", "proxy", "close"]
+    if len(sys.argv) > 5:
+        unknown = set(sys.argv[5].split(",")) - set(kinds)
+        if unknown:
+            sys.exit(f"compare.py: unknown scenario {sorted(unknown)} (one of {kinds})")
+        kinds = [k for k in kinds if k in sys.argv[5].split(",")]
     script = os.path.join(tempfile.mkdtemp(), "pipeline16.lua")
     with open(script, "w") as f:
         f.write(PIPELINE)
     results = {}
-    for kind in ["keepalive", "pipelined", "proxy", "close"]:
+    for kind in kinds:
         for _ in range(rounds):
             for name, binary in [("old", old), ("new", new)]:
                 results.setdefault((kind, name), []).append(one(binary, kind, seconds, script))
