@@ -276,11 +276,7 @@ fn build_request(
         .map_err(|_| Error::remote(ErrorKind::BadTarget))?;
     check_target_form(&method, target, &uri)?;
     check_no_userinfo(&uri)?;
-    let version = if at.minor == 1 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
+    let version = version(at.minor);
     let (map, facts) = to_header_map(head, FieldSpan::fields(head, spans))?;
     check_host(&facts, version)?;
 
@@ -371,11 +367,7 @@ pub fn take_response(
     let status = StatusCode::from_u16(code).ok()?;
     let mut res = Response::new(());
     *res.status_mut() = status;
-    *res.version_mut() = if minor == 1 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
+    *res.version_mut() = version(minor);
     let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
     if as_lines && !interim {
         let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
@@ -416,11 +408,7 @@ fn response_in<'h>(
         return Err(Error::remote(ErrorKind::BadStartLine));
     };
     let status = StatusCode::from_u16(code).map_err(|_| Error::remote(ErrorKind::BadStatus))?;
-    let version = if minor == 1 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
+    let version = version(minor);
     let mut res = Response::new(());
     *res.status_mut() = status;
     *res.version_mut() = version;
@@ -513,6 +501,16 @@ fn field_name(kind: FieldKind, name: &[u8]) -> Result<HeaderName, Error> {
     match kind.header_name() {
         Some(known) => Ok(known),
         None => HeaderName::from_bytes(name).map_err(|_| Error::remote(ErrorKind::BadFieldName)),
+    }
+}
+
+/// The version httparse read (`HTTP/1.x` with x above 1 was lowered to 1
+/// before parsing).
+fn version(minor: u8) -> Version {
+    if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
     }
 }
 
