@@ -364,15 +364,8 @@ pub fn take_response(
     let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
         return None;
     };
-    let status = StatusCode::from_u16(code).ok()?;
-    let mut res = Response::new(());
-    *res.status_mut() = status;
-    *res.version_mut() = version(minor);
-    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
-    if as_lines && !interim {
-        let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-        let (lines, facts) = FieldLines::received(head, parsed.headers, keep_upgrade);
-        res.extensions_mut().insert(lines);
+    let mut res = new_response(StatusCode::from_u16(code).ok()?, minor);
+    if let Some(facts) = received_as_lines(&mut res, head, parsed.headers, as_lines) {
         buf.advance(len);
         return Some(Ok((res, facts)));
     }
@@ -381,12 +374,45 @@ pub fn take_response(
     let head = buf.split_to(len).freeze();
     Some(
         to_header_map(&head, FieldSpan::fields(&head, &spans)).map(|(headers, facts)| {
-            // The empty default map allocates nothing: no drop needed.
-            debug_assert_eq!(res.headers().capacity(), 0);
-            std::mem::forget(std::mem::replace(res.headers_mut(), headers));
+            set_map(&mut res, headers);
             (res, facts)
         }),
     )
+}
+
+/// A response head with `status` and httparse's `minor` version.
+fn new_response(status: StatusCode, minor: u8) -> Response<()> {
+    let mut res = Response::new(());
+    *res.status_mut() = status;
+    *res.version_mut() = version(minor);
+    res
+}
+
+/// With `as_lines`, a final response's (or a 101's) fields go into
+/// [`FieldLines`] in its extensions, and its facts are returned; `None`
+/// when they go into its map (an interim response always gets a map).
+fn received_as_lines(
+    res: &mut Response<()>,
+    head: &[u8],
+    fields: &[httparse::Header<'_>],
+    as_lines: bool,
+) -> Option<HeadFacts> {
+    let status = res.status();
+    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
+    if !as_lines || interim {
+        return None;
+    }
+    let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let (lines, facts) = FieldLines::received(head, fields, keep_upgrade);
+    res.extensions_mut().insert(lines);
+    Some(facts)
+}
+
+/// Puts a received head's map in place of the response's empty default.
+fn set_map(res: &mut Response<()>, headers: HeaderMap) {
+    // The empty default map allocates nothing: no drop needed.
+    debug_assert_eq!(res.headers().capacity(), 0);
+    std::mem::forget(std::mem::replace(res.headers_mut(), headers));
 }
 
 /// Field lines a head may have for the small slot array.
@@ -408,21 +434,12 @@ fn response_in<'h>(
         return Err(Error::remote(ErrorKind::BadStartLine));
     };
     let status = StatusCode::from_u16(code).map_err(|_| Error::remote(ErrorKind::BadStatus))?;
-    let version = version(minor);
-    let mut res = Response::new(());
-    *res.status_mut() = status;
-    *res.version_mut() = version;
-    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
-    if as_lines && !interim {
-        let keep_upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-        let (lines, facts) = FieldLines::received(head, parsed.headers, keep_upgrade);
-        res.extensions_mut().insert(lines);
+    let mut res = new_response(status, minor);
+    if let Some(facts) = received_as_lines(&mut res, head, parsed.headers, as_lines) {
         return Ok((res, facts));
     }
     let (headers, facts) = to_header_map(head, httparse_fields(head, parsed.headers))?;
-    // The empty default map allocates nothing: no drop needed.
-    debug_assert_eq!(res.headers().capacity(), 0);
-    std::mem::forget(std::mem::replace(res.headers_mut(), headers));
+    set_map(&mut res, headers);
     Ok((res, facts))
 }
 
