@@ -357,7 +357,7 @@ pub fn take_response(
     let name_starts = parsed
         .headers
         .iter()
-        .map(|f| f.name.as_ptr() as usize - head.as_ptr() as usize);
+        .map(|f| span_in(head, f.name.as_bytes()).0 as usize);
     if len > config.max_head_bytes || !lines_end_in_crlf(head, name_starts) {
         return None;
     }
