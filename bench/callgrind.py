@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per request of drainpipe binaries on the hot paths (callgrind).
 
-Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K] [--cache]
+Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K] [--cache | --footprint]
 
 SCENARIO is one of:
   keepalive  `drainpipe origin` under callgrind, N keep-alive requests (GET /)
@@ -31,6 +31,14 @@ Two binaries can run the same instructions and differ in time by how much
 code and memory each request touches; this shows it where a VM has no
 hardware counters. A hot path whose code does not fit the 32 KiB I1 cache
 misses on nearly every line it runs, request after request.
+
+With --footprint, callgrind records every instruction's address and the
+script prints the hot code: the 64-byte lines run at least once per batch
+(a request, or 16 pipelined ones), their total in KiB against the 32 KiB
+I1, and, with --top, the functions and source files that hold the most of
+them (an inlined helper counts under its own file). The hot footprint, not
+the instruction count, is what a change must shrink to miss the
+instruction cache less.
 """
 import os
 import re
@@ -74,7 +82,7 @@ def certificate():
     return str(TLS_DIR / "leaf.pem"), str(TLS_DIR / "leaf.key")
 
 
-def measure(scenario, binary, client, requests, outdir, cache=False):
+def measure(scenario, binary, client, requests, outdir, cache=False, footprint=False):
     out = os.path.join(outdir, f"callgrind.{len(os.listdir(outdir))}")
     procs = []
     try:
@@ -109,7 +117,9 @@ def measure(scenario, binary, client, requests, outdir, cache=False):
                             f'path = "{outdir}/access.log"\n')
                 under = [binary, "--threads", "1", "proxy", "--config", config]
         vg = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               "--dump-instr=no", f"--cache-sim={'yes' if cache else 'no'}",
+                               f"--dump-instr={'yes' if footprint else 'no'}",
+                               "--compress-pos=no",
+                               f"--cache-sim={'yes' if cache else 'no'}",
                                *under],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(vg)
@@ -126,11 +136,58 @@ def measure(scenario, binary, client, requests, outdir, cache=False):
     # with callgrind_control --dump attributes everything to the outermost
     # frame in valgrind 3.19); the shutdown it includes is a few instructions
     # per request.
+    if footprint:
+        batch = 16 if scenario == "pipelined" else 1
+        return hot_lines(out, requests // batch)
     per, funcs = self_costs(out, requests)
     if not cache:
         return per, funcs, None
     # With --top, the functions are ranked by their own I1 misses.
     return per, self_costs(out, requests, "I1mr")[1], cache_misses(out, requests)
+
+
+def hot_lines(path, batches):
+    """The 64-byte code lines of a --dump-instr=yes, --compress-pos=no
+    output run at least once per batch: (their count, {function: lines},
+    {source file: lines}). A line shared by two functions counts for each in
+    the breakdowns, once in the total."""
+    names, files, fn, fi = {}, {}, None, None
+    counts, owners = {}, {}
+    after_call = False
+
+    def named(table, m):
+        if m.group(2):
+            table[m.group(1)] = m.group(2)
+        return table.get(m.group(1), m.group(0))
+    with open(path) as f:
+        for line in f:
+            if line.startswith("fn="):
+                fn = named(names, re.match(r"fn=\((\d+)\)(?: (.*))?", line.strip()))
+            elif line.startswith(("fl=", "fi=", "fe=")):
+                fi = named(files, re.match(r"f[lie]=\((\d+)\)(?: (.*))?", line.strip()))
+            elif line.startswith(("cfn=", "cfi=", "cfl=")):
+                m = re.match(r"c(f[nil])=\((\d+)\)(?: (.*))?", line.strip())
+                if m.group(3):
+                    (names if m.group(1) == "fn" else files)[m.group(2)] = m.group(3)
+            elif line.startswith("calls="):
+                after_call = True
+            elif line.startswith("0x"):
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                addr, ir = int(parts[0], 16), int(parts[2])
+                key = addr >> 6
+                counts[key] = max(counts.get(key, 0), ir)
+                owners.setdefault(key, set()).add((fn, fi))
+    hot = [k for k, c in counts.items() if c >= batches]
+    by_fn, by_file = {}, {}
+    for k in hot:
+        for fn in {fn for fn, _ in owners[k]}:
+            by_fn[fn] = by_fn.get(fn, 0) + 1
+        for fi in {fi for _, fi in owners[k]}:
+            by_file[fi] = by_file.get(fi, 0) + 1
+    return len(hot), by_fn, by_file
 
 
 def cache_misses(path, requests):
@@ -188,6 +245,9 @@ def main():
     cache = "--cache" in args
     if cache:
         args.remove("--cache")
+    footprint = "--footprint" in args
+    if footprint:
+        args.remove("--footprint")
     if "--requests" in args:
         i = args.index("--requests")
         requests = int(args[i + 1])
@@ -199,6 +259,18 @@ def main():
     scenario, binaries = args[0], args[1:]
     outdir = tempfile.mkdtemp()
     results = []
+    if footprint:
+        for binary in binaries:
+            lines, by_fn, by_file = measure(scenario, binary, binaries[0], requests, outdir,
+                                            footprint=True)
+            print(f"{scenario:10} {lines:6} hot lines = {lines * 64 / 1024:.1f} KiB  {binary}",
+                  flush=True)
+            for title, table in (("functions", by_fn), ("source files", by_file)):
+                if top:
+                    print(f"  hot lines by {title}:")
+                    for n, v in sorted(table.items(), key=lambda kv: kv[1], reverse=True)[:top]:
+                        print(f"    {v:5}  {n[:150]}")
+        return
     for binary in binaries:
         per, funcs, misses = measure(scenario, binary, binaries[0], requests, outdir, cache)
         results.append(funcs)

@@ -85,9 +85,15 @@ pub(crate) fn poll_write_buf<T: Transport>(
 /// is flushed too: `Ok(true)` means nothing is left anywhere.
 pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<bool> {
     while !out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let n = out.chunks_vectored(&mut slices);
-        match stream.try_write_vectored(&slices[..n]) {
+        // Small responses are one copied piece: no array of slices to fill.
+        let written = if out.chunk().len() == out.len() {
+            stream.try_write_vectored(&[IoSlice::new(out.chunk())])
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = out.chunks_vectored(&mut slices);
+            stream.try_write_vectored(&slices[..n])
+        };
+        match written {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => out.advance(written),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

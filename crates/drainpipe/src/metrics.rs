@@ -10,6 +10,7 @@ pub(crate) mod histogram;
 mod process;
 mod status;
 pub(crate) mod upstream;
+pub(crate) mod writers;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::writers::Writers;
+
 /// Upper bounds of the latency buckets, in microseconds: 100 µs to 60 s (a
 /// last bucket holds the rest).
 pub const LATENCY_BUCKETS_MICROS: [u64; 18] = [
@@ -26,10 +28,17 @@ impl Histogram {
     /// Records one duration: two relaxed atomic adds.
     #[inline]
     pub fn record(&self, d: Duration) {
+        self.record_by(d, Writers::Any);
+    }
+
+    /// Records one duration, written as `writers` says (see
+    /// [`Writers`]).
+    #[inline]
+    pub(crate) fn record_by(&self, d: Duration, writers: Writers) {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let slot = LATENCY_BUCKETS_MICROS.partition_point(|&bound| bound < micros);
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        writers.add(&self.buckets[slot], 1);
+        writers.add(&self.sum_micros, micros);
     }
 
     /// The counts now.
@@ -150,8 +159,14 @@ impl StatusClasses {
     /// Counts one response with `status` (one relaxed atomic add).
     #[inline]
     pub fn record(&self, status: http::StatusCode) {
+        self.record_by(status, Writers::Any);
+    }
+
+    /// Counts one response, written as `writers` says (see [`Writers`]).
+    #[inline]
+    pub(crate) fn record_by(&self, status: http::StatusCode, writers: Writers) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.0[class].fetch_add(1, Ordering::Relaxed);
+        writers.add(&self.0[class], 1);
     }
 
     /// The counts now, 1xx first.

@@ -15,7 +15,6 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -247,7 +246,7 @@ where
         sock::close_plainly(driver.stream);
         return Exit::Closed(reason);
     }
-    let _lingering = InState::enter(&shared.stats.lingering);
+    let _lingering = InState::enter(&shared.stats, &shared.stats.lingering);
     sock::graceful_close(driver.stream, shared.config.linger).await;
     Exit::Closed(reason)
 }
@@ -297,10 +296,11 @@ where
         loop {
             match self.conn.next_event() {
                 Ok(Event::Request { head, body }) => {
-                    self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let stats = &self.shared.stats;
+                    stats.add(&stats.requests, 1);
                     self.head_deadline = None;
                     let exchanged = {
-                        let _writing = InState::enter(&self.shared.stats.writing);
+                        let _writing = InState::enter(stats, &stats.writing);
                         // Not boxed: moving a request's state into the heap
                         // costs more than it saves; an idle connection gives
                         // its whole task up when it is parked.
@@ -443,11 +443,8 @@ where
                 pool::give(storage);
             }
         }
-        let state = InState::enter(if idle {
-            &self.shared.stats.idle
-        } else {
-            &self.shared.stats.reading
-        });
+        let stats = &self.shared.stats;
+        let state = InState::enter(stats, if idle { &stats.idle } else { &stats.reading });
         let spread = config.drain_spread;
         let id = self.resume.id;
         let shared = self.shared;
@@ -535,10 +532,8 @@ where
             Woke::Read(Ok(0)) => {}
             Woke::Drain => self.conn.close_after_current(),
             Woke::Read(Ok(n)) => {
-                self.shared
-                    .stats
-                    .bytes_in
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                let stats = &self.shared.stats;
+                stats.add(&stats.bytes_in, n as u64);
             }
             Woke::Read(Err(e)) => {
                 return Err(match e.kind() {
@@ -612,11 +607,9 @@ where
             return Ok(());
         }
         self.before_write();
-        self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .stats
-            .bytes_out
-            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        let stats = &self.shared.stats;
+        stats.add(&stats.writes, 1);
+        stats.add(&stats.bytes_out, self.out.len() as u64);
         // Most writes complete at once: a timer only when the socket is full.
         match try_write_buf(&mut self.stream, &mut self.out) {
             Ok(true) => return Ok(()),

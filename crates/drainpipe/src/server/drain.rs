@@ -22,6 +22,7 @@ use tokio::sync::{watch, Notify};
 
 use super::config::Config;
 use super::slots::Slots;
+use crate::metrics::writers::Writers;
 
 /// The phase of a server's life every connection watches, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,7 +123,10 @@ impl CloseReason {
 /// counts each worker's connections in a `Stats` of that worker's own (so
 /// no counter is written by two cores), listed in [`Stats::workers`]: the
 /// server's figures are its own plus its workers', which is how the
-/// [`Registry`](crate::metrics::Registry) reads them.
+/// [`Registry`](crate::metrics::Registry) reads them. A worker's per-request
+/// counters are written with plain loads and stores, not locked
+/// instructions: they must be written from the worker's thread only (as
+/// [`Workers`](super::Workers) runs each worker's connections).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -164,6 +168,9 @@ pub struct Stats {
     workers: std::sync::Mutex<Vec<Arc<Stats>>>,
     per_connection: [AtomicU64; REQUESTS_PER_CONNECTION.len() + 1],
     per_connection_sum: AtomicU64,
+    /// Who writes the per-request counters: one thread for a worker's (see
+    /// [`Writers`]).
+    writers: Writers,
 }
 
 /// Upper bounds of the requests-per-connection histogram buckets (a last
@@ -181,6 +188,7 @@ impl Stats {
     pub(crate) fn for_worker(&self) -> Arc<Stats> {
         let stats = Arc::new(Stats {
             conn_ids: self.conn_ids.clone(),
+            writers: Writers::One,
             ..Stats::default()
         });
         self.workers.lock().unwrap().push(stats.clone());
@@ -191,6 +199,20 @@ impl Stats {
     /// on workers): add them to this one's own for the server's figures.
     pub fn workers(&self) -> Vec<Arc<Stats>> {
         self.workers.lock().unwrap().clone()
+    }
+
+    /// Adds `n` to one of these counters (a per-request one: requests,
+    /// writes, bytes), without a locked instruction on a worker's.
+    #[inline(always)]
+    pub(crate) fn add(&self, counter: &AtomicU64, n: u64) {
+        self.writers.add(counter, n);
+    }
+
+    /// Records a request's latency and its response's status.
+    #[inline(always)]
+    pub(crate) fn record_response(&self, latency: std::time::Duration, status: http::StatusCode) {
+        self.latency.record_by(latency, self.writers);
+        self.responses.record_by(status, self.writers);
     }
 
     /// Connections closed for `reason` so far.
@@ -229,18 +251,21 @@ impl Stats {
 }
 
 /// Counts a connection in one state while alive.
-pub(crate) struct InState<'a>(&'a AtomicUsize);
+pub(crate) struct InState<'a>(&'a AtomicUsize, Writers);
 
 impl<'a> InState<'a> {
-    pub(crate) fn enter(gauge: &'a AtomicUsize) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        InState(gauge)
+    /// Counts a connection in `gauge`, one of `stats`' gauges, until dropped.
+    #[inline(always)]
+    pub(crate) fn enter(stats: &Stats, gauge: &'a AtomicUsize) -> Self {
+        stats.writers.increment(gauge);
+        InState(gauge, stats.writers)
     }
 }
 
 impl Drop for InState<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.decrement(self.0);
     }
 }
 

@@ -286,7 +286,9 @@ impl Server {
     /// the limit holds for the whole process, each worker enforcing its
     /// part, as each accepts its own connections), and counters of its own
     /// (no per-request counter written from two cores), listed in this server's
-    /// [`Stats::workers`] so that its figures are the workers' total. Its
+    /// [`Stats::workers`] so that its figures are the workers' total. Those
+    /// counters are written without locked instructions, so the server must
+    /// be served from the worker's own thread, as [`Workers`] does. Its
     /// accept loop, slots and parking set are the worker's own, as each
     /// [`Server::serve`] call's are. Connection ids come from one counter for
     /// all workers.

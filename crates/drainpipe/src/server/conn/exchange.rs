@@ -8,7 +8,6 @@
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
@@ -272,8 +271,7 @@ where
             self.queued += 1;
             let stats = &self.shared.stats;
             let took = self.moment.read().saturating_duration_since(started);
-            stats.latency.record(took);
-            stats.responses.record(status);
+            stats.record_response(took, status);
             if let Some(record) = self.access.as_deref_mut() {
                 // The monotonic clock: a wall-clock step does not show.
                 record.request_time = took;
@@ -374,10 +372,8 @@ where
                 // The EOF is the core's now: its next event says what it means.
                 Poll::Ready(Ok(Step::Read(0))) => {}
                 Poll::Ready(Ok(Step::Read(n))) => {
-                    self.shared
-                        .stats
-                        .bytes_in
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    let stats = &self.shared.stats;
+                    stats.add(&stats.bytes_in, n as u64);
                     pump.waiting = false;
                 }
                 Poll::Ready(Ok(Step::Event(_))) => {
