@@ -219,9 +219,15 @@ impl Connection {
             match self.role {
                 Role::Server => {
                     if let Some(parsed) = take_request(&mut self.buf, &self.config) {
-                        return parsed
-                            .and_then(|(req, facts)| self.request_started(req, facts))
-                            .map_err(|e| self.fail_recv(e));
+                        // The head goes into the event where it lies: through
+                        // a call by value it would be copied once more.
+                        return match parsed {
+                            Ok((head, facts)) => match self.request_started(&head, facts) {
+                                Ok(body) => Ok(Event::Request { head, body }),
+                                Err(e) => Err(self.fail_recv(e)),
+                            },
+                            Err(e) => Err(self.fail_recv(e)),
+                        };
                     }
                 }
                 Role::Client => {
@@ -268,11 +274,13 @@ impl Connection {
     /// Server: a request head arrived.
     fn request_head(&mut self, head: &Bytes) -> Result<Event, Error> {
         let (req, facts) = parse_request(head, &self.config)?;
-        self.request_started(req, facts)
+        let body = self.request_started(&req, facts)?;
+        Ok(Event::Request { head: req, body })
     }
 
-    /// Server: a request head was parsed; its exchange begins.
-    fn request_started(&mut self, req: Request<()>, facts: HeadFacts) -> Result<Event, Error> {
+    /// Server: a request head was parsed; its exchange begins. Returns how
+    /// its body is framed.
+    fn request_started(&mut self, req: &Request<()>, facts: HeadFacts) -> Result<Framing, Error> {
         let framing = body_framing(Message::Request, req.version(), &facts)?;
         self.check_declared_length(framing)?;
         let mut tokens = facts.connection;
@@ -317,10 +325,7 @@ impl Connection {
             decoder: Decoder::new(framing),
             then: if close { After::Close } else { After::Next },
         };
-        Ok(Event::Request {
-            head: req,
-            body: framing,
-        })
+        Ok(framing)
     }
 
     /// Client: a response head arrived for the oldest request in flight.
