@@ -12,7 +12,8 @@ alternating round by round so drift hits both alike. Scenarios:
              (proxy and origin both on CPU 0, the same binary)
   close      ab -c64 without -k (a new connection per request)
 Prints, per scenario and binary, the median requests/s and server CPU
-microseconds per response (utime+stime from /proc), and NEW ÷ OLD. A comma
+microseconds per response (utime+stime from /proc), and NEW ÷ OLD, then the
+ratio of each round's back-to-back pair and their median. A comma
 list of scenario names runs only those (more rounds of one noisy scenario).
 """
 import os
@@ -122,6 +123,12 @@ def main():
         print(f"{kind:10} old {orps:10.0f} req/s {ocpu:6.2f} us/resp | new {nrps:10.0f} req/s "
               f"{ncpu:6.2f} us/resp | new/old req/s {nrps / orps:.3f}, cpu {ncpu / ocpu:.3f}",
               flush=True)
+        # Each round's pair ran back to back: its ratio shows how far the
+        # machine's drift reaches (the medians above can differ by more).
+        paired = [nr / orr for (orr, _), (nr, _) in zip(o, n)]
+        print(f"{'':10} round by round new/old req/s: "
+              + " ".join(f"{r:.3f}" for r in paired)
+              + f" (median {statistics.median(paired):.3f})", flush=True)
 
 
 if __name__ == "__main__":
