@@ -1083,13 +1083,13 @@ impl Connection {
     }
 
     /// Gives back the receive buffer's memory if it holds nothing (an idle
-    /// connection keeps no buffer).
+    /// connection keeps no buffer). The queue of exchanges in flight keeps
+    /// its few dozen bytes: freed here, it was allocated again by the next
+    /// request, an allocation and a free per keep-alive request; it goes
+    /// with the connection (a parked one drops it).
     pub fn release_buffers(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
-        }
-        if self.exchanges.is_empty() && self.exchanges.capacity() > 0 {
-            self.exchanges = VecDeque::new();
         }
     }
 }
