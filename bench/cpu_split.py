@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from callgrind import wait_port  # noqa: E402  (one way to wait for a server)
 from compare import CLK, free_port, load  # noqa: E402  (one way to load and pick ports)
 from run import nginx_conf  # noqa: E402  (one nginx configuration)
 
@@ -33,18 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DRAINPIPE = ROOT / "target" / "release" / "drainpipe"
 HYPER = ROOT / "bench" / "hyper-hello" / "target" / "release" / "hyper-hello"
 OUT = ROOT / "bench" / "out" / "cpu-split"
-
-
-def wait_port(port, seconds=20):
-    import socket
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
 
 
 def spawn(args):
