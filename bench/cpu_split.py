@@ -43,14 +43,14 @@ def spawn(args):
 
 
 def ticks(pid):
-    """(user, system) clock ticks of `pid` and its children's threads."""
+    """(user, system) clock ticks of `pid`, all its threads together."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])
 
 
 def nginx(port, upstream=None):
-    d = OUT / (f"nginx-proxy" if upstream else "nginx")
+    d = OUT / ("nginx-proxy" if upstream else "nginx")
     d.mkdir(parents=True, exist_ok=True)
     (d / "nginx.conf").write_text(nginx_conf(d, port, upstream))
     return ["nginx", "-p", d, "-e", d / "error.log", "-c", d / "nginx.conf"]
