@@ -1,8 +1,9 @@
 //! The only transport reads and writes: reads land straight in the
 //! connection's receive buffer, writes take the whole outgoing queue in one
-//! vectored call. Generic over [`Transport`]: a socket's fast paths (waiting
-//! for readiness before taking a buffer, a `writev` that registers no waker)
-//! come from its implementation of the trait.
+//! call (vectored when it is several buffers, a plain `send` when it is one).
+//! Generic over [`Transport`]: a socket's fast paths (waiting for readiness
+//! before taking a buffer, a write that registers no waker) come from its
+//! implementation of the trait.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -70,7 +71,14 @@ pub(crate) fn poll_write_buf<T: Transport>(
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let n = out.chunks_vectored(&mut slices);
-        match std::task::ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..n])) {
+        // One buffer is a plain write (`send` on a socket): a one-element
+        // `writev` costs the kernel an iovec import.
+        let stream = Pin::new(&mut *stream);
+        let written = match &slices[..n] {
+            [one] => stream.poll_write(cx, one),
+            some => stream.poll_write_vectored(cx, some),
+        };
+        match std::task::ready!(written) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(written) => out.advance(written),
             Err(e) => return Poll::Ready(Err(e)),

@@ -12,7 +12,7 @@
 //! | [`peer_addr`](Transport::peer_addr) | the peer's IP address (TCP) | `None` |
 //! | [`set_nodelay`](Transport::set_nodelay) | Nagle off (TCP) | nothing |
 //! | [`poll_read_ready`](Transport::poll_read_ready) | the reactor's readiness | ready at once |
-//! | [`try_write_vectored`](Transport::try_write_vectored) | `writev` without a waker | a poll with a no-op waker |
+//! | [`try_write_vectored`](Transport::try_write_vectored) | `send` (one buffer) or `writev` without a waker | a poll with a no-op waker |
 //! | [`has_input`](Transport::has_input) | a kernel peek | `false` |
 //! | [`peer_closed_or_sent`](Transport::peer_closed_or_sent) | a readiness-gated peek | `false` |
 //! | [`read_now`](Transport::read_now) | a kernel `recv` | a poll with a no-op waker |
@@ -61,7 +61,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 
     /// Writes what fits without waiting and without registering a waker:
-    /// `WouldBlock` when nothing fits.
+    /// `WouldBlock` when nothing fits. A socket writes one buffer with a
+    /// plain `send`, several with `writev`.
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(self).poll_write_vectored(&mut cx, bufs) {
@@ -177,7 +178,10 @@ impl Transport for TcpStream {
 
     #[inline]
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        TcpStream::try_write_vectored(self, bufs)
+        match bufs {
+            [one] => TcpStream::try_write(self, one),
+            _ => TcpStream::try_write_vectored(self, bufs),
+        }
     }
 
     fn peer_closed_or_sent(&self) -> bool {
@@ -204,7 +208,10 @@ impl Transport for UnixStream {
 
     #[inline]
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        UnixStream::try_write_vectored(self, bufs)
+        match bufs {
+            [one] => UnixStream::try_write(self, one),
+            _ => UnixStream::try_write_vectored(self, bufs),
+        }
     }
 
     fn peer_closed_or_sent(&self) -> bool {

@@ -12,6 +12,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use super::error::ConfigError;
 use super::pem;
 use super::settings::{provider, ALPN_HTTP11};
+use super::stream::Ciphertext;
 use crate::transport::Transport;
 
 /// How a client speaks TLS to an origin: a rustls client configuration and,
@@ -92,14 +93,14 @@ impl ClientTls {
         &self,
         host: &str,
         stream: T,
-    ) -> std::io::Result<tokio_rustls::client::TlsStream<T>> {
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<Ciphertext<T>>> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::try_from(host.to_string())
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         };
         tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(name, stream)
+            .connect(name, Ciphertext(stream))
             .await
     }
 }

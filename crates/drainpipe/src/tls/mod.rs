@@ -41,7 +41,7 @@ pub use error::ConfigError;
 /// facts (protocol version, resumption).
 pub use rustls;
 pub use server::{CertKey, ServerTls, TlsAccept, TlsListener};
-pub use stream::ServerStream;
+pub use stream::{Ciphertext, ServerStream};
 /// The tokio-rustls crate, whose client stream [`ClientTls::connect`]
 /// returns.
 pub use tokio_rustls;

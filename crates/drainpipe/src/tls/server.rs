@@ -15,7 +15,7 @@ use rustls::sign::CertifiedKey;
 use super::error::ConfigError;
 use super::pem;
 use super::settings::{provider, ALPN_HTTP11};
-use super::stream::ServerStream;
+use super::stream::{Ciphertext, ServerStream};
 use crate::server::{Accept, Listen};
 
 /// Sessions a listener remembers for resumption by session id (TLS 1.2);
@@ -183,7 +183,10 @@ impl<A: Accept> Accept for TlsAccept<A> {
 
     async fn accept(&self) -> io::Result<(Self::Conn, Option<SocketAddr>)> {
         let (stream, peer) = self.inner.accept().await?;
-        Ok((ServerStream::new(self.acceptor.accept(stream)), peer))
+        Ok((
+            ServerStream::new(self.acceptor.accept(Ciphertext(stream))),
+            peer,
+        ))
     }
 
     fn waiting(&self) -> impl Future<Output = ()> + Send {

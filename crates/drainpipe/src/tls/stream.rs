@@ -34,8 +34,8 @@ pub struct ServerStream<T> {
 }
 
 enum State<T> {
-    Handshaking(tokio_rustls::Accept<T>),
-    Ready(tokio_rustls::server::TlsStream<T>),
+    Handshaking(tokio_rustls::Accept<Ciphertext<T>>),
+    Ready(tokio_rustls::server::TlsStream<Ciphertext<T>>),
     Failed,
 }
 
@@ -54,7 +54,7 @@ impl<T> std::fmt::Debug for ServerStream<T> {
 
 impl<T: Transport> ServerStream<T> {
     /// A connection whose handshake `accept` runs.
-    pub(crate) fn new(accept: tokio_rustls::Accept<T>) -> Self {
+    pub(crate) fn new(accept: tokio_rustls::Accept<Ciphertext<T>>) -> Self {
         ServerStream {
             state: State::Handshaking(accept),
         }
@@ -72,8 +72,8 @@ impl<T: Transport> ServerStream<T> {
     /// The stream underneath.
     fn inner(&self) -> Option<&T> {
         match &self.state {
-            State::Handshaking(a) => a.get_ref(),
-            State::Ready(s) => Some(s.get_ref().0),
+            State::Handshaking(a) => a.get_ref().map(|c| &c.0),
+            State::Ready(s) => Some(&s.get_ref().0 .0),
             State::Failed => None,
         }
     }
@@ -82,7 +82,7 @@ impl<T: Transport> ServerStream<T> {
     fn poll_ready(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<&mut tokio_rustls::server::TlsStream<T>>> {
+    ) -> Poll<io::Result<&mut tokio_rustls::server::TlsStream<Ciphertext<T>>>> {
         if let State::Handshaking(accept) = &mut self.state {
             match std::task::ready!(Pin::new(accept).poll(cx)) {
                 Ok(stream) => self.state = State::Ready(stream),
@@ -163,6 +163,69 @@ impl<T: Transport> AsyncWrite for ServerStream<T> {
     }
 }
 
+/// The socket under a TLS stream, as rustls writes its records to it: a
+/// write of one buffer (one response's records, the common case) is a plain
+/// `send` rather than a one-element `writev`, which costs the kernel an
+/// iovec import per call. Reads, flushes and the half-close pass through;
+/// the stream's other facts are the socket's (through `Deref`).
+#[derive(Debug)]
+pub struct Ciphertext<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Ciphertext<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Transport> AsyncRead for Ciphertext<T> {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<T: Transport> AsyncWrite for Ciphertext<T> {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let inner = Pin::new(&mut self.get_mut().0);
+        match bufs {
+            [one] => inner.poll_write(cx, one),
+            _ => inner.poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
 /// Whether rustls holds plaintext (or a close_notify) a read would return
 /// without touching the socket.
 fn has_plaintext<D>(session: &rustls::ConnectionCommon<D>) -> bool {
@@ -199,7 +262,7 @@ impl<T: Transport> Transport for ServerStream<T> {
     fn has_input(&self) -> bool {
         match &self.state {
             State::Ready(s) => has_plaintext(s.get_ref().1) || s.get_ref().0.has_input(),
-            State::Handshaking(a) => a.get_ref().is_some_and(Transport::has_input),
+            State::Handshaking(a) => a.get_ref().is_some_and(|c| c.has_input()),
             State::Failed => false,
         }
     }
@@ -225,7 +288,7 @@ impl<T: Transport> Transport for ServerStream<T> {
 
 /// A client's TLS connection (opened by
 /// [`ClientTls::connect`](super::ClientTls::connect)).
-impl<T: Transport> Transport for tokio_rustls::client::TlsStream<T> {
+impl<T: Transport> Transport for tokio_rustls::client::TlsStream<Ciphertext<T>> {
     fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.get_ref().0.socket()
     }
