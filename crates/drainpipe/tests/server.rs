@@ -544,6 +544,43 @@ async fn idle_connection_is_parked_and_resumed() {
     assert_eq!(srv.stats.closed(CloseReason::ClientClosed), 1);
 }
 
+// A parked entry does not keep the peer's address: the resumed task asks the
+// socket, and its handler sees the same client address as before parking.
+#[tokio::test]
+async fn resumed_connection_keeps_its_peer_address() {
+    let service = service_fn(|req: http::Request<Incoming>| async move {
+        let info = req.body().conn_info().expect("a server connection");
+        let line = format!(
+            "conn={} request={} peer={:?}",
+            info.id, info.request, info.peer
+        );
+        Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from(
+            line,
+        ))))
+    });
+    let srv = TestServer::start(
+        builder()
+            .park_idle_after(Some(Duration::from_millis(100)))
+            .idle_timeout(Duration::from_secs(5)),
+        service,
+    )
+    .await;
+    let mut c = Raw::connect(srv.addr).await;
+    let client = c.stream.local_addr().unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let first = c.response().await.body_str();
+    let deadline = std::time::Instant::now() + WAIT;
+    while srv.stats.parked.load(Ordering::Relaxed) != 1 {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let second = c.response().await.body_str();
+    let id = first.split(' ').next().unwrap();
+    assert_eq!(first, format!("{id} request=1 peer=Some({client})"));
+    assert_eq!(second, format!("{id} request=2 peer=Some({client})"));
+}
+
 #[tokio::test]
 async fn parked_connection_honours_idle_timeout_and_request_limit() {
     let srv = TestServer::origin(

@@ -14,7 +14,6 @@
 //! An idle connection holds no buffer: both are given back before it waits.
 
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,7 +22,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Body;
 use proto::{BodySize, Connection, Event, Role, WriteBuf};
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::Instant;
 
 use super::clock::Moment;
 use super::drain::{spread_delay, CloseReason, InState, Phase, Shared};
@@ -39,6 +38,9 @@ use crate::upgrade::{Pending, Upgraded};
 use crate::wire::poll_read;
 
 mod exchange;
+mod timer;
+
+use timer::Timer;
 
 /// What a connection waits for; [`Driver::deadline`] says for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +143,7 @@ where
         aborted: false,
         body_error: None,
         upgrade: None,
-        timer: Box::pin(sleep_until(head_deadline)),
+        timer: Timer::new(head_deadline),
         can_park: parking.is_some(),
         moment: Moment::default(),
         interim: Arc::default(),
@@ -273,7 +275,7 @@ struct Driver<'a, T, S> {
     /// Where the connection goes if the current request switches protocols.
     upgrade: Option<Pending>,
     /// The connection's one timer (head, idle, body deadlines; parking).
-    timer: Pin<Box<Sleep>>,
+    timer: Timer,
     /// The clock reading and `Date` shared by the work done since the task
     /// last waited (see `clock.rs`).
     moment: Moment,
@@ -464,9 +466,9 @@ where
                 .flatten()
                 .min()
                 .unwrap_or(deadline);
-            // One timer per connection, moved rather than re-created: pushing
-            // its deadline later is a single atomic store.
-            timer.as_mut().reset(wake);
+            // One timer per connection, moved rather than re-created, and
+            // only when its deadline comes earlier (see timer.rs).
+            timer.set(wake);
             // A drain or a reclaim wakes the task through its slot; the
             // signal resolves when either concerns this wait.
             let wants_drain = can_drain && drain_at.is_none();
@@ -486,7 +488,7 @@ where
                 // said it needs data, and `poll_step` would ask it again on
                 // every wake of this select.
                 read = poll_fn(|cx| poll_read(stream, conn, cx)) => break Woke::Read(read),
-                () = timer.as_mut() => {
+                () = &mut *timer => {
                     if drain_at.is_some_and(|at| at <= wake) {
                         // The reactor may not have reported a request that
                         // already arrived: look before closing on it.

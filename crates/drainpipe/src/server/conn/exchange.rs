@@ -396,10 +396,10 @@ where
                 Poll::Pending => {
                     if !pump.waiting {
                         let (deadline, _) = self.deadline(Wait::Body, Instant::now());
-                        self.timer.as_mut().reset(deadline);
+                        self.timer.set(deadline);
                         pump.waiting = true;
                     }
-                    if self.timer.as_mut().poll(cx).is_ready() {
+                    if self.timer.poll_expired(cx).is_ready() {
                         tx.error(Error::new(Kind::Timeout("request body read")));
                         pump.tx = None;
                         return Err(CloseReason::BodyTimeout);
