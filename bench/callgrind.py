@@ -6,6 +6,8 @@ Usage: bench/callgrind.py SCENARIO BINARY [BINARY...] [--requests N] [--top K] [
 SCENARIO is one of:
   keepalive  `drainpipe origin` under callgrind, N keep-alive requests (GET /)
   pipelined  the same, 16 requests in flight per connection
+  close      the same with a new connection per request (`Connection:
+             close`, 8 at once): accept, serve, close
   tls-keepalive  keepalive over TLS (bench/run.py's ECDSA P-256 certificate;
              the load's handshakes happen before the counters are zeroed)
   proxy      `drainpipe proxy` under callgrind in front of `drainpipe origin`
@@ -64,13 +66,15 @@ def wait_port(port, seconds=60):
     raise RuntimeError(f"port {port} never opened")
 
 
-def load(client, port, requests, pipelined, tls=False):
+def load(client, port, requests, scenario, tls=False):
     scheme = "https" if tls else "http"
     cmd = [client, "bench", f"{scheme}://127.0.0.1:{port}/", "-c", "8", "-n", str(requests)]
     if tls:
         cmd += ["--insecure"]
-    if pipelined:
+    if scenario == "pipelined":
         cmd += ["--strategy", "pipelined", "-d", "16"]
+    elif scenario == "close":
+        cmd += ["--strategy", "parallel"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
 
 
@@ -124,10 +128,10 @@ def measure(scenario, binary, client, requests, outdir, cache=False, footprint=F
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(vg)
         wait_port(target)
-        load(client, target, 2000, scenario == "pipelined", tls)
+        load(client, target, 2000, scenario, tls)
         subprocess.run(["callgrind_control", "--zero", str(vg.pid)], check=True,
                        capture_output=True)
-        load(client, target, requests, scenario == "pipelined", tls)
+        load(client, target, requests, scenario, tls)
     finally:
         for p in procs:
             p.terminate()
