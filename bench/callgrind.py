@@ -55,6 +55,9 @@ from compare import free_port  # noqa: E402  (one way to pick a port)
 from run import TLS_DIR, make_tls_certs  # noqa: E402  (one way to make the certificate)
 
 
+SCENARIOS = ("keepalive", "pipelined", "close", "tls-keepalive", "proxy", "proxy-log")
+
+
 def wait_port(port, seconds=60):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -261,6 +264,8 @@ def main():
         top = int(args[i + 1])
         del args[i:i + 2]
     scenario, binaries = args[0], args[1:]
+    if scenario not in SCENARIOS:
+        sys.exit(f"callgrind.py: unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
     outdir = tempfile.mkdtemp()
     results = []
     if footprint:

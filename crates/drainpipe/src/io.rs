@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use proto::WriteBuf;
+use tokio::io::AsyncWrite;
 
 use crate::transport::Transport;
 
@@ -61,8 +62,23 @@ pub(crate) async fn read_buf<T: Transport>(
     poll_fn(|cx| poll_read_buf(stream, buf, cx)).await
 }
 
-/// Writes everything in `out`, one vectored write per readiness, then
-/// flushes the transport.
+/// Writes one buffer with a plain write (`send` on a socket), several with
+/// one vectored write: a one-element `writev` costs the kernel an iovec
+/// import for nothing.
+#[inline]
+pub(crate) fn poll_write_slices<W: AsyncWrite + ?Sized>(
+    stream: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    slices: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    match slices {
+        [one] => stream.poll_write(cx, one),
+        some => stream.poll_write_vectored(cx, some),
+    }
+}
+
+/// Writes everything in `out`, one write per readiness (see
+/// [`poll_write_slices`]), then flushes the transport.
 pub(crate) fn poll_write_buf<T: Transport>(
     stream: &mut T,
     out: &mut WriteBuf,
@@ -71,14 +87,7 @@ pub(crate) fn poll_write_buf<T: Transport>(
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let n = out.chunks_vectored(&mut slices);
-        // One buffer is a plain write (`send` on a socket): a one-element
-        // `writev` costs the kernel an iovec import.
-        let stream = Pin::new(&mut *stream);
-        let written = match &slices[..n] {
-            [one] => stream.poll_write(cx, one),
-            some => stream.poll_write_vectored(cx, some),
-        };
-        match std::task::ready!(written) {
+        match std::task::ready!(poll_write_slices(Pin::new(&mut *stream), cx, &slices[..n])) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(written) => out.advance(written),
             Err(e) => return Poll::Ready(Err(e)),

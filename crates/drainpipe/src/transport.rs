@@ -228,50 +228,64 @@ impl Transport for UnixStream {
 
 impl Transport for tokio::io::DuplexStream {}
 
+/// The methods of a transport that wraps another: every fact is asked of the
+/// stream inside, reached by `self` followed by the first token group
+/// (shared) or the second (mutable); `parking` keeps its default (never
+/// parked). One list for every wrapper, so none forgets a method.
+macro_rules! forward_transport {
+    ([$($inner:tt)+], [$($inner_mut:tt)+]) => {
+        fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+            self $($inner)+ .socket()
+        }
+
+        fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+            self $($inner)+ .peer_addr()
+        }
+
+        fn set_nodelay(&self) {
+            self $($inner)+ .set_nodelay()
+        }
+
+        #[inline]
+        fn poll_read_ready(
+            &self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self $($inner)+ .poll_read_ready(cx)
+        }
+
+        #[inline]
+        fn try_write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            self $($inner_mut)+ .try_write_vectored(bufs)
+        }
+
+        fn has_input(&self) -> bool {
+            self $($inner)+ .has_input()
+        }
+
+        fn peer_closed_or_sent(&self) -> bool {
+            self $($inner)+ .peer_closed_or_sent()
+        }
+
+        fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self $($inner_mut)+ .read_now(buf)
+        }
+
+        fn reset_on_close(&self) {
+            self $($inner)+ .reset_on_close()
+        }
+
+        fn is_tls(&self) -> bool {
+            self $($inner)+ .is_tls()
+        }
+    };
+}
+pub(crate) use forward_transport;
+
 /// A boxed transport (a client's connection, a switched one) is one too:
 /// every fact is asked of the stream inside; it is never parked.
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn socket(&self) -> Option<BorrowedFd<'_>> {
-        (**self).socket()
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        (**self).peer_addr()
-    }
-
-    fn set_nodelay(&self) {
-        (**self).set_nodelay()
-    }
-
-    #[inline]
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        (**self).poll_read_ready(cx)
-    }
-
-    #[inline]
-    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (**self).try_write_vectored(bufs)
-    }
-
-    fn has_input(&self) -> bool {
-        (**self).has_input()
-    }
-
-    fn peer_closed_or_sent(&self) -> bool {
-        (**self).peer_closed_or_sent()
-    }
-
-    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (**self).read_now(buf)
-    }
-
-    fn reset_on_close(&self) {
-        (**self).reset_on_close()
-    }
-
-    fn is_tls(&self) -> bool {
-        (**self).is_tls()
-    }
+    forward_transport!([.as_ref()], [.as_mut()]);
 }
 
 /// Reads what the stream gives without waiting, through its own

@@ -100,7 +100,7 @@ impl ClientTls {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         };
         tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(name, Ciphertext(stream))
+            .connect(name, Ciphertext::new(stream))
             .await
     }
 }

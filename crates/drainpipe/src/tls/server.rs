@@ -184,7 +184,7 @@ impl<A: Accept> Accept for TlsAccept<A> {
     async fn accept(&self) -> io::Result<(Self::Conn, Option<SocketAddr>)> {
         let (stream, peer) = self.inner.accept().await?;
         Ok((
-            ServerStream::new(self.acceptor.accept(Ciphertext(stream))),
+            ServerStream::new(self.acceptor.accept(Ciphertext::new(stream))),
             peer,
         ))
     }

@@ -1,6 +1,6 @@
 //! TLS streams as [`Transport`]s: [`ServerStream`] (a server connection whose
 //! handshake runs on its first read or write) and tokio-rustls' client
-//! stream.
+//! stream, each over a [`Ciphertext`] socket (one record, one `send`).
 //!
 //! | method | TLS |
 //! |---|---|
@@ -24,7 +24,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::transport::{read_polled, Transport};
+use crate::io::poll_write_slices;
+use crate::transport::{forward_transport, read_polled, Transport};
 
 /// A TLS server connection: handshaking until its first read or write
 /// completes the handshake, then a tokio-rustls stream. A failed handshake
@@ -72,8 +73,8 @@ impl<T: Transport> ServerStream<T> {
     /// The stream underneath.
     fn inner(&self) -> Option<&T> {
         match &self.state {
-            State::Handshaking(a) => a.get_ref().map(|c| &c.0),
-            State::Ready(s) => Some(&s.get_ref().0 .0),
+            State::Handshaking(a) => a.get_ref().map(Ciphertext::get_ref),
+            State::Ready(s) => Some(s.get_ref().0.get_ref()),
             State::Failed => None,
         }
     }
@@ -164,18 +165,34 @@ impl<T: Transport> AsyncWrite for ServerStream<T> {
 }
 
 /// The socket under a TLS stream, as rustls writes its records to it: a
-/// write of one buffer (one response's records, the common case) is a plain
-/// `send` rather than a one-element `writev`, which costs the kernel an
-/// iovec import per call. Reads, flushes and the half-close pass through;
-/// the stream's other facts are the socket's (through `Deref`).
+/// write of one buffer (one record, the common case for a response) is a
+/// plain `send` rather than a one-element `writev`, which costs the kernel
+/// an iovec import per call; several records still go out in one `writev`.
+/// Everything else passes through, and it is a [`Transport`] as the socket
+/// is (never parked). [`ClientTls::connect`](super::ClientTls::connect) and
+/// the TLS listeners put it under every stream they make.
 #[derive(Debug)]
-pub struct Ciphertext<T>(pub(crate) T);
+pub struct Ciphertext<T>(T);
 
-impl<T> std::ops::Deref for Ciphertext<T> {
-    type Target = T;
+impl<T> Ciphertext<T> {
+    /// Wraps the socket a TLS stream is to run on.
+    pub fn new(socket: T) -> Self {
+        Ciphertext(socket)
+    }
 
-    fn deref(&self) -> &T {
+    /// The socket.
+    pub fn get_ref(&self) -> &T {
         &self.0
+    }
+
+    /// The socket, mutably (bytes written to it bypass TLS).
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+
+    /// The socket back.
+    pub fn into_inner(self) -> T {
+        self.0
     }
 }
 
@@ -206,11 +223,7 @@ impl<T: Transport> AsyncWrite for Ciphertext<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let inner = Pin::new(&mut self.get_mut().0);
-        match bufs {
-            [one] => inner.poll_write(cx, one),
-            _ => inner.poll_write_vectored(cx, bufs),
-        }
+        poll_write_slices(Pin::new(&mut self.get_mut().0), cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -224,6 +237,10 @@ impl<T: Transport> AsyncWrite for Ciphertext<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
+}
+
+impl<T: Transport> Transport for Ciphertext<T> {
+    forward_transport!([.0], [.0]);
 }
 
 /// Whether rustls holds plaintext (or a close_notify) a read would return
@@ -262,7 +279,7 @@ impl<T: Transport> Transport for ServerStream<T> {
     fn has_input(&self) -> bool {
         match &self.state {
             State::Ready(s) => has_plaintext(s.get_ref().1) || s.get_ref().0.has_input(),
-            State::Handshaking(a) => a.get_ref().is_some_and(|c| c.has_input()),
+            State::Handshaking(a) => a.get_ref().is_some_and(Transport::has_input),
             State::Failed => false,
         }
     }
@@ -288,7 +305,7 @@ impl<T: Transport> Transport for ServerStream<T> {
 
 /// A client's TLS connection (opened by
 /// [`ClientTls::connect`](super::ClientTls::connect)).
-impl<T: Transport> Transport for tokio_rustls::client::TlsStream<Ciphertext<T>> {
+impl<T: Transport> Transport for tokio_rustls::client::TlsStream<T> {
     fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.get_ref().0.socket()
     }
