@@ -28,8 +28,9 @@
 //! for a transport that is never parked). Each method has a default that is
 //! right for a plain in-memory stream; TCP and Unix sockets override them
 //! and keep the socket fast paths (readiness before a read buffer is taken,
-//! `writev` without a waker). `tokio::io::duplex` streams use the defaults,
-//! which is how the drivers are tested without sockets.
+//! a write without a waker: `send` for one buffer, `writev` for several).
+//! `tokio::io::duplex` streams use the defaults, which is how the drivers
+//! are tested without sockets.
 //!
 //! ```text
 //!  transport.rs      trait Transport: TcpStream, UnixStream, DuplexStream
