@@ -514,11 +514,10 @@ async fn idle_connection_is_parked_and_resumed() {
     let mut c = Raw::connect(srv.addr).await;
     c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let first = c.response().await.body_str();
-    let deadline = std::time::Instant::now() + WAIT;
-    while srv.stats.parked.load(Ordering::Relaxed) != 1 {
-        assert!(std::time::Instant::now() < deadline, "never parked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(|| srv.stats.parked.load(Ordering::Relaxed) == 1).await,
+        "never parked"
+    );
     c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let second = c.response().await.body_str();
     assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 0);
@@ -569,11 +568,10 @@ async fn resumed_connection_keeps_its_peer_address() {
     let client = c.stream.local_addr().unwrap();
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let first = c.response().await.body_str();
-    let deadline = std::time::Instant::now() + WAIT;
-    while srv.stats.parked.load(Ordering::Relaxed) != 1 {
-        assert!(std::time::Instant::now() < deadline, "never parked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(|| srv.stats.parked.load(Ordering::Relaxed) == 1).await,
+        "never parked"
+    );
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let second = c.response().await.body_str();
     let id = first.split(' ').next().unwrap();
