@@ -501,6 +501,20 @@ async fn half_closed_client_gets_its_responses() {
     c.expect_eof().await;
 }
 
+/// Two requests for `path` on `c`, the connection parked between them: the
+/// two response bodies.
+async fn around_a_park(srv: &TestServer, c: &mut Raw, path: &str) -> (String, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.send(request.as_bytes()).await;
+    let first = c.response().await.body_str();
+    assert!(
+        eventually(|| srv.stats.parked.load(Ordering::Relaxed) == 1).await,
+        "never parked"
+    );
+    c.send(request.as_bytes()).await;
+    (first, c.response().await.body_str())
+}
+
 // Parking: an idle connection leaves its task; bytes bring it back on the same
 // connection; deadlines and drains still close it.
 #[tokio::test]
@@ -512,14 +526,7 @@ async fn idle_connection_is_parked_and_resumed() {
     )
     .await;
     let mut c = Raw::connect(srv.addr).await;
-    c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let first = c.response().await.body_str();
-    assert!(
-        eventually(|| srv.stats.parked.load(Ordering::Relaxed) == 1).await,
-        "never parked"
-    );
-    c.send(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let second = c.response().await.body_str();
+    let (first, second) = around_a_park(&srv, &mut c, "/conn").await;
     assert_eq!(srv.stats.parked.load(Ordering::Relaxed), 0);
     assert_eq!(
         first.split(' ').next(),
@@ -566,14 +573,7 @@ async fn resumed_connection_keeps_its_peer_address() {
     .await;
     let mut c = Raw::connect(srv.addr).await;
     let client = c.stream.local_addr().unwrap();
-    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let first = c.response().await.body_str();
-    assert!(
-        eventually(|| srv.stats.parked.load(Ordering::Relaxed) == 1).await,
-        "never parked"
-    );
-    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let second = c.response().await.body_str();
+    let (first, second) = around_a_park(&srv, &mut c, "/").await;
     let id = first.split(' ').next().unwrap();
     assert_eq!(first, format!("{id} request=1 peer=Some({client})"));
     assert_eq!(second, format!("{id} request=2 peer=Some({client})"));
