@@ -69,56 +69,15 @@ pub(crate) enum Writes {
     NoDelay,
 }
 
-/// A parked connection: what its next task needs, in 88 bytes (one entry per
-/// idle connection). The head deadline of a connection parked before its
-/// first request is not kept twice: it is the entry's deadline. The peer's
-/// address is kept as accepted (an [`Accept`](super::Accept) may report
-/// one that is not the socket's, and asking the socket again would fail for
-/// a client that reset, which would then be served with none).
+/// A parked connection.
 #[derive(Debug)]
 struct Parked {
     /// The socket, out of the runtime's reactor.
     stream: OwnedFd,
-    id: u64,
-    requests_started: u32,
-    peer: Option<SocketAddr>,
-    slot: ConnSlot,
-    writes: Writes,
+    resume: Resume,
     /// When it closes if nothing arrives, and why.
     deadline: Instant,
     expiry: CloseReason,
-}
-
-impl Parked {
-    fn new(stream: OwnedFd, resume: Resume, deadline: Instant, expiry: CloseReason) -> Self {
-        debug_assert!(
-            resume.requests_started > 0 || resume.head_deadline == Some(deadline),
-            "parked before its first request: the deadline is the head deadline"
-        );
-        Parked {
-            stream,
-            id: resume.id,
-            requests_started: resume.requests_started,
-            peer: resume.peer,
-            slot: resume.slot,
-            writes: resume.writes,
-            deadline,
-            expiry,
-        }
-    }
-
-    /// The socket and what its next task needs.
-    fn into_resume(self) -> (OwnedFd, Resume) {
-        let resume = Resume {
-            id: self.id,
-            requests_started: self.requests_started,
-            peer: self.peer,
-            head_deadline: (self.requests_started == 0).then_some(self.deadline),
-            slot: self.slot,
-            writes: self.writes,
-        };
-        (self.stream, resume)
-    }
 }
 
 /// Starts the connection's next task on the socket (its transport puts it
@@ -188,7 +147,12 @@ impl Parker {
             slots.free.push(index);
             return back(std_stream, resume);
         }
-        slots.entries[index] = Some(Parked::new(std_stream, resume, deadline, expiry));
+        slots.entries[index] = Some(Parked {
+            stream: std_stream,
+            resume,
+            deadline,
+            expiry,
+        });
         self.shared
             .stats
             .parked
@@ -217,7 +181,7 @@ impl Parker {
     /// Closes a parked connection (it is idle: nothing unread, nothing owed).
     fn close(&self, parked: Parked, reason: CloseReason) {
         let _ = socket2::SockRef::from(&parked.stream).shutdown(Shutdown::Write);
-        let requests = parked.requests_started;
+        let requests = parked.resume.requests_started;
         drop(parked);
         self.shared.closed_now(reason, requests);
     }
@@ -272,8 +236,7 @@ impl Parker {
 
     /// Input arrived: the connection carries on in a new task.
     fn wake(self: &Arc<Self>, parked: Parked, respawn: &Respawn) {
-        let (stream, resume) = parked.into_resume();
-        respawn(stream, resume, self);
+        respawn(parked.stream, parked.resume, self);
     }
 
     /// Closes the connections whose deadline passed, except one whose input
@@ -312,8 +275,8 @@ impl Parker {
             let mut slots = self.slots.lock().unwrap();
             slots.closed = true;
             for parked in slots.entries.iter_mut().flatten() {
-                if parked.requests_started > 0 {
-                    parked.deadline = now + super::drain::spread_delay(parked.id, spread);
+                if parked.resume.requests_started > 0 {
+                    parked.deadline = now + super::drain::spread_delay(parked.resume.id, spread);
                     parked.expiry = CloseReason::Drain;
                 }
             }
@@ -333,11 +296,11 @@ impl Parker {
                 let Some(parked) = &slots.entries[index] else {
                     continue;
                 };
-                if !parked.slot.is_reclaimed() {
+                if !parked.resume.slot.is_reclaimed() {
                     continue;
                 }
                 if peek_input(parked.stream.as_fd()) {
-                    parked.slot.busy();
+                    parked.resume.slot.busy();
                     continue;
                 }
                 if let Some(parked) = self.take_locked(&mut slots, index) {
@@ -370,20 +333,9 @@ impl Drop for Parker {
     fn drop(&mut self) {
         let slots = self.slots.get_mut().unwrap();
         for parked in slots.entries.drain(..).flatten() {
-            let requests = parked.requests_started;
+            let requests = parked.resume.requests_started;
             drop(parked);
             self.shared.closed_now(CloseReason::Cut, requests);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An idle connection costs its entry: keep it small.
-    #[test]
-    fn a_parked_entry_is_88_bytes() {
-        assert!(std::mem::size_of::<Option<Parked>>() <= 88);
     }
 }
