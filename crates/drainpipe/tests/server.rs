@@ -550,8 +550,8 @@ async fn idle_connection_is_parked_and_resumed() {
     assert_eq!(srv.stats.closed(CloseReason::ClientClosed), 1);
 }
 
-// A parked entry does not keep the peer's address: the resumed task asks the
-// socket, and its handler sees the same client address as before parking.
+// The peer's address survives parking: the resumed task's handler sees the
+// client address it saw before (the one accepted, carried in the parked entry).
 #[tokio::test]
 async fn resumed_connection_keeps_its_peer_address() {
     let service = service_fn(|req: http::Request<Incoming>| async move {
