@@ -288,6 +288,9 @@ pub struct ServerConf {
     pub max_body_bytes: Option<u64>,
     /// Permission bits of the Unix socket files the listeners create.
     pub socket_mode: Option<addr::SocketMode>,
+    /// Whether TCP listeners accept a connection only once its first bytes
+    /// arrived (default `true`).
+    pub defer_accept: Option<bool>,
 }
 
 /// The upstream pools.

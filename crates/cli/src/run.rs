@@ -55,17 +55,21 @@ struct Listeners {
     kept: Vec<(String, Kept)>,
     /// Permission bits of the Unix socket files bound here.
     mode: Option<SocketMode>,
+    /// Whether TCP sockets, bound or inherited, defer accepts until a
+    /// connection's first bytes ([`drainpipe::server::defer_accept`]).
+    defer_accept: bool,
     /// The Unix socket files this process serves, removed when it exits
     /// (not after a hand-off: the successor serves them).
     files: Vec<SocketFile>,
 }
 
 impl Listeners {
-    fn new(inherited: Vec<Handed>, mode: Option<SocketMode>) -> Listeners {
+    fn new(inherited: Vec<Handed>, mode: Option<SocketMode>, defer_accept: bool) -> Listeners {
         Listeners {
             inherited,
             kept: Vec::new(),
             mode,
+            defer_accept,
             files: Vec::new(),
         }
     }
@@ -110,6 +114,13 @@ impl Listeners {
                 Bound::Unix(vec![Arc::new(l)])
             }
         };
+        if let Bound::Tcp(sockets) = &bound {
+            // Inherited ones too: the setting is this configuration's.
+            for s in sockets {
+                drainpipe::server::defer_accept(s, self.defer_accept)
+                    .map_err(|e| format!("cannot defer accepts on {addr}: {e}"))?;
+            }
+        }
         self.kept
             .extend(bound.downgrade().map(|k| (name.clone(), k)));
         Ok(bound)
@@ -328,7 +339,7 @@ pub async fn origin(
     tls: Option<ServerTls>,
 ) -> Result<(), String> {
     let signals = Signals::new();
-    let mut bound = Listeners::new(Vec::new(), None);
+    let mut bound = Listeners::new(Vec::new(), None, true);
     let listeners = take_all(&mut bound, "origin", &listen, workers)?;
     let mut builder = Server::builder().drain_timeout(drain_timeout);
     if let Some(n) = max_requests {
@@ -521,7 +532,11 @@ async fn serve_config(
     if let Some(log) = &access_log {
         tokio::spawn(reopen_on_sigusr1(signals.usr1.take(), log.clone()));
     }
-    let mut listeners = Listeners::new(handed, config.server.socket_mode);
+    let mut listeners = Listeners::new(
+        handed,
+        config.server.socket_mode,
+        config.server.defer_accept.unwrap_or(true),
+    );
     // One socket per worker for what the workers serve; admin, served on
     // this thread, has one.
     // Bind everything first: a bad address fails before anything serves.

@@ -1,4 +1,5 @@
-//! The graceful close, over any [`Transport`], and listener readiness.
+//! The graceful close, over any [`Transport`], and listening sockets:
+//! readiness, deferred accepts.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -37,6 +38,55 @@ pub(crate) fn has_pending_connection<L: std::os::fd::AsFd>(listener: &L) -> bool
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// How long the kernel holds a connection that has sent nothing while
+/// accepts are deferred ([`defer_accept`]); then it is accepted anyway, and
+/// the head timeout starts.
+pub const DEFER_ACCEPT_HOLD: Duration = Duration::from_secs(1);
+
+/// Defers the accepts of a TCP listening socket (`on`) until each new
+/// connection's first bytes arrive, as h2o does by default and nginx's
+/// `listen … deferred` (Linux `TCP_DEFER_ACCEPT`); `false` turns it off.
+///
+/// HTTP clients speak first (a request, a TLS ClientHello, a PROXY header),
+/// so nothing is lost: the kernel completes the handshake, keeps the
+/// connection out of the accept queue until it has a request to read, and
+/// the process is woken once per connection instead of twice (the accept,
+/// then the request). A connection that sends nothing is held by the kernel
+/// for [`DEFER_ACCEPT_HOLD`] (no descriptor, no connection slot), then
+/// accepted like any other and closed by the head timeout. A client that
+/// waits for the server to speak first (not HTTP) would wait that long.
+///
+/// Applies to sockets bound by anyone (the CLI sets it on every TCP listener
+/// unless `[server] defer_accept = false`). Does nothing on other systems.
+pub fn defer_accept(listener: &std::net::TcpListener, on: bool) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let secs: nix::libc::c_int = if on {
+            DEFER_ACCEPT_HOLD.as_secs() as nix::libc::c_int
+        } else {
+            0
+        };
+        // SAFETY: the descriptor is the listener's, open for the call; the
+        // value is a live c_int of the length given.
+        let rc = unsafe {
+            nix::libc::setsockopt(
+                listener.as_raw_fd(),
+                nix::libc::IPPROTO_TCP,
+                nix::libc::TCP_DEFER_ACCEPT,
+                std::ptr::from_ref(&secs).cast(),
+                std::mem::size_of_val(&secs) as nix::libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (listener, on);
+    Ok(())
 }
 
 /// Shuts down the write side now (our FIN follows everything written), for a

@@ -141,6 +141,10 @@ impl<L: AsRawFd + AsFd> SocketAcceptor<L> {
     /// accept is racy: on a multi-threaded runtime the reactor may already
     /// have recorded a real event, which the clear would lose, leaving the
     /// request unread.) Same syscalls: `accept4`, then the registration.
+    /// On a listener that defers accepts ([`defer_accept`](crate::sock::defer_accept))
+    /// the request is already there: the registration's first event comes
+    /// with the next look at the reactor, for every connection of the batch
+    /// accepted in this wake-up at once.
     async fn accept_socket(&self) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
         const FLAGS: i32 = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
         std::future::poll_fn(|cx| {

@@ -3,6 +3,9 @@
 //!
 //! The caller binds the listener and passes a shutdown future; [`Server::serve`]
 //! accepts until the future resolves, then drains and returns a [`DrainReport`].
+//! [`defer_accept`] on a TCP listener before serving it has the kernel hand
+//! over each connection only once its request arrived (the binary does this
+//! by default): one wake-up per new connection instead of two.
 //!
 //! ```text
 //!  listener.rs   accept loop: max connections (accept waits), EMFILE back-off
@@ -20,7 +23,8 @@
 //!  workers.rs    thread-per-core: N current-thread runtimes, one
 //!                `SO_REUSEPORT` socket each ([`workers`])
 //!  sock.rs       graceful close: FIN, discard input, then close
-//!                (a plain close when the client announced its last request)
+//!                (a plain close when the client announced its last request);
+//!                deferred accepts (TCP_DEFER_ACCEPT)
 //!  (TCP_NODELAY goes on before a connection's second write: park.rs `Writes`)
 //! ```
 //!
@@ -60,6 +64,7 @@ mod park;
 mod slots;
 pub mod workers;
 
+pub use crate::sock::{defer_accept, DEFER_ACCEPT_HOLD};
 pub use listener::{Accept, Listen, SocketAcceptor};
 pub use workers::{Worker, Workers};
 
