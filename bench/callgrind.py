@@ -8,6 +8,8 @@ SCENARIO is one of:
   pipelined  the same, 16 requests in flight per connection
   close      the same with a new connection per request (`Connection:
              close`, 8 at once): accept, serve, close
+  http10     HTTP/1.0 keep-alive as `ab -k` makes it (the load is `ab -k -c 8`:
+             four header fields, `Connection: Keep-Alive` answered in kind)
   tls-keepalive  keepalive over TLS (bench/run.py's ECDSA P-256 certificate;
              the load's handshakes happen before the counters are zeroed)
   proxy      `drainpipe proxy` under callgrind in front of `drainpipe origin`
@@ -55,7 +57,7 @@ from compare import free_port  # noqa: E402  (one way to pick a port)
 from run import TLS_DIR, make_tls_certs  # noqa: E402  (one way to make the certificate)
 
 
-SCENARIOS = ("keepalive", "pipelined", "close", "tls-keepalive", "proxy", "proxy-log")
+SCENARIOS = ("keepalive", "pipelined", "close", "http10", "tls-keepalive", "proxy", "proxy-log")
 
 
 def wait_port(port, seconds=60):
@@ -71,6 +73,11 @@ def wait_port(port, seconds=60):
 
 def load(client, port, requests, scenario, tls=False):
     scheme = "https" if tls else "http"
+    if scenario == "http10":
+        subprocess.run(["ab", "-q", "-k", "-c", "8", "-n", str(requests),
+                        f"http://127.0.0.1:{port}/"],
+                       check=True, capture_output=True, timeout=600)
+        return
     cmd = [client, "bench", f"{scheme}://127.0.0.1:{port}/", "-c", "8", "-n", str(requests)]
     if tls:
         cmd += ["--insecure"]
