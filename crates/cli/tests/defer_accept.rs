@@ -7,12 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{read_response, Proc, Scratch, BIN};
+use common::{control, pid_in, read_response, Proc, Scratch};
 
 /// A proxy listener in front of `origin`, an admin listener, a head timeout
 /// of 300 ms, and `defer` as `server.defer_accept` (absent: the default).
@@ -149,20 +148,9 @@ fn a_reload_that_turns_it_off_applies_to_the_sockets_taken_over() {
     let addr = old.addr("proxy");
 
     std::fs::write(&file, config(origin.addr("origin"), Some(false))).unwrap();
-    let out = Command::new(BIN)
-        .args(["reload", "--pid-file", pid_file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let successor: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (code, err) = control("reload", &pid_file);
+    assert_eq!(code, Some(0), "{err}");
+    let successor = pid_in(&pid_file);
     scratch.kill.push(successor);
     assert_ne!(successor, old.pid());
     // The successor prints its addresses to the first process's stdout: the

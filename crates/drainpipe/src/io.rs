@@ -125,6 +125,16 @@ pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) ->
     }
 }
 
+/// One write of what `out` holds, the close following at once
+/// ([`Transport::try_write_before_close`]); what did not fit stays in `out`.
+pub(crate) fn try_write_before_close<T: Transport>(stream: &mut T, out: &mut WriteBuf) {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let n = out.chunks_vectored(&mut slices);
+    if let Ok(written) = stream.try_write_before_close(&slices[..n]) {
+        out.advance(written);
+    }
+}
+
 /// Writes everything in `out`.
 pub(crate) async fn write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<()> {
     poll_fn(|cx| poll_write_buf(stream, out, cx)).await

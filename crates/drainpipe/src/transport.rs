@@ -13,6 +13,7 @@
 //! | [`set_nodelay`](Transport::set_nodelay) | Nagle off (TCP) | nothing |
 //! | [`poll_read_ready`](Transport::poll_read_ready) | the reactor's readiness | ready at once |
 //! | [`try_write_vectored`](Transport::try_write_vectored) | `send` (one buffer) or `writev` without a waker | a poll with a no-op waker |
+//! | [`try_write_before_close`](Transport::try_write_before_close) | `sendmsg` with `MSG_MORE` (TCP): the close's FIN leaves with the data | `try_write_vectored` |
 //! | [`has_input`](Transport::has_input) | a kernel peek | `false` |
 //! | [`peer_closed_or_sent`](Transport::peer_closed_or_sent) | a readiness-gated peek | `false` |
 //! | [`read_now`](Transport::read_now) | a kernel `recv` | a poll with a no-op waker |
@@ -69,6 +70,16 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
             Poll::Ready(r) => r,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+
+    /// [`try_write_vectored`](Transport::try_write_vectored) for the last
+    /// bytes before a close that follows at once: a TCP socket holds them
+    /// back (`MSG_MORE`) until the close, so that they and its FIN leave in
+    /// one segment (a packet, and the peer's separate ACK, fewer per
+    /// connection). The caller must close, or write again, right after: held
+    /// bytes wait for one or the other.
+    fn try_write_before_close(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_write_vectored(bufs)
     }
 
     /// Whether input (or an EOF) waits, asked of the kernel rather than of
@@ -184,6 +195,15 @@ impl Transport for TcpStream {
         }
     }
 
+    fn try_write_before_close(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        const FLAGS: i32 = nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL;
+        // Through the registration, so a full socket clears its readiness.
+        let this: &TcpStream = self;
+        this.try_io(tokio::io::Interest::WRITABLE, || {
+            socket2::SockRef::from(this).send_vectored_with_flags(bufs, FLAGS)
+        })
+    }
+
     fn peer_closed_or_sent(&self) -> bool {
         peek_if_readable!(self)
     }
@@ -257,6 +277,13 @@ macro_rules! forward_transport {
         #[inline]
         fn try_write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
             self $($inner_mut)+ .try_write_vectored(bufs)
+        }
+
+        fn try_write_before_close(
+            &mut self,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::io::Result<usize> {
+            self $($inner_mut)+ .try_write_before_close(bufs)
         }
 
         fn has_input(&self) -> bool {

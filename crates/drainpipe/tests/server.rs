@@ -185,6 +185,85 @@ async fn announced_last_request_closes_without_lingering() {
     assert!(eventually(|| srv.stats.open.load(Ordering::SeqCst) == 0).await);
 }
 
+// The response to a request that announced the close is the last thing
+// the server sends: it leaves in the same TCP segment as the FIN (one
+// packet, and one ACK from the client, fewer per connection), which the
+// client sees as one segment bringing both. Counted with the client's
+// `TCP_INFO` from the moment its request was acknowledged.
+#[tokio::test]
+async fn the_last_response_before_a_plain_close_leaves_with_the_fin() {
+    let srv = TestServer::origin(builder()).await;
+    let addr = srv.addr;
+    let segments = tokio::task::spawn_blocking(move || segments_after_the_request(addr))
+        .await
+        .unwrap();
+    assert_eq!(
+        segments,
+        Some(1),
+        "segments bringing the response and the EOF"
+    );
+}
+
+/// The `TCP_INFO` of a socket.
+fn tcp_info(s: &std::net::TcpStream) -> nix::libc::tcp_info {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero tcp_info is a valid value; getsockopt writes at
+    // most `len` bytes into it.
+    let mut info: nix::libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<nix::libc::tcp_info>() as nix::libc::socklen_t;
+    let rc = unsafe {
+        nix::libc::getsockopt(
+            s.as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt(TCP_INFO)");
+    info
+}
+
+/// Bytes waiting to be read on `s`.
+fn readable_bytes(s: &std::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int.
+    let rc = unsafe { nix::libc::ioctl(s.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "ioctl(FIONREAD)");
+    n as usize
+}
+
+/// Sends `GET / HTTP/1.0` and counts the segments that arrive after the
+/// server acknowledged it, up to the EOF. A try where the response came
+/// with the acknowledgement itself cannot tell and is made again (at most
+/// 50 tries; `None` if none could tell).
+fn segments_after_the_request(addr: std::net::SocketAddr) -> Option<u32> {
+    use std::io::{Read, Write};
+    for _ in 0..50 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tcp_info(&s).tcpi_unacked != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request never acknowledged"
+            );
+            std::thread::yield_now();
+        }
+        let before = tcp_info(&s).tcpi_segs_in;
+        if readable_bytes(&s) > 0 {
+            continue;
+        }
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(got.ends_with(b"Hello, World!"), "{got:?}");
+        return Some(tcp_info(&s).tcpi_segs_in - before);
+    }
+    None
+}
+
 // The last of max_requests carries close, and graceful close keeps every
 // response: 10 pipelined, the server closes after the 3rd with 7 unread.
 #[tokio::test]

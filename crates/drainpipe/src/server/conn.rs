@@ -31,7 +31,7 @@ use super::park::{Parker, Resume, Writes};
 use crate::access;
 use crate::body::Incoming;
 use crate::error::BoxError;
-use crate::io::{poll_write_buf, pool, try_write_buf, write_buf};
+use crate::io::{poll_write_buf, pool, try_write_before_close, try_write_buf, write_buf};
 use crate::sock;
 use crate::transport::{Parking, Transport};
 use crate::upgrade::{Pending, Upgraded};
@@ -235,13 +235,23 @@ where
     }
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
+    let plain_close = driver.conn.peer_sent_last();
     if !driver.out.is_empty() {
         driver.before_write();
-        let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
-        let _ =
-            tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out)).await;
+        driver.count_write();
+        if plain_close {
+            // The close comes right after: the response and the FIN can
+            // leave in one segment.
+            try_write_before_close(&mut driver.stream, &mut driver.out);
+        }
+        if !driver.out.is_empty() {
+            let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
+            let _ =
+                tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out))
+                    .await;
+        }
     }
-    if driver.conn.peer_sent_last() {
+    if plain_close {
         // The client announced its last request and sent nothing after it:
         // a plain close meets no unread input, so no reset can hit the
         // response and there is nothing to linger for.
@@ -331,6 +341,10 @@ where
                 // core bounded it when the response started).
                 Ok(Event::Data(_) | Event::End { .. }) => {}
                 Ok(Event::NeedData) => {
+                    if self.conn.must_close() && self.conn.peer_sent_last() {
+                        // The last response goes out with the close (`run`).
+                        return self.close_reason().into();
+                    }
                     if let Err(reason) = self.flush().await {
                         return reason.into();
                     }
@@ -344,6 +358,9 @@ where
                     }
                 }
                 Ok(Event::Paused | Event::Closed) => {
+                    if self.conn.peer_sent_last() {
+                        return self.close_reason().into();
+                    }
                     if let Err(reason) = self.flush().await {
                         return reason.into();
                     }
@@ -609,9 +626,7 @@ where
             return Ok(());
         }
         self.before_write();
-        let stats = &self.shared.stats;
-        stats.add(&stats.writes, 1);
-        stats.add(&stats.bytes_out, self.out.len() as u64);
+        self.count_write();
         // Most writes complete at once: a timer only when the socket is full.
         match try_write_buf(&mut self.stream, &mut self.out) {
             Ok(true) => return Ok(()),
@@ -625,6 +640,13 @@ where
             Ok(Err(_)) => Err(CloseReason::Io),
             Err(_) => Err(CloseReason::WriteTimeout),
         }
+    }
+
+    /// Counts a write of everything queued in the server's statistics.
+    fn count_write(&self) {
+        let stats = &self.shared.stats;
+        stats.add(&stats.writes, 1);
+        stats.add(&stats.bytes_out, self.out.len() as u64);
     }
 
     /// Writes what is queued without waiting for it to finish.
