@@ -100,15 +100,36 @@ pub(crate) fn poll_write_buf<T: Transport>(
 /// out, `Ok(false)` when the socket is full (the rest needs
 /// [`write_buf`]). A transport that buffers (TLS records not yet written)
 /// is flushed too: `Ok(true)` means nothing is left anywhere.
+#[inline]
 pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) -> io::Result<bool> {
+    try_write_buf_by(stream, out, T::try_write_vectored)
+}
+
+/// [`try_write_buf`] for a connection's last bytes, the close following at
+/// once ([`Transport::try_write_before_close`]: on TCP they and the FIN
+/// leave in one segment).
+pub(crate) fn try_write_before_close<T: Transport>(
+    stream: &mut T,
+    out: &mut WriteBuf,
+) -> io::Result<bool> {
+    try_write_buf_by(stream, out, T::try_write_before_close)
+}
+
+/// [`try_write_buf`] with `write` as the transport's write.
+#[inline]
+fn try_write_buf_by<T: Transport>(
+    stream: &mut T,
+    out: &mut WriteBuf,
+    write: impl Fn(&mut T, &[IoSlice<'_>]) -> io::Result<usize>,
+) -> io::Result<bool> {
     while !out.is_empty() {
         // Small responses are one copied piece: no array of slices to fill.
         let written = if out.chunk().len() == out.len() {
-            stream.try_write_vectored(&[IoSlice::new(out.chunk())])
+            write(stream, &[IoSlice::new(out.chunk())])
         } else {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = out.chunks_vectored(&mut slices);
-            stream.try_write_vectored(&slices[..n])
+            write(stream, &slices[..n])
         };
         match written {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -122,16 +143,6 @@ pub(crate) fn try_write_buf<T: Transport>(stream: &mut T, out: &mut WriteBuf) ->
         Poll::Ready(Ok(())) => Ok(true),
         Poll::Ready(Err(e)) => Err(e),
         Poll::Pending => Ok(false),
-    }
-}
-
-/// One write of what `out` holds, the close following at once
-/// ([`Transport::try_write_before_close`]); what did not fit stays in `out`.
-pub(crate) fn try_write_before_close<T: Transport>(stream: &mut T, out: &mut WriteBuf) {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    let n = out.chunks_vectored(&mut slices);
-    if let Ok(written) = stream.try_write_before_close(&slices[..n]) {
-        out.advance(written);
     }
 }
 

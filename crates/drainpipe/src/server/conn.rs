@@ -235,23 +235,14 @@ where
     }
     // Whatever is still queued (a final response, an error answer) goes out
     // before the close.
-    let plain_close = driver.conn.peer_sent_last();
     if !driver.out.is_empty() {
         driver.before_write();
         driver.count_write();
-        if plain_close {
-            // The close comes right after: the response and the FIN can
-            // leave in one segment.
-            try_write_before_close(&mut driver.stream, &mut driver.out);
-        }
-        if !driver.out.is_empty() {
-            let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
-            let _ =
-                tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out))
-                    .await;
-        }
+        let (deadline, _) = driver.deadline(Wait::Write, Instant::now());
+        let _ =
+            tokio::time::timeout_at(deadline, write_buf(&mut driver.stream, &mut driver.out)).await;
     }
-    if plain_close {
+    if driver.conn.peer_sent_last() {
         // The client announced its last request and sent nothing after it:
         // a plain close meets no unread input, so no reset can hit the
         // response and there is nothing to linger for.
@@ -341,31 +332,19 @@ where
                 // core bounded it when the response started).
                 Ok(Event::Data(_) | Event::End { .. }) => {}
                 Ok(Event::NeedData) => {
-                    if self.conn.must_close() && self.conn.peer_sent_last() {
-                        // The last response goes out with the close (`run`).
-                        return self.close_reason().into();
+                    if self.conn.must_close() {
+                        // The last response; what the client still sends (an
+                        // unread body) is discarded by the graceful close.
+                        return self.flush_last().await;
                     }
                     if let Err(reason) = self.flush().await {
                         return reason.into();
-                    }
-                    if self.conn.must_close() {
-                        // The last response is out; what the client still sends
-                        // (an unread body) is discarded by the graceful close.
-                        return self.close_reason().into();
                     }
                     if let Err(stop) = self.read_more().await {
                         return stop;
                     }
                 }
-                Ok(Event::Paused | Event::Closed) => {
-                    if self.conn.peer_sent_last() {
-                        return self.close_reason().into();
-                    }
-                    if let Err(reason) = self.flush().await {
-                        return reason.into();
-                    }
-                    return self.close_reason().into();
-                }
+                Ok(Event::Paused | Event::Closed) => return self.flush_last().await,
                 Ok(Event::Informational(_) | Event::Response { .. }) => {
                     unreachable!("a server connection yields no responses")
                 }
@@ -621,6 +600,30 @@ where
 
     /// Writes out everything queued, within the write timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
+        self.write_queued(try_write_buf).await
+    }
+
+    /// Writes out the connection's last bytes and says why it closes. When
+    /// the client announced its last request, the plain close follows at
+    /// once (`run`): the bytes are held for it and leave with its FIN.
+    async fn flush_last(&mut self) -> Stop {
+        let flushed = if self.conn.peer_sent_last() {
+            self.write_queued(try_write_before_close).await
+        } else {
+            self.flush().await
+        };
+        match flushed {
+            Ok(()) => self.close_reason().into(),
+            Err(reason) => reason.into(),
+        }
+    }
+
+    /// Writes out everything queued within the write timeout, trying first
+    /// with `first_try` ([`try_write_buf`] or [`try_write_before_close`]).
+    async fn write_queued(
+        &mut self,
+        first_try: impl Fn(&mut T, &mut WriteBuf) -> std::io::Result<bool>,
+    ) -> Result<(), CloseReason> {
         self.queued = 0;
         if self.out.is_empty() {
             return Ok(());
@@ -628,7 +631,7 @@ where
         self.before_write();
         self.count_write();
         // Most writes complete at once: a timer only when the socket is full.
-        match try_write_buf(&mut self.stream, &mut self.out) {
+        match first_try(&mut self.stream, &mut self.out) {
             Ok(true) => return Ok(()),
             Ok(false) => self.moment.forget(),
             Err(_) => return Err(CloseReason::Io),
